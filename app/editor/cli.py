@@ -1,0 +1,207 @@
+"""``guwah-editor``: the offline tool editors run on an air-gapped laptop.
+
+Imports nothing from the web stack (FastAPI, Starlette, SQLAlchemy, uvicorn): the base
+``pip install guwah`` is all an editor laptop gets.  Every failure is one line on stderr and
+a non-zero exit.
+"""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from app.crypto import AgeError, Decryptor
+from app.crypto.passphrase import DEFAULT_WORK_FACTOR
+
+from . import backup as backup_mod
+from .errors import EditorError
+from .keyring import Keyring, create_keyring, default_keyring, open_keyring, read_public
+from .prompts import read_passphrase
+from .safe_output import atomic_output, ensure_out_dir, output_name_for
+
+app = typer.Typer(
+    name="guwah-editor",
+    help="Offline tool for Guwah editors: keys, decryption and review, on an air-gapped laptop.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+KeyringOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--keyring",
+        help="Keyring folder (default: $GUWAH_KEYRING, then ~/.local/share/guwah-editor).",
+        show_default=False,
+    ),
+]
+PassFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help="Read the passphrase from the first line of FILE instead of asking (scripts, tests).",
+    ),
+]
+
+
+def _keyring_dir(keyring: Path | None) -> Path:
+    return keyring if keyring is not None else default_keyring()
+
+
+def _open(keyring: Path | None, passphrase_file: Path | None) -> Keyring:
+    directory = _keyring_dir(keyring)
+    read_public(directory)  # a clear error before asking for a passphrase
+    return open_keyring(directory, read_passphrase(passphrase_file))
+
+
+@app.command()
+def keygen(
+    name: Annotated[
+        str, typer.Option("--name", help="The desk or editor name the operator will see.")
+    ],
+    x25519: Annotated[
+        bool,
+        typer.Option(
+            "--x25519",
+            help="Classical X25519 key (readable by any age tool) instead of post-quantum hybrid.",
+        ),
+    ] = False,
+    keyring: KeyringOpt = None,
+    passphrase_file: PassFileOpt = None,
+    work_factor: Annotated[
+        int, typer.Option("--work-factor", help="scrypt work factor (log2) for the keyring.")
+    ] = DEFAULT_WORK_FACTOR,
+) -> None:
+    """Create a keyring: an age identity and an Ed25519 signing key under one passphrase."""
+    if not 10 <= work_factor <= 22:
+        raise EditorError("--work-factor must be between 10 and 22")
+    directory = _keyring_dir(keyring)
+    passphrase = read_passphrase(passphrase_file, confirm=True)
+    ring = Keyring.generate(name, post_quantum=not x25519)
+    create_keyring(directory, ring, passphrase, work_factor)
+    public = ring.public
+    out.print(f"Keyring created in {directory}")
+    out.print(f"Key type:    {'X25519' if x25519 else 'post-quantum (mlkem768x25519)'}")
+    out.print(f"Public key:  {directory / 'editor.pub'}  (give this file to the operator)")
+    out.print(f"Fingerprint: [bold]{public.fingerprint}[/bold]  (read it aloud to the operator)")
+    out.print("Next: make a paper backup with 'guwah-editor backup' and store it offline.")
+
+
+@app.command()
+def fingerprint(keyring: KeyringOpt = None) -> None:
+    """Print the public key file and its fingerprint (no passphrase needed)."""
+    public = read_public(_keyring_dir(keyring))
+    sys.stdout.write(public.to_text())
+
+
+@app.command()
+def decrypt(
+    files: Annotated[list[Path], typer.Argument(help="age files to decrypt.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the decrypted files.")],
+    keyring: KeyringOpt = None,
+    passphrase_file: PassFileOpt = None,
+) -> None:
+    """Decrypt age files into a folder; never overwrites, never leaves half a file."""
+    for path in files:
+        if not path.is_file():
+            raise EditorError(f"{path} is not a file")
+    ring = _open(keyring, passphrase_file)
+    target = ensure_out_dir(out_dir)
+    names = [output_name_for(p) for p in files]
+    if len(set(names)) != len(names):
+        raise EditorError("two input files would decrypt to the same name: decrypt them separately")
+    for path, name in zip(files, names, strict=True):
+        with path.open("rb") as src, atomic_output(target, name) as dst, _progress(path) as step:
+            for chunk in Decryptor(src, [ring.identity]).chunks():
+                dst.write(chunk)
+                step(len(chunk))
+        out.print(f"{path} -> {target / name}")
+
+
+class _progress:
+    """A rich progress bar on stderr for one file (silent when stderr is not a terminal)."""
+
+    def __init__(self, path: Path) -> None:
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        )
+        self._task = self._bar.add_task(path.name, total=path.stat().st_size)
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self._bar.start()
+        return lambda n: self._bar.advance(self._task, n)
+
+    def __exit__(self, *_: object) -> None:
+        self._bar.stop()
+
+
+@app.command()
+def backup(
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the printable backup.")],
+    keyring: KeyringOpt = None,
+    passphrase_file: PassFileOpt = None,
+) -> None:
+    """Write a printable paper backup of the keyring (armored, passphrase-protected)."""
+    ring = _open(keyring, passphrase_file)
+    passphrase = read_passphrase(passphrase_file)
+    backup_mod.write_backup(out_file, ring, passphrase)
+    out.print(f"Paper backup written to {out_file}: print it, check it, then delete the file.")
+
+
+@app.command()
+def restore(
+    backup_file: Annotated[Path, typer.Argument(help="A paper backup typed or scanned back in.")],
+    keyring: KeyringOpt = None,
+    passphrase_file: PassFileOpt = None,
+) -> None:
+    """Recreate a keyring from a paper backup."""
+    passphrase = read_passphrase(passphrase_file)
+    ring = backup_mod.read_backup(backup_file, passphrase)
+    directory = _keyring_dir(keyring)
+    create_keyring(directory, ring, passphrase, DEFAULT_WORK_FACTOR)
+    out.print(f"Keyring restored in {directory}; fingerprint {ring.public.fingerprint}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turn every expected failure into one line and exit status 1."""
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("guwah-editor: aborted")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (EditorError, AgeError) as exc:
+        err.print(f"guwah-editor: error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.print(
+            f"guwah-editor: error: {where}{exc.strerror or exc}", markup=False, highlight=False
+        )
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("guwah-editor: interrupted")
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,208 @@
+"""The editor's keyring: one passphrase-protected age file plus a public key file.
+
+Layout of a keyring folder (0700, files 0600):
+
+- ``identity.age`` — an age file encrypted to a scrypt (passphrase) recipient.  Its plaintext
+  is an ordinary age identity file: comment lines, then the ``AGE-SECRET-KEY-…`` line.  The
+  Ed25519 signing seed rides along in a ``# guwah-ed25519-seed:`` comment, so in an emergency
+  ``age -d identity.age > key.txt`` followed by ``age -d -i key.txt`` still works.
+- ``editor.pub`` — what the operator needs: name, age recipient, Ed25519 public key and the
+  fingerprint to read aloud (docs/formats.md, "Editor public key file").
+"""
+
+import base64
+import os
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nacl.signing import SigningKey, VerifyKey
+
+from app.crypto import (
+    HybridIdentity,
+    KeyFormatError,
+    ScryptIdentity,
+    ScryptRecipient,
+    X25519Identity,
+    decrypt,
+    encrypt,
+    fingerprint,
+    parse_identity,
+    parse_recipient,
+)
+
+from .errors import EditorError
+
+IDENTITY_FILE = "identity.age"
+PUBLIC_FILE = "editor.pub"
+_SEED_PREFIX = "# guwah-ed25519-seed: "
+MIN_PASSPHRASE = 12
+
+
+def default_keyring() -> Path:
+    """GUWAH_KEYRING, else the user's data dir (XDG), so keys never land in a project folder."""
+    if env := os.environ.get("GUWAH_KEYRING"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "guwah-editor"
+
+
+def key_fingerprint(age_recipient: str, ed25519_public: bytes) -> str:
+    """Fingerprint of an editor public key: covers both the age and the signing key."""
+    return fingerprint(age_recipient.encode("ascii") + b"\n" + ed25519_public)
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    name: str
+    age_recipient: str
+    ed25519_public: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        return key_fingerprint(self.age_recipient, self.ed25519_public)
+
+    def verify_key(self) -> VerifyKey:
+        return VerifyKey(self.ed25519_public)
+
+    def to_text(self) -> str:
+        return (
+            "# Guwah editor public key. Give this file to the server operator, and read the\n"
+            "# fingerprint aloud to them so they can check it arrived unchanged.\n"
+            f"name: {self.name}\n"
+            f"age-recipient: {self.age_recipient}\n"
+            f"ed25519: {base64.b64encode(self.ed25519_public).decode()}\n"
+            f"fingerprint: {self.fingerprint}\n"
+        )
+
+    @classmethod
+    def from_text(cls, text: str) -> "PublicKey":
+        fields: dict[str, str] = {}
+        for line in text.splitlines():
+            if line.strip() and not line.startswith("#"):
+                key, sep, value = line.partition(":")
+                if not sep:
+                    raise EditorError("the public key file has a line without 'field: value'")
+                fields[key.strip()] = value.strip()
+        try:
+            name, recipient = fields["name"], fields["age-recipient"]
+            public = base64.b64decode(fields["ed25519"], validate=True)
+        except KeyError as exc:
+            raise EditorError(f"the public key file has no '{exc.args[0]}' line") from None
+        except ValueError:
+            raise EditorError("the public key file's ed25519 line is not base64") from None
+        if len(public) != 32:
+            raise EditorError("the public key file's ed25519 key has the wrong length")
+        try:
+            parse_recipient(recipient)
+        except KeyFormatError as exc:
+            raise EditorError(f"the public key file's age-recipient is invalid: {exc}") from None
+        key = cls(name, recipient, public)
+        if "fingerprint" in fields and fields["fingerprint"] != key.fingerprint:
+            raise EditorError(
+                "the public key file's fingerprint does not match its keys: it was altered"
+            )
+        return key
+
+
+@dataclass(frozen=True, repr=False)
+class Keyring:
+    name: str
+    identity: X25519Identity | HybridIdentity
+    signing_key: SigningKey
+
+    def __repr__(self) -> str:
+        return f"Keyring({self.name!r})"
+
+    @property
+    def public(self) -> PublicKey:
+        return PublicKey(
+            self.name, str(self.identity.recipient()), bytes(self.signing_key.verify_key)
+        )
+
+    def identity_text(self) -> str:
+        """The plaintext of identity.age: a valid age identity file."""
+        created = datetime.now(UTC).date().isoformat()
+        seed = base64.b64encode(bytes(self.signing_key)).decode()
+        return (
+            f"# Guwah editor identity: {self.name}\n"
+            f"# created: {created}\n"
+            f"# public key: {self.identity.recipient()}\n"
+            f"{_SEED_PREFIX}{seed}\n"
+            f"{self.identity}\n"
+        )
+
+    @classmethod
+    def from_identity_text(cls, text: str) -> "Keyring":
+        name = "editor"
+        seed = None
+        identity = None
+        for line in text.splitlines():
+            if line.startswith("# Guwah editor identity: "):
+                name = line.split(": ", 1)[1]
+            elif line.startswith(_SEED_PREFIX):
+                seed = base64.b64decode(line[len(_SEED_PREFIX) :])
+            elif line.strip() and not line.startswith("#"):
+                identity = parse_identity(line)
+        if identity is None or seed is None or len(seed) != 32:
+            raise EditorError("the keyring's identity file is incomplete (no key or no seed)")
+        return cls(name, identity, SigningKey(seed))
+
+    @classmethod
+    def generate(cls, name: str, post_quantum: bool = True) -> "Keyring":
+        identity = HybridIdentity.generate() if post_quantum else X25519Identity.generate()
+        return cls(name, identity, SigningKey.generate())
+
+
+def check_passphrase(passphrase: str) -> None:
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise EditorError(
+            f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters "
+            "(several random words are best)"
+        )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create a 0600 file that must not exist yet; write it fully, fsync, then rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)  # fails if path exists: never overwrite a key
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def create_keyring(directory: Path, keyring: Keyring, passphrase: str, work_factor: int) -> None:
+    check_passphrase(passphrase)
+    if (directory / IDENTITY_FILE).exists():
+        raise EditorError(
+            f"a keyring already exists in {directory}: choose another --keyring folder"
+        )
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(directory.stat().st_mode) & 0o077:
+        os.chmod(directory, 0o700)
+    sealed = encrypt(keyring.identity_text().encode(), [ScryptRecipient(passphrase, work_factor)])
+    _write_private(directory / IDENTITY_FILE, sealed)
+    _write_private(directory / PUBLIC_FILE, keyring.public.to_text().encode())
+    os.chmod(directory / PUBLIC_FILE, 0o644)
+
+
+def open_keyring(directory: Path, passphrase: str) -> Keyring:
+    path = directory / IDENTITY_FILE
+    if not path.exists():
+        raise EditorError(f"no keyring in {directory}: run 'guwah-editor keygen' or pass --keyring")
+    return Keyring.from_identity_text(
+        decrypt(path.read_bytes(), [ScryptIdentity(passphrase)]).decode("utf-8")
+    )
+
+
+def read_public(directory: Path) -> PublicKey:
+    path = directory / PUBLIC_FILE
+    if not path.exists():
+        raise EditorError(f"no public key in {directory}: run 'guwah-editor keygen' first")
+    return PublicKey.from_text(path.read_text("utf-8"))

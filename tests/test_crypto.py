@@ -1,0 +1,187 @@
+"""app.crypto beyond the CCTV vectors: round trips, streaming, limits and error messages."""
+
+import io
+import os
+import random
+
+import pytest
+
+from app.crypto import (
+    AgeError,
+    Decryptor,
+    Encryptor,
+    HeaderError,
+    HybridIdentity,
+    KeyFormatError,
+    NoIdentityMatchError,
+    NotAgeFileError,
+    PayloadError,
+    ScryptIdentity,
+    ScryptRecipient,
+    X25519Identity,
+    decrypt,
+    decrypt_stream,
+    encrypt,
+    encrypt_stream,
+    fingerprint,
+    padme,
+    parse_identity,
+    parse_identity_file,
+    parse_recipient,
+    read_header,
+)
+from app.crypto.stream import CHUNK
+
+SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 17]
+
+
+@pytest.fixture(scope="module")
+def x25519() -> X25519Identity:
+    return X25519Identity.generate()
+
+
+@pytest.fixture(scope="module")
+def hybrid() -> HybridIdentity:
+    return HybridIdentity.generate()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_round_trip_sizes(size: int, x25519: X25519Identity, hybrid: HybridIdentity) -> None:
+    data = os.urandom(size)
+    for ident in (x25519, hybrid):
+        sealed = encrypt(data, [ident.recipient()])
+        assert decrypt(sealed, [ident]) == data
+        # ciphertext size: header + 16-byte nonce + 16-byte tag per chunk
+        chunks = max(1, -(-size // CHUNK))
+        assert len(sealed) - len(read_header(io.BytesIO(sealed)).mac_input) > size + 16 * chunks
+
+
+def test_incremental_encryptor_any_write_sizes(x25519: X25519Identity) -> None:
+    rng = random.Random(7)
+    data = os.urandom(5 * CHUNK + 999)
+    out = io.BytesIO()
+    enc = Encryptor([x25519.recipient()], out)
+    pos = 0
+    while pos < len(data):
+        n = rng.choice([1, 7, 1000, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK])
+        enc.write(data[pos : pos + n])
+        pos += n
+    enc.close()
+    assert enc.bytes_in == len(data) and enc.bytes_out == len(out.getvalue())
+    assert decrypt(out.getvalue(), [x25519]) == data
+    # byte-at-a-time reads from the Decryptor
+    reader = Decryptor(io.BytesIO(out.getvalue()), [x25519])
+    got = b"".join(iter(lambda: reader.read(4093), b""))
+    assert got == data
+
+
+def test_streaming_multiple_recipients_and_armor(x25519: X25519Identity) -> None:
+    other = X25519Identity.generate()
+    data = os.urandom(CHUNK * 2 + 5)
+    dst = io.BytesIO()
+    assert encrypt_stream(io.BytesIO(data), dst, [x25519.recipient(), other.recipient()],
+                          armor=True) == len(data)
+    text = dst.getvalue()
+    assert text.startswith(b"-----BEGIN AGE ENCRYPTED FILE-----\n")
+    assert all(len(line) <= 64 for line in text.splitlines())
+    for ident in (x25519, other):
+        plain = io.BytesIO()
+        assert decrypt_stream(io.BytesIO(b"\n \t\n" + text + b"\r\n"), plain, [ident]) == len(data)
+        assert plain.getvalue() == data
+
+
+def test_scrypt_passphrase() -> None:
+    sealed = encrypt(b"secret", [ScryptRecipient("a long passphrase", work_factor=10)])
+    assert decrypt(sealed, [ScryptIdentity("a long passphrase")]) == b"secret"
+    with pytest.raises(NoIdentityMatchError, match="passphrase is wrong"):
+        decrypt(sealed, [ScryptIdentity("wrong")])
+    with pytest.raises(HeaderError, match="higher than"):
+        decrypt(sealed, [ScryptIdentity("a long passphrase", max_work_factor=9)])
+
+
+def test_recipient_mixing_is_refused(x25519: X25519Identity, hybrid: HybridIdentity) -> None:
+    with pytest.raises(KeyFormatError, match="can't be mixed"):
+        encrypt(b"x", [x25519.recipient(), hybrid.recipient()])
+    with pytest.raises(KeyFormatError, match="passphrase"):
+        encrypt(b"x", [ScryptRecipient("p", 10), x25519.recipient()])
+    with pytest.raises(KeyFormatError):
+        encrypt(b"x", [])
+
+
+def test_key_strings_round_trip(x25519: X25519Identity, hybrid: HybridIdentity) -> None:
+    for ident in (x25519, hybrid):
+        assert str(parse_identity(str(ident))) == str(ident)
+        assert str(parse_recipient(str(ident.recipient()))) == str(ident.recipient())
+        assert str(ident).startswith("AGE-SECRET-KEY-")
+        assert "secret" in repr(ident) and str(ident) not in repr(ident)
+    text = f"# comment\n\n{x25519}\n{hybrid}\n"
+    assert [str(i) for i in parse_identity_file(text)] == [str(x25519), str(hybrid)]
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "age1", "age1qqqq", "nope", "AGE-SECRET-KEY-1QQQQ", "age1pq1abc"]
+)
+def test_bad_key_strings(bad: str) -> None:
+    with pytest.raises(KeyFormatError):
+        parse_recipient(bad)
+    with pytest.raises(KeyFormatError):
+        parse_identity(bad)
+
+
+def test_checksum_catches_a_typo(x25519: X25519Identity) -> None:
+    text = str(x25519.recipient())
+    typo = text[:-3] + ("q" if text[-3] != "q" else "p") + text[-2:]
+    with pytest.raises(KeyFormatError, match="checksum"):
+        parse_recipient(typo)
+
+
+def test_decryptor_never_releases_unauthenticated_chunks(x25519: X25519Identity) -> None:
+    data = os.urandom(3 * CHUNK)
+    sealed = bytearray(encrypt(data, [x25519.recipient()]))
+    sealed[-CHUNK // 2] ^= 0x80  # damage the last chunk only
+    reader = Decryptor(io.BytesIO(bytes(sealed)), [x25519])
+    assert reader.read(CHUNK) == data[:CHUNK]  # first chunk verified
+    assert reader.read(CHUNK) == data[CHUNK : 2 * CHUNK]
+    with pytest.raises(PayloadError):
+        reader.read(CHUNK)
+
+
+def test_errors_are_typed_and_readable(x25519: X25519Identity) -> None:
+    sealed = encrypt(b"hello", [x25519.recipient()])
+    cases = [
+        (b"", NotAgeFileError),
+        (b"%PDF-1.7 not age", NotAgeFileError),
+        (b"age-encryption.org/v2\n", HeaderError),
+        (sealed[:40], HeaderError),
+        (sealed[:-1], PayloadError),
+        (sealed + b"x", PayloadError),
+    ]
+    for blob, kind in cases:
+        with pytest.raises(kind) as info:
+            decrypt(blob, [x25519])
+        assert isinstance(info.value, AgeError) and len(str(info.value)) > 15
+    with pytest.raises(NoIdentityMatchError, match="X25519"):
+        decrypt(sealed, [X25519Identity.generate()])
+
+
+def test_header_size_is_bounded() -> None:
+    huge = b"age-encryption.org/v1\n-> X25519 " + b"A" * (2 << 20)
+    with pytest.raises(HeaderError, match="too large"):
+        read_header(io.BytesIO(huge))
+
+
+def test_padme_properties() -> None:
+    prev = 0
+    for n in [0, 1, 255, 256, 257, 1000, 4096, 10**6, 3 * 10**9 + 7]:
+        p = padme(n)
+        assert p >= n and p >= prev
+        assert p - n <= max(256, n * 0.12)
+        prev = p
+    # sizes in one bucket are indistinguishable
+    assert padme(1_000_001) == padme(1_000_100)
+
+
+def test_fingerprint_is_short_and_stable() -> None:
+    fp = fingerprint(b"some key")
+    assert fp == fingerprint(b"some key") and fp != fingerprint(b"some kez")
+    assert len(fp) == 24 and fp.count("-") == 4
