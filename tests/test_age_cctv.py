@@ -5,6 +5,7 @@ licence 0BSD OR CC0-1.0 OR Unlicense).
 """
 
 import hashlib
+import io
 import zlib
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from app.crypto import (
     PayloadError,
     ScryptIdentity,
     decrypt,
+    decrypt_stream,
     parse_identity,
 )
 
@@ -61,9 +63,15 @@ def test_vector(name: str) -> None:
     if expect == "success":
         plaintext = decrypt(body, identities, armor=armored)
         assert hashlib.sha256(plaintext).hexdigest() == meta["payload"][0]
+        streamed = io.BytesIO()
+        decrypt_stream(io.BytesIO(body), streamed, identities, armor=armored)
+        assert streamed.getvalue() == plaintext
         return
     with pytest.raises(AgeError) as info:
         decrypt(body, identities, armor=armored)
+    # the parallel whole-file path must refuse the same way
+    with pytest.raises(type(info.value)):
+        decrypt_stream(io.BytesIO(body), io.BytesIO(), identities, armor=armored)
     kind = EXPECTED[expect]
     assert isinstance(info.value, kind), f"{name}: expected {expect}, got {info.value!r}"
     if expect == "header failure":

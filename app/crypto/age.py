@@ -14,10 +14,9 @@ from .armor import ArmorReader, ArmorWriter
 from .errors import HeaderError, NoIdentityMatchError
 from .header import Header, encode_header, parse_header
 from .keys import Identity, Recipient, check_recipient_mix
-from .stream import CHUNK, NONCE_SIZE, StreamReader, StreamWriter, payload_key
+from .stream import NONCE_SIZE, StreamReader, StreamWriter, payload_key, seal_stream
 
 Progress = Callable[[int], object]
-_READ = 4 * CHUNK
 
 
 class _Sink:
@@ -43,7 +42,8 @@ class Encryptor:
         stanzas = [s for r in recipients for s in r.wrap(file_key)]
         nonce = os.urandom(NONCE_SIZE)
         self._out.write(encode_header(stanzas, file_key) + nonce)
-        self._stream = StreamWriter(payload_key(file_key, nonce), self._out.write)
+        self._key = payload_key(file_key, nonce)
+        self._stream = StreamWriter(self._key, self._out.write)
         self.bytes_in = 0
 
     @property
@@ -54,6 +54,17 @@ class Encryptor:
         self._stream.write(data)
         self.bytes_in += len(data)
         return len(data)
+
+    def write_all(self, src: BinaryIO, progress: Progress | None = None) -> int:
+        """Encrypt everything left in ``src`` and close: the fast, multi-core path."""
+        if self.bytes_in or self._stream.started:
+            raise ValueError("write_all must be the only write to an Encryptor")
+        self._stream.close_unused()
+        self.bytes_in = seal_stream(self._key, src, self._out.write, progress)
+        if self._armor:
+            self._armor.close()
+            self._armor = None
+        return self.bytes_in
 
     def close(self) -> None:
         self._stream.close()
@@ -136,6 +147,23 @@ class Decryptor(io.RawIOBase):
         b[: len(data)] = data
         return len(data)
 
+    def read_all_into(
+        self, write: "Callable[[bytes], object]", progress: Progress | None = None
+    ) -> int:
+        """Decrypt the rest of the file into ``write`` (multi-core); return bytes written."""
+        total = 0
+
+        def counted(data: bytes) -> None:
+            nonlocal total
+            write(data)
+            total += len(data)
+
+        if self._pos < len(self._buf):
+            counted(self._buf[self._pos :])
+            self._buf, self._pos = b"", 0
+        self._reader.drain(counted, progress)
+        return total
+
     def chunks(self):  # type: ignore[no-untyped-def]
         """Yield authenticated plaintext chunks (fast path for copying)."""
         if self._pos < len(self._buf):
@@ -171,12 +199,7 @@ def encrypt_stream(
     progress: Progress | None = None,
 ) -> int:
     enc = Encryptor(recipients, dst, armor=armor)
-    while block := src.read(_READ):
-        enc.write(block)
-        if progress:
-            progress(len(block))
-    enc.close()
-    return enc.bytes_in
+    return enc.write_all(src, progress)
 
 
 def decrypt_stream(
@@ -187,13 +210,8 @@ def decrypt_stream(
     armor: bool | None = None,
     progress: Progress | None = None,
 ) -> int:
-    total = 0
-    for chunk in Decryptor(src, identities, armor=armor).chunks():
-        dst.write(chunk)
-        total += len(chunk)
-        if progress:
-            progress(len(chunk))
-    return total
+    dec = Decryptor(src, identities, armor=armor)
+    return dec.read_all_into(dst.write, progress)
 
 
 def encrypt(plaintext: bytes, recipients: Sequence[Recipient], *, armor: bool = False) -> bytes:

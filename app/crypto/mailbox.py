@@ -1,7 +1,7 @@
 """Codenames and the mailbox they open (docs/formats.md, "Codename and mailbox").
 
 A witness remembers one codename: 7 words drawn uniformly from the 7,776-word EFF large
-wordlist (7 × log2(7776) ≈ 90.5 bits).  The codename alone carries the security; the
+wordlist (7 * log2(7776) = 90.5 bits).  The codename alone carries the security; the
 memory-hard KDF is defence in depth, so its cost is kept affordable for Tor Browser at
 "Safer" (no JIT, no WebAssembly).  The browser (app/web/js/mailbox.js) and the server derive
 exactly the same values; tests/vectors/mailbox.json pins both.

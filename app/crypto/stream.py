@@ -6,7 +6,9 @@ chunk), a final chunk that is not last (trailing data) and an empty non-first fi
 follows, because the last chunk carries the "final" flag in its nonce.
 """
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from nacl.bindings import (
@@ -45,6 +47,14 @@ class StreamWriter:
         self._buf = bytearray()
         self._counter = 0
         self._closed = False
+
+    @property
+    def started(self) -> bool:
+        return self._counter > 0 or bool(self._buf) or self._closed
+
+    def close_unused(self) -> None:
+        """Hand the stream over to :func:`seal_stream` (which does its own chunking)."""
+        self._closed = True
 
     def write(self, data: bytes) -> None:
         if self._closed:
@@ -99,28 +109,150 @@ class StreamReader:
         else:
             enc, last = bytes(self._pending), True
         del self._pending[: len(enc)]
-        if len(enc) < TAG + (1 if self._counter > 0 else 0):
-            raise PayloadError(
-                "the encrypted file is truncated: its last chunk is missing or too short"
-            )
-        try:
-            plain = _open(enc, None, _nonce(self._counter, last), self._key)
-        except CryptoError:
-            if not last:
-                try:
-                    _open(enc, None, _nonce(self._counter, True), self._key)
-                except CryptoError:
-                    pass
-                else:
-                    raise PayloadError(
-                        "the encrypted file has data after its final chunk"
-                    ) from None
-            raise PayloadError(
-                "the encrypted file is damaged or truncated: a chunk failed authentication"
-            ) from None
-        if last and not plain and self._counter > 0:
-            raise PayloadError("the encrypted file ends with an empty final chunk")
+        plain = open_chunk(self._key, enc, self._counter, last)
         self._counter += 1
         if last:
             self._done = True
         return plain
+
+    def drain(self, write: Writer, progress: Writer | None = None) -> None:
+        """Decrypt every remaining chunk into ``write`` using the parallel path."""
+        if self._done:
+            return
+        self._done = True
+        open_stream(self._key, self._src, bytes(self._pending), write, progress, self._counter)
+
+
+def open_chunk(key: bytes, enc: bytes, counter: int, last: bool) -> bytes:
+    """Authenticate and decrypt one chunk, with the spec's checks on the final one."""
+    if len(enc) < TAG + (1 if counter > 0 else 0):
+        raise PayloadError(
+            "the encrypted file is truncated: its last chunk is missing or too short"
+        )
+    try:
+        plain = _open(enc, None, _nonce(counter, last), key)
+    except CryptoError:
+        if not last:
+            try:
+                _open(enc, None, _nonce(counter, True), key)
+            except CryptoError:
+                pass
+            else:
+                raise PayloadError("the encrypted file has data after its final chunk") from None
+        raise PayloadError(
+            "the encrypted file is damaged or truncated: a chunk failed authentication"
+        ) from None
+    if last and not plain and counter > 0:
+        raise PayloadError("the encrypted file ends with an empty final chunk")
+    return plain
+
+
+# --- parallel whole-stream paths -------------------------------------------------------------
+# libsodium runs with the GIL released, so a small pool spreads chunks over the cores.  Work is
+# handed out in batches (1 MiB) to amortise scheduling, and results are consumed strictly in
+# order: a batch that fails authentication raises before any of its plaintext is written.
+
+BATCH = 16
+WORKERS = 2
+_IN_FLIGHT = 2 * WORKERS
+
+
+def _seal_batch(key: bytes, first: int, chunks: list[bytes], last: bool) -> list[bytes]:
+    n = len(chunks)
+    return [
+        _seal(c, None, _nonce(first + i, last and i == n - 1), key) for i, c in enumerate(chunks)
+    ]
+
+
+def _open_batch(key: bytes, first: int, chunks: list[bytes], last: bool) -> list[bytes]:
+    n = len(chunks)
+    return [open_chunk(key, c, first + i, last and i == n - 1) for i, c in enumerate(chunks)]
+
+
+def _pipeline(
+    work: Callable[[bytes, int, list[bytes], bool], list[bytes]],
+    key: bytes,
+    batches: Iterator[tuple[list[bytes], bool]],
+    write: Writer,
+    counter: int = 0,
+) -> None:
+    pending: deque[Future[list[bytes]]] = deque()
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="age-stream") as pool:
+        try:
+            for chunks, last in batches:
+                pending.append(pool.submit(work, key, counter, chunks, last))
+                counter += len(chunks)
+                if len(pending) >= _IN_FLIGHT:
+                    for out in pending.popleft().result():
+                        write(out)
+            while pending:
+                for out in pending.popleft().result():
+                    write(out)
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _chunked(read: Callable[[int], bytes], size: int) -> Iterator[tuple[list[bytes], bool]]:
+    """Group ``size``-byte reads into batches; one read of look-ahead marks the last chunk."""
+    cur = read(size)
+    batch: list[bytes] = []
+    while True:
+        ahead = read(size) if len(cur) == size else b""
+        batch.append(cur)
+        if not ahead:
+            yield batch, True
+            return
+        if len(batch) == BATCH:
+            yield batch, False
+            batch = []
+        cur = ahead
+
+
+def _reader(src: BinaryIO, pending: bytes, progress: Writer | None) -> Callable[[int], bytes]:
+    """read(n): exactly n bytes unless at end of input, ``pending`` first."""
+    left = bytearray(pending)
+
+    def read(n: int) -> bytes:
+        if left:
+            data = bytes(left[:n])
+            del left[:n]
+        else:
+            data = b""
+        while len(data) < n:
+            more = src.read(n - len(data))
+            if not more:
+                break
+            data = more if not data else data + more
+        if progress:
+            progress(len(data))
+        return data
+
+    return read
+
+
+def seal_stream(key: bytes, src: BinaryIO, write: Writer, progress: Writer | None = None) -> int:
+    """Encrypt all of ``src`` into STREAM chunks; return the plaintext length."""
+    total = 0
+
+    def counted(n: int) -> None:
+        nonlocal total
+        total += n
+        if progress:
+            progress(n)
+
+    _pipeline(_seal_batch, key, _chunked(_reader(src, b"", counted), CHUNK), write)
+    return total
+
+
+def open_stream(
+    key: bytes,
+    src: BinaryIO,
+    pending: bytes,
+    write: Writer,
+    progress: Writer | None = None,
+    first_counter: int = 0,
+) -> None:
+    """Decrypt a whole STREAM payload from ``src`` (after ``pending``) in order."""
+    batches = _chunked(_reader(src, pending, progress), ENC_CHUNK)
+    _pipeline(_open_batch, key, batches, write, first_counter)

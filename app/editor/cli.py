@@ -21,7 +21,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from app.crypto import AgeError, Decryptor
+from app.crypto import AgeError, decrypt_stream
 from app.crypto.passphrase import DEFAULT_WORK_FACTOR
 
 from . import backup as backup_mod
@@ -125,9 +125,7 @@ def decrypt(
         raise EditorError("two input files would decrypt to the same name: decrypt them separately")
     for path, name in zip(files, names, strict=True):
         with path.open("rb") as src, atomic_output(target, name) as dst, _progress(path) as step:
-            for chunk in Decryptor(src, [ring.identity]).chunks():
-                dst.write(chunk)
-                step(len(chunk))
+            decrypt_stream(src, dst, [ring.identity], progress=step)
         out.print(f"{path} -> {target / name}")
 
 
