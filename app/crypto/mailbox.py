@@ -13,6 +13,7 @@ exactly the same values; tests/vectors/mailbox.json pins both.
 """
 
 import hashlib
+import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ KDF_PARAMS = {
     "dklen": 64,
 }
 _TOKEN_LABEL = b"guwah.org/v1/token"
+_SEPARATORS = re.compile(r"[\s\x1c-\x1f\x85\u2010-\u2015\u2212\ufe58\ufe63\uff0d\ufeff-]+")
 
 
 class CodenameError(ValueError):
@@ -60,9 +62,13 @@ def new_codename() -> str:
 
 
 def normalize_codename(text: str) -> str:
-    """Canonical form: NFKC, lower case, words separated by single spaces (hyphens allowed)."""
-    cleaned = unicodedata.normalize("NFKC", text).lower().replace("-", " ")
-    parts = cleaned.split()
+    """Canonical form: NFKC, lower case, words separated by single spaces.
+
+    Any run of whitespace or dashes separates words (phones turn "--" into an en dash); the
+    browser uses the same separator set (app/web/js/mailbox-core.js, SEPARATORS).
+    """
+    cleaned = unicodedata.normalize("NFKC", text).lower()
+    parts = [p for p in _SEPARATORS.split(cleaned) if p]
     if len(parts) != CODENAME_WORDS:
         raise CodenameError(f"A codename has exactly {CODENAME_WORDS} words.")
     known = _word_set()

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Local demo on the embedded default: a virtualenv, a demo editor key, and the Guwah server on
+# http://127.0.0.1:8080 with SQLite, in ./demo-data.  NOT for production: the demo passphrase
+# is written to a file so that the walkthrough needs no typing.  Production: deploy/install.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PORT="${GUWAH_DEMO_PORT:-8080}"
+DEMO="$PWD/demo-data"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[server]'
+
+mkdir -p "$DEMO"
+chmod 700 "$DEMO"
+PASS="$DEMO/demo-passphrase.txt"
+[ -f "$PASS" ] || echo "demo passphrase - never use in production" > "$PASS"
+KEYRING="$DEMO/editor-keyring"
+if [ ! -f "$KEYRING/identity.age" ]; then
+  # X25519 so that Debian's age 1.1 can open demo submissions too
+  .venv/bin/guwah-editor keygen --name "Demo desk" --x25519 --keyring "$KEYRING" \
+    --passphrase-file "$PASS" --work-factor 14 >/dev/null
+fi
+
+# A first round trip, so a broken install shows here and not in front of a witness.
+sample="$DEMO/roundtrip.txt"
+echo "Guwah demo round trip $(date -u +%F)" > "$sample"
+.venv/bin/python - "$KEYRING/editor.pub" "$sample" <<'PY'
+import sys
+from app.editor.keyring import PublicKey
+from app.crypto import encrypt, parse_recipient
+pub = PublicKey.from_text(open(sys.argv[1]).read())
+data = open(sys.argv[2], "rb").read()
+open(sys.argv[2] + ".age", "wb").write(encrypt(data, [parse_recipient(pub.age_recipient)]))
+PY
+rm -rf "$DEMO/roundtrip-out"
+.venv/bin/guwah-editor decrypt "$sample.age" --out "$DEMO/roundtrip-out" --keyring "$KEYRING" \
+  --passphrase-file "$PASS" >/dev/null
+cmp -s "$sample" "$DEMO/roundtrip-out/roundtrip.txt"
+rm -rf "$sample" "$sample.age" "$DEMO/roundtrip-out"
+echo "age round trip with the demo editor key: OK"
+
+export GUWAH_DATA_DIR="$DEMO/server"
+if [ ! -f "$GUWAH_DATA_DIR/guwah.sqlite3" ]; then
+  .venv/bin/guwah init --data-dir "$GUWAH_DATA_DIR" >/dev/null
+  .venv/bin/guwah recipients add "$KEYRING/editor.pub" --data-dir "$GUWAH_DATA_DIR" >/dev/null
+fi
+mkdir -p "$DEMO/tmp"
+chmod 700 "$DEMO/tmp"
+export TMPDIR="$DEMO/tmp"
+
+cat <<MSG
+
+Guwah demo
+  witness site:      http://127.0.0.1:$PORT/   (works with JavaScript off)
+  demo editor key:   $KEYRING   (passphrase in $PASS)
+  data (ciphertext): $GUWAH_DATA_DIR
+
+Decrypt what witnesses sent:
+  .venv/bin/guwah export --to /tmp/bundle.tar --data-dir "$GUWAH_DATA_DIR"   (editor round trip)
+  or one submission's files directly:
+  .venv/bin/guwah-editor decrypt "$GUWAH_DATA_DIR"/blobs/<file> --out decrypted \\
+      --keyring "$KEYRING" --passphrase-file "$PASS"
+Stop with Ctrl-C.
+MSG
+exec .venv/bin/guwah serve --port "$PORT" --data-dir "$GUWAH_DATA_DIR"
