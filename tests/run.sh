@@ -37,7 +37,7 @@ echo "== Python virtualenv (.venv)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[server,test]'
 
 echo "== npm packages (pinned by package-lock.json)"
-npm ci --no-audit --no-fund --loglevel=error >/dev/null
+npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 
 # PostgreSQL: the one on 127.0.0.1:5432 (trust auth, database "test") when there is one;
 # otherwise start the local cluster and give the tests a role and database of their own.

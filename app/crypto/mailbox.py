@@ -7,7 +7,7 @@ memory-hard KDF is defence in depth, so its cost is kept affordable for Tor Brow
 exactly the same values; tests/vectors/mailbox.json pins both.
 
     out   = scrypt(P = utf8(normalized codename), S = "guwah.org/v1/mailbox",
-                   N = 2^14, r = 8, p = 1, dkLen = 64)
+                   N = 2^12, r = 8, p = 1, dkLen = 64)
     token = out[0:32]                       -> the server stores only SHA-256(label || token)
     seed  = out[32:64]                      -> the witness's age reply identity
 """
@@ -29,7 +29,7 @@ CODENAME_WORDS = 7
 KDF_PARAMS = {
     "name": "scrypt",
     "salt": "guwah.org/v1/mailbox",
-    "log_n": 14,
+    "log_n": 12,
     "r": 8,
     "p": 1,
     "dklen": 64,
