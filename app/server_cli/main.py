@@ -1,0 +1,643 @@
+"""``guwah``: the operator's command line (init, desks, editor keys, serve, backups, checks).
+
+Every command takes ``--data-dir DIR`` after its name (default: GUWAH_DATA_DIR, then
+/var/lib/guwah). Errors are one line on stderr and exit status 1, never a traceback: the
+operator may be a journalist, not an administrator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+app = typer.Typer(
+    name="guwah",
+    help="Operate a Guwah server: data dir, desks, editor keys, serving, backups.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+desks_app = typer.Typer(help="Desks: teams of editors a witness can address.", no_args_is_help=True)
+recipients_app = typer.Typer(help="Editors' public keys on each desk.", no_args_is_help=True)
+app.add_typer(desks_app, name="desks")
+app.add_typer(recipients_app, name="recipients")
+
+
+class CliError(Exception):
+    """A problem the operator can fix; str() is the one line we print."""
+
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Data directory (default: $GUWAH_DATA_DIR, then /var/lib/guwah).",
+        show_default=False,
+    ),
+]
+DeskOpt = Annotated[str | None, typer.Option("--desk", help="Desk name.", show_default=False)]
+
+
+def _say(line: str = "") -> None:
+    typer.echo(line)
+
+
+def _warn(line: str) -> None:
+    typer.echo(f"warning: {line}", err=True)
+
+
+def _settings(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    from app.settings import load_settings
+
+    return load_settings(data_dir)
+
+
+def _store(data_dir: Path | None, *, check_revision: bool = True):  # type: ignore[no-untyped-def]
+    """An open Store for an initialised data dir; one clear line if it is not."""
+    from app.store import Store
+
+    settings = _settings(data_dir)
+    if not settings.data_dir.is_dir():
+        raise CliError(
+            f"data dir {settings.data_dir} does not exist: run guwah init --data-dir "
+            f"{settings.data_dir}"
+        )
+    if settings.is_sqlite:
+        from sqlalchemy.engine import make_url
+
+        database = make_url(settings.database_url).database or ""
+        if not Path(database).is_file():
+            raise CliError(f"no database in {settings.data_dir}: run guwah init")
+    store = Store(settings)
+    if check_revision:
+        current, head = store.current_revision(), store.head_revision()
+        if current is None:
+            store.close()
+            raise CliError("the database has no Guwah schema: run guwah init")
+        if current != head:
+            store.close()
+            raise CliError(f"the database schema is at {current}, not {head}: run guwah migrate")
+    return store
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------------------------- init
+
+
+@app.command()
+def init(
+    data_dir: DataDir = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="postgresql+psycopg://… (default: SQLite in the data dir). Written to guwah.toml.",
+        ),
+    ] = None,
+    blob_backend: Annotated[
+        str | None,
+        typer.Option(
+            "--blob-backend", help='"fs" (default, one machine) or "db" (several app nodes).'
+        ),
+    ] = None,
+) -> None:
+    """Create the data dir (0700), config, database schema and server signing key. Idempotent."""
+    from app.settings import default_config_text, load_settings, resolve_data_dir
+    from app.store import Store
+
+    from .serverkey import create_server_key, load_server_key, server_fingerprint
+
+    directory = resolve_data_dir(data_dir)
+    if blob_backend not in (None, "fs", "db"):
+        raise CliError('--blob-backend must be "fs" or "db"')
+    if directory.exists() and not directory.is_dir():
+        raise CliError(f"{directory} exists and is not a directory")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    overrides = {}
+    if database_url:
+        overrides["database_url"] = database_url
+    if blob_backend:
+        overrides["blob_backend"] = blob_backend
+    config = directory / "guwah.toml"
+    if config.exists():
+        if overrides:
+            existing = load_settings(directory)
+            for name, value in overrides.items():
+                if str(getattr(existing, name)) != value:
+                    raise CliError(
+                        f"{config} already sets {name} differently: edit the file instead"
+                    )
+    else:
+        text = default_config_text(load_settings(directory, **overrides))
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    settings = load_settings(directory)
+    with Store(settings) as store:
+        store.init()
+        revision = store.current_revision()
+    key_file = settings.server_key_file
+    key = load_server_key(key_file) if key_file.exists() else create_server_key(key_file)
+    _say(f"data dir:   {settings.data_dir}")
+    _say(f"database:   {_safe_url(settings.database_url)} (schema {revision})")
+    _say(f"blobs:      {settings.blob_backend}")
+    _say(f"server key: {server_fingerprint(key)}  (editors pin this fingerprint)")
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Bring the database schema up to date (Alembic upgrade head)."""
+    store = _store(data_dir, check_revision=False)
+    with store:
+        store.migrate()  # on a fresh PostgreSQL database this creates the schema, like init
+        _say(f"database schema at {store.current_revision()}")
+
+
+@app.command("server-key")
+def server_key(data_dir: DataDir = None) -> None:
+    """Print the server's Ed25519 public key and the fingerprint editors pin."""
+    import base64
+
+    from .serverkey import load_server_key, public_key_bytes, server_fingerprint
+
+    settings = _settings(data_dir)
+    key = load_server_key(settings.server_key_file)
+    _say(f"ed25519: {base64.b64encode(public_key_bytes(key)).decode()}")
+    _say(f"fingerprint: {server_fingerprint(key)}")
+
+
+# ---------------------------------------------------------------------------------- desks
+
+
+@desks_app.command("add")
+def desks_add(
+    name: str,
+    description: Annotated[str, typer.Option("--description", help="One short sentence.")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Add a desk."""
+    with _store(data_dir) as store:
+        desk = store.add_desk(name, description)
+    _say(f"desk {desk.name} added; add its editors with: guwah recipients add FILE --desk {name}")
+
+
+@desks_app.command("list")
+def desks_list(data_dir: DataDir = None) -> None:
+    """List desks with their key type and number of editor keys."""
+    with _store(data_dir) as store:
+        desks = store.list_desks()
+    if not desks:
+        _say("no desks yet: guwah desks add NAME, or guwah recipients add FILE")
+    for desk in desks:
+        kind = desk.kind or "no keys"
+        _say(f"{desk.name}\t{kind}\t{len(desk.recipients)} key(s)\t{desk.description}")
+
+
+@desks_app.command("remove")
+def desks_remove(name: str, data_dir: DataDir = None) -> None:
+    """Remove a desk that never received a submission."""
+    with _store(data_dir) as store:
+        store.remove_desk(name)
+    _say(f"desk {name} removed")
+
+
+# ---------------------------------------------------------------------------------- keys
+
+
+@recipients_app.command("add")
+def recipients_add(
+    key_file: Annotated[Path, typer.Argument(help="The editor's editor.pub file.")],
+    desk: DeskOpt = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Add an editor's public key file to a desk (the default desk is created if none exists)."""
+    from .keyfile import read_editor_key
+
+    key = read_editor_key(key_file)
+    with _store(data_dir) as store:
+        if desk is None:
+            desks = store.list_desks()
+            if not desks:
+                store.add_desk("default", "")
+                desk = "default"
+            elif len(desks) == 1:
+                desk = desks[0].name
+            else:
+                names = ", ".join(d.name for d in desks)
+                raise CliError(f"there are several desks ({names}): choose one with --desk NAME")
+        added = store.add_recipient(
+            desk, key.name, key.age_recipient, key.ed25519_public, key.fingerprint
+        )
+    _say(f"added {added.name} ({added.kind}) to desk {desk}")
+    _say(f"fingerprint: {added.fingerprint}  (compare it aloud with the editor)")
+
+
+@recipients_app.command("list")
+def recipients_list(desk: DeskOpt = None, data_dir: DataDir = None) -> None:
+    """List editor keys: desk, fingerprint, type, name."""
+    with _store(data_dir) as store:
+        desks = [store.get_desk(desk)] if desk else store.list_desks()
+    lines = 0
+    for item in desks:
+        for key in item.recipients:
+            _say(f"{item.name}\t{key.fingerprint}\t{key.kind}\t{key.name}")
+            lines += 1
+    if not lines:
+        _say("no editor keys yet: guwah recipients add editor.pub")
+
+
+@recipients_app.command("remove")
+def recipients_remove(fingerprint: str, desk: DeskOpt = None, data_dir: DataDir = None) -> None:
+    """Remove an editor key by fingerprint (from --desk, or the one desk that has it)."""
+    wanted = fingerprint.strip().upper()
+    with _store(data_dir) as store:
+        if desk is None:
+            holders = [
+                d.name
+                for d in store.list_desks()
+                if any(k.fingerprint.upper() == wanted for k in d.recipients)
+            ]
+            if not holders:
+                raise CliError(f"no desk has a key with fingerprint {fingerprint}")
+            if len(holders) > 1:
+                raise CliError(f"several desks have this key ({', '.join(holders)}): use --desk")
+            desk = holders[0]
+        store.remove_recipient(desk, wanted)
+        remaining = store.get_desk(desk).recipients
+    _say(f"removed {fingerprint} from desk {desk}")
+    if not remaining:
+        _warn(f"desk {desk} has no editor keys left: it cannot receive submissions")
+
+
+# ---------------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    port: Annotated[
+        int | None, typer.Option("--port", help="TCP port on 127.0.0.1.", show_default=False)
+    ] = None,
+    socket: Annotated[
+        Path | None, typer.Option("--socket", help="Unix socket path.", show_default=False)
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the witness site on 127.0.0.1:PORT or a unix socket (never another address)."""
+    if (port is None) == (socket is None):
+        raise CliError("give exactly one of --port N or --socket PATH")
+    if port is not None and not 0 < port < 65536:
+        raise CliError("--port must be between 1 and 65535")
+    from app.store import startup_checks
+
+    store = _store(data_dir)
+    settings = store.settings
+    startup_checks(settings)  # refuse here with one line; the app logs the warnings itself
+    with store:
+        store.cleanup_staging()
+        if not store.list_desks() or not any(d.recipients for d in store.list_desks()):
+            _warn("no desk has editor keys yet: witnesses cannot submit until you add one")
+    os.environ["GUWAH_DATA_DIR"] = str(settings.data_dir)
+
+    import uvicorn
+
+    from .logconfig import log_config
+
+    options: dict[str, object] = {}
+    try:
+        from app.web.security import UVICORN_OPTIONS
+
+        options.update(UVICORN_OPTIONS)
+    except ImportError:
+        pass
+    options.update(
+        access_log=False,
+        proxy_headers=False,
+        forwarded_allow_ips="",
+        server_header=False,
+        date_header=False,
+        log_config=log_config(),
+        log_level="info",
+        workers=1,
+    )
+    if socket is not None:
+        options["uds"] = str(socket)
+        _say(f"serving on unix socket {socket}")
+    else:
+        options.update(host="127.0.0.1", port=port)
+        _say(f"serving on http://127.0.0.1:{port}")
+    sys.stdout.flush()
+    uvicorn.run("app.web.app:create_app", factory=True, **options)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------- upkeep
+
+
+@app.command()
+def cleanup(data_dir: DataDir = None) -> None:
+    """Remove abandoned uploads older than upload_expiry_hours and unreferenced blobs."""
+    with _store(data_dir) as store:
+        removed = store.cleanup_expired()
+    _say(f"removed {removed} abandoned blob(s)")
+
+
+@app.command()
+def stats(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Counts per desk and per day. Nothing that identifies anyone."""
+    with _store(data_dir) as store:
+        numbers = store.stats()
+    if as_json:
+        _say(json.dumps(numbers, indent=1, sort_keys=True))
+        return
+    _say(
+        f"submissions: {numbers['submissions']}  files: {numbers['files']}  "
+        f"ciphertext: {numbers['ciphertext_bytes']} bytes  replies: {numbers['replies']}  "
+        f"deleted: {numbers['deleted']}  pending uploads: {numbers['pending_bytes']} bytes"
+    )
+    for name, count in numbers["by_desk"].items():
+        _say(f"desk {name}: {count}")
+    for day, count in numbers["by_day"].items():
+        _say(f"{day}: {count}")
+
+
+@app.command()
+def backup(
+    to: Annotated[Path, typer.Option("--to", help="New or empty directory for the snapshot.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Consistent snapshot (SQLite online backup + blobs; ciphertext only, 0600) into --to."""
+    from app.store.backup import backup as run_backup
+
+    with _store(data_dir) as store:
+        settings = store.settings
+    report = run_backup(settings, to)
+    _say(f"backup written to {to.absolute()}: {report.files} file(s), {report.blobs} blob(s)")
+    for note in report.notes:
+        _warn(note)
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A directory written by guwah backup.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Restore a backup into a fresh data dir (refuses to overwrite anything)."""
+    from app.settings import resolve_data_dir
+    from app.store import Store
+    from app.store.backup import restore as run_restore
+
+    directory = resolve_data_dir(data_dir)
+    notes = run_restore(source, directory)
+    settings = _settings(directory)
+    if settings.is_sqlite:
+        with Store(settings) as store:
+            store.migrate()
+    _say(f"restored {source} into {directory}")
+    for note in notes:
+        _warn(note)
+
+
+@app.command("self-check")
+def self_check(data_dir: DataDir = None) -> None:
+    """Check TMPDIR, permissions, database, SQLite pragmas and disk space."""
+    from app.store import StartupError, Store, check_data_dir, check_tmpdir
+
+    failures = 0
+
+    def ok(line: str) -> None:
+        _say(f"ok    {line}")
+
+    def fail(line: str) -> None:
+        nonlocal failures
+        failures += 1
+        _say(f"FAIL  {line}")
+
+    def warn(line: str) -> None:
+        _say(f"warn  {line}")
+
+    try:
+        warnings = check_tmpdir()
+        ok(f"TMPDIR {os.environ.get('TMPDIR')} is private (0700, ours)")
+        for line in warnings:
+            warn(line)
+    except StartupError as exc:
+        fail(str(exc))
+
+    settings = _settings(data_dir)
+    try:
+        check_data_dir(settings.data_dir)
+        ok(f"data dir {settings.data_dir} is 0700 and ours")
+    except StartupError as exc:
+        fail(str(exc))
+        raise typer.Exit(1) from None
+
+    for path in (settings.config_file, settings.server_key_file):
+        if not path.exists():
+            (fail if path == settings.server_key_file else warn)(f"{path} is missing")
+        elif stat.S_IMODE(path.stat().st_mode) & 0o077:
+            fail(f"{path} is readable by others: chmod 0600 {path}")
+        else:
+            ok(f"{path.name} is 0600")
+
+    try:
+        store = Store(settings)
+        current, head = store.current_revision(), store.head_revision()
+    except Exception as exc:
+        fail(f"database {_safe_url(settings.database_url)} unreachable: {_one_line(exc)}")
+        raise typer.Exit(1) from None
+    with store:
+        if current == head:
+            ok(f"database reachable, schema at {current}")
+        else:
+            fail(f"database schema at {current}, expected {head}: run guwah migrate")
+        pragmas = store.pragmas()
+        if settings.is_sqlite:
+            expected = {
+                "secure_delete": 1,
+                "journal_mode": "wal",
+                "foreign_keys": 1,
+                "synchronous": 2,
+            }
+            for name, value in expected.items():
+                if pragmas.get(name) == value:
+                    ok(f"SQLite {name} = {value}")
+                else:
+                    fail(f"SQLite {name} is {pragmas.get(name)!r}, expected {value!r}")
+        if settings.blob_backend == "fs":
+            blob_dir = settings.blob_path
+            if not blob_dir.is_dir():
+                fail(f"blob dir {blob_dir} is missing: run guwah init")
+            elif stat.S_IMODE(blob_dir.stat().st_mode) & 0o077:
+                fail(f"blob dir {blob_dir} is open to others: chmod 0700 {blob_dir}")
+            else:
+                ok(f"blob dir {blob_dir} is 0700")
+        free = store.free_bytes()
+        if free < settings.min_free_bytes:
+            fail(f"only {free} bytes free (min_free_bytes {settings.min_free_bytes})")
+        else:
+            ok(f"{free} bytes free")
+        pending = store.pending_bytes()
+        (ok if pending == 0 else warn)(f"{pending} bytes in unfinished uploads")
+    if failures:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------- bundles
+# (issue 5: app/server_cli/exporting.py and importing.py hold the logic)
+
+
+@app.command("export")
+def export_cmd(
+    to: Annotated[Path, typer.Option("--to", help="Bundle file, or a folder for a default name.")],
+    desk: DeskOpt = None,
+    since_last: Annotated[
+        bool, typer.Option("--since-last", help="Only submissions not exported yet (default).")
+    ] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every submission of the desk, exported before or not.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a signed bundle of the desk's new submissions (ciphertext only) for the editors."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from .exporting import export_bundle
+
+    if since_last and all_:
+        raise CliError("give --since-last or --all, not both")
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("exporting"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    task = bar.add_task("export", total=None)
+    with _store(data_dir) as store, bar:
+        result = export_bundle(
+            store,
+            store.settings,
+            to,
+            desk,
+            "all" if all_ else "since_last",
+            progress=lambda n: bar.advance(task, n),
+            on_total=lambda n: bar.update(task, total=n),
+        )
+    if result.path is None:
+        _say(f"nothing new to export for desk {result.desk}: no bundle written")
+        return
+    _say(
+        f"bundle {result.sequence} of desk {result.desk} written to {result.path}: "
+        f"{result.submissions} submission(s), {result.files} file(s), {result.bytes} bytes"
+    )
+
+
+@app.command("import")
+def import_cmd(
+    bundle: Annotated[Path, typer.Argument(help="An outbox bundle from guwah-editor outbox.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Apply an editor's signed outbox bundle: store replies, delete finished submissions."""
+    from .importing import import_outbox
+
+    with _store(data_dir) as store:
+        result = import_outbox(store, store.settings, bundle)
+    for note in result.notes:
+        _warn(note)
+    _say(
+        f"outbox bundle of desk {result.desk} applied: {result.replies} reply(ies) stored, "
+        f"{result.deleted} submission(s) deleted"
+    )
+
+
+# ---------------------------------------------------------------------------------- entry
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first meaningful line of an exception, for operators (no traceback)."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip().splitlines()
+    return text[0] if text else type(inner).__name__
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs a command; any error becomes one line and exit status 1."""
+    os.umask(0o077)  # nothing we create is readable by others
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.bundles import BundleError
+    from app.crypto import AgeError
+    from app.settings import SettingsError
+    from app.store import DatabaseUrlError, StartupError, StoreError
+    from app.store.backup import BackupError
+
+    from .keyfile import KeyFileError
+    from .serverkey import ServerKeyError
+
+    known = (
+        CliError,
+        StoreError,
+        SettingsError,
+        StartupError,
+        AgeError,
+        DatabaseUrlError,
+        BackupError,
+        KeyFileError,
+        ServerKeyError,
+        BundleError,
+    )
+    try:
+        result = app(args=argv, prog_name="guwah", standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _fail("aborted")
+    except typer.TyperException as exc:  # usage errors: unknown command, missing argument, …
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `guwah` / `guwah desks`: help
+            typer.echo(message)
+            sys.exit(0)
+        _fail(" ".join(message.split()) + " (see guwah --help)")
+    except known as exc:
+        _fail(" ".join(str(exc).split()))
+    except SQLAlchemyError as exc:
+        _fail(f"database: {_one_line(exc)}")
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # the promise: never a traceback for the operator
+        _fail(f"unexpected {type(exc).__name__}: {_one_line(exc)}")
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
