@@ -1,0 +1,518 @@
+"""The witness site: ``create_app(settings)`` builds the FastAPI app ``guwah serve`` runs.
+
+Run it only with :data:`app.web.security.UVICORN_OPTIONS` (no access log, no proxy headers,
+no Server/Date header).  Pages work without JavaScript; the optional script of issue 4 is
+referenced from the submit page with Subresource Integrity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+import shutil
+import threading
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from python_multipart.multipart import parse_options_header
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .errors import MSG, Refusal
+from .forms import FormTokens, cross_site
+from .i18n import DEFAULT, Catalogs, Language
+from .sealing import KDF_WAIT_SECONDS, Limits, Sealer  # noqa: F401 - tests patch it here
+from .security import (
+    UVICORN_OPTIONS,
+    Message,
+    Receive,
+    Scope,
+    SecurityHeadersMiddleware,
+    Send,
+    StripClientMiddleware,
+)
+
+log = logging.getLogger("guwah.web")
+
+WEB_DIR = Path(__file__).resolve().parent
+STATIC_DIR = WEB_DIR / "static"
+# templates/ at the top of the source tree (the layout reads like the architecture); a wheel
+# can carry them as app/web/templates, which wins when present.
+TEMPLATES_DIR = next(
+    (p for p in (WEB_DIR / "templates", WEB_DIR.parent.parent / "templates") if p.is_dir()),
+    WEB_DIR.parent.parent / "templates",
+)
+FEED_CHUNK = 512 * 1024  # bytes handed to the sealing thread at a time
+CHANNEL_DEPTH = 2  # chunks in flight between the event loop and the sealing thread
+DRAIN_LIMIT = 64 * 1024 * 1024  # after a refusal, read at most this much more so the page shows
+SMALL_FORM_BYTES = 8 * 1024
+SEAL_THREADS = 32
+
+_current: ContextVar[Any] = ContextVar("guwah_translations")
+
+
+@dataclass
+class Web:
+    """Everything the request handlers share (one per app)."""
+
+    settings: Any
+    store: Any
+    catalogs: Catalogs
+    env: Environment
+    tokens: FormTokens
+    kdf_slots: threading.BoundedSemaphore
+    seal_limiter: anyio.CapacityLimiter
+    inflight: int = 0
+    js: dict[str, str] | None = None
+
+
+class GuwahApp(FastAPI):
+    """FastAPI with Guwah's outer layers *outside* Starlette's ServerErrorMiddleware.
+
+    Starlette answers an unhandled exception from its outermost middleware, so headers added
+    by a normal ``add_middleware`` would be missing from the 500 page; wrapping the built
+    stack puts them on every response, and the guard turns any escaped exception into the
+    translated error page (with no traceback anywhere).
+    """
+
+    def build_middleware_stack(self) -> Any:
+        inner = super().build_middleware_stack()
+        return SecurityHeadersMiddleware(GuardMiddleware(
+            StripClientMiddleware(LanguageMiddleware(inner, self)), self))
+
+
+class LanguageMiddleware:
+    """``/ug/submit`` → path ``/submit`` with language ``ug``; ``?lang=`` wins over the prefix."""
+
+    def __init__(self, app: Any, owner: GuwahApp) -> None:
+        self.app, self.owner = app, owner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            web: Web = self.owner.state.web
+            path: str = scope.get("path", "/")
+            prefix = path.split("/", 2)[1] if path.count("/") >= 1 else ""
+            chosen = None
+            if prefix in web.catalogs:
+                chosen = prefix
+                rest = path[len(prefix) + 1:] or "/"
+                scope["path"] = rest
+                scope["raw_path"] = rest.encode("utf-8")
+            query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            asked = (query.get("lang") or [None])[0]
+            scope["guwah.lang"] = web.catalogs.pick(asked, chosen).code
+        await self.app(scope, receive, send)
+
+
+class GuardMiddleware:
+    """Last line: an exception that escaped everything becomes the translated 500 page."""
+
+    def __init__(self, app: Any, owner: GuwahApp) -> None:
+        self.app, self.owner = app, owner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            # the type only: a message or traceback could quote what the witness sent
+            log.error("unexpected %s while answering a request", type(exc).__name__)
+            if not started:
+                web: Web = self.owner.state.web
+                response = render_error(web, scope, 500, MSG["server"])
+                await response(scope, receive, send)
+
+
+# --------------------------------------------------------------------------- rendering
+def _gettext(message: str) -> str:
+    return _current.get().gettext(message)
+
+
+def _ngettext(singular: str, plural: str, n: int) -> str:
+    return _current.get().ngettext(singular, plural, n)
+
+
+def make_env(templates_dir: Path = TEMPLATES_DIR) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir)),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+def page_context(web: Web, scope: Scope) -> dict[str, Any]:
+    lang: Language = web.catalogs.pick(scope.get("guwah.lang"))
+    base = "" if lang.code == DEFAULT else "/" + lang.code
+    path = scope.get("path", "/")
+    return {
+        "lang": lang,
+        "base": base,
+        "path": path,
+        "languages": [
+            (other, ("" if other.code == DEFAULT else "/" + other.code) + path)
+            for other in web.catalogs.available
+        ],
+    }
+
+
+def render(web: Web, scope: Scope, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    context = page_context(web, scope)
+    context.update(ctx)
+    token = _current.set(web.catalogs.get(context["lang"].code))
+    try:
+        html = web.env.get_template(template).render(**context)
+    finally:
+        _current.reset(token)
+    return HTMLResponse(html, status_code=status)
+
+
+def render_error(web: Web, scope: Scope, status: int, message: str) -> HTMLResponse:
+    try:
+        return render(web, scope, "error.html", status, code=status, message=message)
+    except Exception as exc:  # a broken template must not turn into a traceback
+        log.error("error page failed to render (%s)", type(exc).__name__)
+        return HTMLResponse("<!doctype html><title>Error</title><p>Error.</p>", status)
+
+
+# --------------------------------------------------------------------------- factory
+def create_app(settings: Any = None, *, store: Any = None,
+               translations_dir: Path | None = None) -> GuwahApp:
+    """Build the witness site for ``settings`` (``load_settings()`` when None).
+
+    Refuses to start (``app.store.StartupError``, one sentence) when TMPDIR is not a private
+    directory or the data dir is open to others; warns when TMPDIR is not on tmpfs.
+    """
+    from app.store import startup_checks
+
+    if settings is None:
+        from app.settings import load_settings
+
+        settings = load_settings()
+    for warning in startup_checks(settings):
+        log.warning("%s", warning)
+    if store is None:
+        from app.store import Store
+
+        store = Store(settings)
+
+    catalogs = Catalogs(translations_dir)
+    web = Web(
+        settings=settings,
+        store=store,
+        catalogs=catalogs,
+        env=make_env(),
+        tokens=FormTokens(_form_key(settings)),
+        kdf_slots=threading.BoundedSemaphore(settings.kdf_concurrency),
+        seal_limiter=anyio.CapacityLimiter(SEAL_THREADS),
+        js=_load_sri(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        cleanup = getattr(store, "cleanup_staging", None)
+        if cleanup is not None:
+            await anyio.to_thread.run_sync(cleanup)
+        yield
+
+    app = GuwahApp(
+        title="Guwah",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+        exception_handlers={
+            StarletteHTTPException: _http_error,
+            RequestValidationError: _validation_error,
+            Refusal: _refusal,
+            Exception: _unexpected,
+        },
+    )
+    app.state.web = web
+    _routes(app, web)
+    from .commit import router as commit_router  # issue 4: browser-encrypted submissions
+    from .uploads import router as uploads_router
+
+    app.include_router(uploads_router)
+    app.include_router(commit_router)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    return app
+
+
+def _form_key(settings: Any) -> bytes:
+    """HMAC key for form tokens: derived from the server key when there is one.
+
+    Several app nodes behind one onion share the data dir's server key, so their tokens agree;
+    without a server key (tests, a fresh dir) a random key lasts as long as the process.
+    """
+    path = getattr(settings, "server_key_file", None)
+    try:
+        if path is not None and Path(path).is_file():
+            return hashlib.sha256(b"form-key\x00" + Path(path).read_bytes()).digest()
+    except OSError:
+        pass
+    return secrets.token_bytes(32)
+
+
+def _load_sri() -> dict[str, str] | None:
+    """The issue-4 script and its integrity hash, when the bundle has been built."""
+    sri = STATIC_DIR / "js" / "SRI.json"
+    try:
+        hashes = json.loads(sri.read_text())
+        integrity = hashes["submit.js"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (STATIC_DIR / "js" / "submit.js").is_file():
+        return None
+    return {"src": "/static/js/submit.js", "integrity": str(integrity)}
+
+
+# --------------------------------------------------------------------------- errors
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    message = {404: MSG["not_found"], 405: MSG["method"]}.get(status, MSG["bad_form"])
+    if status >= 500:
+        message = MSG["server"]
+    return render_error(request.app.state.web, request.scope, status, message)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    return render_error(request.app.state.web, request.scope, 422, MSG["bad_form"])
+
+
+async def _refusal(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refusal)
+    return render_error(request.app.state.web, request.scope, exc.status, exc.message)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return render_error(request.app.state.web, request.scope, 500, MSG["server"])
+
+
+# --------------------------------------------------------------------------- routes
+def _routes(app: GuwahApp, web: Web) -> None:
+    settings = web.settings
+
+    def desks() -> list[Any]:
+        return [d for d in web.store.list_desks() if d.recipients]
+
+    @app.get("/", response_class=HTMLResponse)
+    async def landing(request: Request) -> Response:
+        return render(web, request.scope, "landing.html")
+
+    @app.get("/submit", response_class=HTMLResponse)
+    async def submit_form(request: Request) -> Response:
+        available = await anyio.to_thread.run_sync(desks)
+        if not available:
+            raise Refusal(503, MSG["no_desks"])
+        return render(
+            web, request.scope, "submit.html",
+            desks=available, token=web.tokens.issue(), js=web.js,
+            max_files=settings.max_files, max_file_bytes=settings.max_file_bytes,
+            max_text_chars=settings.max_text_chars,
+        )
+
+    @app.post("/submit", response_class=HTMLResponse)
+    async def submit(request: Request) -> Response:
+        receipt = await _seal_request(web, request, desks)
+        response = render(
+            web, request.scope, "receipt.html",
+            codename=receipt.codename, desk=receipt.desk, files=receipt.files,
+            protection="server-sealed",
+        )
+        del receipt  # the codename is now only in the page on its way to the witness
+        return response
+
+    # GET/POST /return, /api/mailbox and /mailbox/follow-up: app/web/mailbox_routes.py
+    from .mailbox_routes import mailbox_router
+
+    app.include_router(mailbox_router(web))
+
+    @app.get("/leave", response_class=HTMLResponse)
+    async def leave(request: Request) -> Response:
+        response = render(web, request.scope, "leave.html")
+        # ask the browser to drop anything it kept for this site (secure contexts: .onion
+        # in Tor Browser, localhost); the page itself is blank and neutral
+        response.headers["Clear-Site-Data"] = '"cache", "storage"'
+        return response
+
+
+async def _small_form(request: Request) -> dict[str, str]:
+    """A urlencoded form of at most a few KiB, read without ``request.form()``."""
+    ctype = request.headers.get("content-type", "")
+    if parse_options_header(ctype)[0] != b"application/x-www-form-urlencoded":
+        raise Refusal(415, MSG["content_type"])
+    if cross_site(dict(request.headers), request.headers.get("host")):
+        raise Refusal(403, MSG["cross_site"])
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > SMALL_FORM_BYTES:
+            raise Refusal(413, MSG["field_long"])
+    try:
+        pairs = urllib.parse.parse_qsl(body.decode("ascii"), keep_blank_values=True,
+                                       strict_parsing=False, max_num_fields=8)
+    except (UnicodeDecodeError, ValueError):
+        raise Refusal(400, MSG["bad_form"]) from None
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        form.setdefault(key, value)
+    return form
+
+
+# --------------------------------------------------------------------------- sealing glue
+async def _seal_request(web: Web, request: Request,
+                        desks: Callable[[], list[Any]], **sealer_options: Any) -> Any:
+    """Stream the multipart body into a Sealer running in a worker thread.
+
+    ``sealer_options`` go to the Sealer (``follow_up=`` for a follow-up into a mailbox).
+    """
+    settings = web.settings
+    kind, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise Refusal(415, MSG["content_type"])
+    if cross_site(dict(request.headers), request.headers.get("host")):
+        raise Refusal(403, MSG["cross_site"])
+    length_header = request.headers.get("content-length")
+    try:
+        declared = int(length_header) if length_header is not None else 0
+    except ValueError:
+        raise Refusal(400, MSG["bad_form"]) from None
+    if declared < 0:
+        raise Refusal(400, MSG["bad_form"])
+    largest = (settings.max_files * settings.max_file_bytes
+               + 4 * (settings.max_text_chars + 20_000) + 1024 * 1024)
+    if declared > largest:  # more than any acceptable form: refuse before reading a byte
+        raise Refusal(413, MSG["file_big"])
+    disk_path = _disk_path(settings)
+    if _free_bytes(disk_path) - declared < settings.min_free_bytes:
+        raise Refusal(507, MSG["disk"])
+    if web.inflight + declared > settings.max_pending_bytes:
+        raise Refusal(429, MSG["pending"])
+
+    available = await anyio.to_thread.run_sync(desks)
+    sealer = Sealer(
+        boundary=boundary,
+        store=web.store,
+        desks=available,
+        limits=Limits(settings.max_file_bytes, settings.max_files, settings.max_text_chars,
+                      settings.min_free_bytes, disk_path),
+        tokens=web.tokens,
+        kdf_slots=web.kdf_slots,
+        **sealer_options,
+    )
+    sender, receiver = anyio.create_memory_object_stream[bytes](CHANNEL_DEPTH)
+    reserved = declared
+    web.inflight += reserved
+    outcome: dict[str, Any] = {}
+
+    async def produce() -> None:
+        nonlocal reserved
+        received = 0
+        buf = bytearray()
+        try:
+            async with sender:
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > reserved:  # chunked or lying Content-Length
+                        web.inflight += received - reserved
+                        reserved = received
+                        if web.inflight > settings.max_pending_bytes:
+                            outcome["refusal"] = Refusal(429, MSG["pending"])
+                            return
+                    buf += chunk
+                    if len(buf) >= FEED_CHUNK:
+                        await sender.send(bytes(buf))
+                        buf.clear()
+                if buf:
+                    await sender.send(bytes(buf))
+                outcome["complete"] = True
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the sealer stopped reading (it refused): it has its answer
+        except Exception as exc:  # ClientDisconnect and the like: the sealer sees a short body
+            outcome["stream_error"] = type(exc).__name__
+
+    def consume() -> Any:
+        def next_chunk() -> bytes:
+            try:
+                return anyio.from_thread.run(receiver.receive)
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return b""
+        try:
+            return sealer.run(next_chunk)
+        except BaseException as exc:
+            return exc
+        finally:
+            anyio.from_thread.run_sync(receiver.close)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            result = await anyio.to_thread.run_sync(consume, limiter=web.seal_limiter)
+        if "refusal" in outcome:  # the pending-bytes cap stopped the stream
+            result = outcome["refusal"]
+        if isinstance(result, BaseException):
+            if not outcome.get("complete") and "stream_error" not in outcome:
+                await _drain(request)
+            raise result
+        return result
+    finally:
+        web.inflight -= reserved
+
+
+async def _drain(request: Request) -> None:
+    """Read (and drop) the rest of a refused upload, up to a bound, so the browser shows the
+    error page instead of a reset connection."""
+    drained = 0
+    with anyio.move_on_after(30):
+        while drained < DRAIN_LIMIT:
+            message = await request.receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+
+def _disk_path(settings: Any) -> Path:
+    blob = getattr(settings, "blob_path", None) or settings.data_dir
+    path = Path(blob)
+    return path if path.exists() else Path(settings.data_dir)
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 1 << 62
+
+
+__all__ = ["UVICORN_OPTIONS", "create_app"]

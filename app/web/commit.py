@@ -1,0 +1,309 @@
+"""``POST /api/submissions``: turn complete uploads into one submission, atomically.
+
+The witness's browser sends JSON naming its uploads. Before anything becomes visible the
+server reads each upload's age header (no key needed) and checks that it is a well-formed
+age file for exactly this desk: one stanza per desk recipient, all of the desk's kind, with
+the right argument and body sizes, and a payload whose length fits age's STREAM layout
+(16-byte nonce, 64 KiB chunks each with a 16-byte tag, only the last one short). Plaintext,
+another desk's file or a truncated upload is refused with a translated sentence, and the
+uploads it named are removed (nothing kept). Then one store transaction adopts the uploads
+(a rename per file, no copy) and the submission appears.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from python_multipart.multipart import parse_options_header
+
+from app.crypto import AgeError, padme
+from app.crypto.header import parse_header
+from app.crypto.mailbox import token_hash as hash_token
+
+from .errors import MSG, N_
+from .forms import cross_site
+from .uploads import refuse
+
+MAX_JSON = 64 * 1024
+STREAM_CHUNK = 64 * 1024
+TAG = 16
+NONCE = 16
+READ = 1024 * 1024
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+# stanza type -> (decoded size of its one argument, size of its body)
+STANZA_SHAPES = {"X25519": (32, 32), "mlkem768x25519": (1120, 32)}
+
+CMSG = {
+    "not_age": N_(
+        "A part of your submission was not encrypted for the editors. Nothing was kept. "
+        "Please reload the page and send again."
+    ),
+    "wrong_desk": N_(
+        "A part of your submission was encrypted for other editors than the desk you chose. "
+        "Nothing was kept. Please reload the page and send again."
+    ),
+    "truncated": N_(
+        "A part of your submission arrived incomplete or damaged. Nothing was kept. "
+        "Please reload the page and send again."
+    ),
+    "incomplete": N_(
+        "Not all parts of your submission have finished uploading. Please wait for the "
+        "upload to finish."
+    ),
+    "mailbox": N_("No earlier testimony belongs to this codename. Please check it."),
+    "mailbox_taken": N_(
+        "This mailbox already exists. Please reload the page to get a new codename."
+    ),
+    "reply_key": N_(
+        "The reply key does not match this codename's mailbox. Please reload the page."
+    ),
+}
+
+
+class Invalid(Exception):
+    """An upload is not what the desk can accept; ``key`` names the sentence in CMSG."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _b64_len(arg: str) -> int:
+    try:
+        return len(base64.b64decode(arg + "=" * (-len(arg) % 4), validate=True))
+    except (binascii.Error, ValueError):
+        return -1
+
+
+def stream_plaintext_length(payload: int) -> int | None:
+    """The plaintext length of an age STREAM payload of ``payload`` bytes, or None if none fits.
+
+    16-byte nonce, then chunks of 64 KiB + 16-byte tag; only the last may be shorter, and it
+    may be empty only when the whole plaintext is.
+    """
+    body = payload - NONCE
+    if body < TAG:
+        return None
+    full, last = divmod(body, STREAM_CHUNK + TAG)
+    if last == 0:
+        return full * STREAM_CHUNK if full >= 1 else None
+    if last < TAG or (last == TAG and full > 0):
+        return None
+    return full * STREAM_CHUNK + last - TAG
+
+
+def stream_payload_ok(payload: int) -> bool:
+    """Whether ``payload`` bytes (after the header) can be an age STREAM payload of a
+    Padmé-padded plaintext (docs/formats.md §2: every Guwah plaintext is padded), so a cut
+    anywhere but at another Padmé length is caught without any key."""
+    plain = stream_plaintext_length(payload)
+    return plain is not None and padme(plain) == plain
+
+
+def check_age_file(src: Any, size: int, desk: Any) -> str:
+    """Check an upload against ``desk``; return the SHA-256 of its bytes. Raises Invalid."""
+    reader = _Hashing(src)
+    try:
+        header, rest = parse_header(reader)  # type: ignore[arg-type]
+    except AgeError as exc:
+        raise Invalid("not_age" if type(exc).__name__ == "NotAgeFileError" else "truncated") \
+            from None
+    header_len = reader.consumed - len(rest)
+    kinds = {k.kind for k in desk.recipients}
+    if len(header.stanzas) != len(desk.recipients) or kinds != {desk.kind}:
+        raise Invalid("wrong_desk")
+    shape = STANZA_SHAPES.get(desk.kind or "")
+    for stanza in header.stanzas:
+        if stanza.type != desk.kind or shape is None or len(stanza.args) != 1:
+            raise Invalid("wrong_desk")
+        if _b64_len(stanza.args[0]) != shape[0] or len(stanza.body) != shape[1]:
+            raise Invalid("wrong_desk")
+    if not stream_payload_ok(size - header_len):
+        raise Invalid("truncated")
+    while reader.read(READ):
+        pass
+    if reader.consumed != size:
+        raise Invalid("truncated")
+    return reader.digest.hexdigest()
+
+
+class _Hashing:
+    """A reader that hashes and counts everything read through it."""
+
+    def __init__(self, src: Any) -> None:
+        self._src = src
+        self.digest = hashlib.sha256()
+        self.consumed = 0
+
+    def read(self, n: int = 4096) -> bytes:
+        out = self._src.read(4096 if n is None or n < 0 else n)
+        self.digest.update(out)
+        self.consumed += len(out)
+        return bytes(out)
+
+    read1 = read
+
+
+router = APIRouter()
+
+
+def _parse(body: bytes, max_files: int) -> dict[str, Any] | None:
+    """The commit request, checked for shape; None when malformed."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    strings = ("csrf", "desk", "message_upload", "token_hash", "reply_recipient")
+    if any(not isinstance(data.get(k), str) for k in strings):
+        return None
+    files = data.get("files", [])
+    if not isinstance(files, list) or len(files) > max_files:
+        return None
+    uploads = [data["message_upload"]]
+    for i, item in enumerate(files, start=1):
+        if not isinstance(item, dict) or set(item) != {"role", "upload"}:
+            return None
+        if item["role"] != f"file-{i}" or not isinstance(item["upload"], str):
+            return None
+        uploads.append(item["upload"])
+    if any(not _UPLOAD_ID.match(u) for u in uploads) or len(set(uploads)) != len(uploads):
+        return None
+    token = data.get("mailbox_token")
+    if token is not None and (not isinstance(token, str) or not _HEX64.match(token)):
+        return None
+    if not _HEX64.match(data["token_hash"]) and token is None:
+        return None
+    return data
+
+
+@router.post("/api/submissions")
+async def commit(request: Request) -> Response:
+    """Validate the named uploads and make them one visible submission; 201 {"id", ...}."""
+    web = request.app.state.web
+    settings = web.settings
+    ctype = parse_options_header(request.headers.get("content-type", ""))[0]
+    if ctype != b"application/json":
+        return refuse(request, 415, MSG["content_type"])
+    if cross_site(dict(request.headers), request.headers.get("host")):
+        return refuse(request, 403, MSG["cross_site"])
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON:
+            return refuse(request, 413, MSG["field_long"])
+    data = _parse(bytes(body), settings.max_files)
+    if data is None:
+        return refuse(request, 400, MSG["bad_form"])
+    nonce = web.tokens.check(data["csrf"])
+    if nonce is None:
+        return refuse(request, 403, MSG["csrf"])
+    if web.tokens.is_spent(nonce):
+        return refuse(request, 409, MSG["used"])
+    roles = {"message": data["message_upload"]}
+    roles.update({f["role"]: f["upload"] for f in data["files"]})
+    result = await anyio.to_thread.run_sync(_commit_sync, web, request, data, roles)
+    if isinstance(result, Response):
+        return result
+    if not web.tokens.spend(nonce):
+        # a second commit with the same form raced this one; both hold distinct uploads,
+        # and this one is stored: report success (the witness has one codename either way)
+        pass
+    desk = result["desk"]
+    return JSONResponse(
+        {
+            "id": result["id"],
+            "desk": desk.name,
+            "keys": [{"name": k.name, "fingerprint": k.fingerprint} for k in desk.recipients],
+        },
+        status_code=201,
+    )
+
+
+def _commit_sync(web: Any, request: Request, data: dict[str, Any],
+                 roles: dict[str, str]) -> Any:
+    from app.store import NotFound, StoreError
+
+    store = web.store
+    area = store.uploads
+    try:
+        desk = store.get_desk(data["desk"])
+    except NotFound:
+        return refuse(request, 422, MSG["unknown_desk"])
+    if not desk.recipients:
+        return refuse(request, 422, MSG["unknown_desk"])
+    token_hash = data["token_hash"]
+    parent_id = None
+    if data.get("mailbox_token") is not None:
+        computed = hash_token(bytes.fromhex(data["mailbox_token"]))
+        if token_hash and token_hash != computed:
+            return refuse(request, 422, CMSG["mailbox"])
+        token_hash = computed
+        earlier = store.list_submissions(token_hash=token_hash)
+        if not earlier:
+            return refuse(request, 404, CMSG["mailbox"])
+        if earlier[0].reply_recipient != data["reply_recipient"]:
+            return refuse(request, 422, CMSG["reply_key"])
+        firsts = [s for s in earlier if s.parent_id is None] or earlier
+        parent_id = firsts[0].id
+    elif store.mailbox_exists(token_hash):
+        return refuse(request, 409, CMSG["mailbox_taken"])
+
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    hashes: dict[str, tuple[str, str]] = {}
+    for role, upload_id in roles.items():
+        try:
+            info = area.info(upload_id)
+        except NotFound:
+            return refuse(request, 422, CMSG["incomplete"])
+        if info.expires <= now:
+            return refuse(request, 410, CMSG["incomplete"])
+        if info.desk_id != desk.id or info.role != role:
+            _remove(area, roles)
+            return refuse(request, 422, CMSG["wrong_desk"])
+        if not info.complete:
+            return refuse(request, 422, CMSG["incomplete"])
+        try:
+            with area.open(upload_id) as src:
+                sha = check_age_file(src, info.length, desk)
+        except Invalid as exc:
+            _remove(area, roles)
+            return refuse(request, 422, CMSG[exc.key])
+        hashes[role] = (upload_id, sha)
+    try:
+        submission_id = area.adopt(desk, token_hash, data["reply_recipient"], parent_id, hashes)
+    except NotFound:
+        return refuse(request, 404, CMSG["mailbox"])
+    except StoreError as exc:
+        text = str(exc)
+        if "already used" in text:
+            return refuse(request, 409, MSG["used"])
+        if "reply recipient" in text:
+            return refuse(request, 422, CMSG["reply_key"])
+        if "token hash" in text:
+            return refuse(request, 400, MSG["bad_form"])
+        return refuse(request, 500, MSG["server"])
+    return {"id": submission_id, "desk": desk}
+
+
+def _remove(area: Any, roles: dict[str, str]) -> None:
+    """Drop every upload a refused commit named: nothing of it is kept."""
+    from app.store import NotFound
+
+    for upload_id in roles.values():
+        try:
+            area.delete(upload_id)
+        except NotFound:
+            pass

@@ -1,0 +1,294 @@
+"""The returning witness: read replies with the codename, and send a follow-up into the mailbox.
+
+Routes (registered by ``create_app``):
+
+- ``GET /return``: the codename form.  With JavaScript, ``static/js/return.js`` (Subresource
+  Integrity) takes it over: the browser derives the mailbox itself, fetches the reply
+  ciphertexts from ``POST /api/mailbox`` and decrypts them; the codename never leaves it.
+- ``POST /return`` (JavaScript off): the server derives the mailbox in memory (the bounded
+  KDF: at most ``kdf_concurrency`` at once, else 503 "busy"), reads the replies by token hash,
+  decrypts them with the derived reply identity, renders them and forgets all of it: no
+  session, no cookie.  A codename that opens no mailbox gets *the same page* as a mailbox with
+  no reply yet, at the same cost (the KDF always runs, the same lookups are made), so the
+  answer never tells whether a mailbox exists.
+- ``POST /api/mailbox`` ``{"token": "<64 hex>"}`` → ``{"replies": [{"day", "age"}]}`` (age =
+  base64 of the reply's age file); an unknown token gets ``{"replies": []}``.  The token is
+  only ever in this body (never in a URL); the server hashes it and keeps nothing.
+- ``POST /mailbox/follow-up`` (JavaScript off, multipart): sealed exactly like a first
+  submission (app/web/sealing.py, ``follow_up=``) and linked to the mailbox.
+
+The follow-up form does not echo the codename: it carries a *ticket*, the codename sealed
+with ChaCha20-Poly1305 under a key derived from the server key, padded to a fixed length and
+valid as long as a form token.  So the mailbox page holds no secret in clear, and it is byte
+for byte the same, apart from its form tokens, for every codename that has no reply.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import logging
+import re
+import secrets
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from python_multipart.multipart import parse_options_header
+
+from app.crypto import AgeError, HybridIdentity, X25519Identity, decrypt, read_header
+from app.crypto.mailbox import CODENAME_WORDS, CodenameError, kdf, normalize_codename, token_hash
+
+from . import sealing
+from .errors import MSG, N_, Refusal
+from .forms import TOKEN_LIFETIME_HOURS, cross_site
+
+log = logging.getLogger("guwah.web")
+
+REPLY_FORMAT = "guwah-reply/1"
+HYBRID = "mlkem768x25519"
+MAX_REPLIES = 500  # per mailbox page; an editor desk will never send this many
+MAX_REPLY_BYTES = 4 * 1024 * 1024  # a reply is text (≤ 100,000 characters, padded)
+API_BODY_BYTES = 1024
+TICKET_PAD = 128  # a normalized codename is at most 7 * 9 + 6 = 69 bytes
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+FOLLOW_UP_MSG = {
+    "ticket": N_(
+        "This follow-up form has expired. Nothing was kept. "
+        "Enter your codename again to open your mailbox, then send it from there."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ShownReply:
+    """One reply as the page shows it: the day and the text (None: could not be opened)."""
+
+    day: str
+    text: str | None
+
+
+# --------------------------------------------------------------------------- tickets
+class MailboxTickets:
+    """Seal a codename into the follow-up form, and open it again when the form comes back."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = ChaCha20Poly1305(
+            hashlib.sha256(b"guwah.org/v1/mailbox-ticket\x00" + key).digest()
+        )
+
+    def seal(self, codename: str) -> str:
+        raw = codename.encode("utf-8")
+        if len(raw) > TICKET_PAD:
+            raise ValueError("codename too long for a ticket")
+        nonce = secrets.token_bytes(12)
+        plain = struct.pack(">I", _hour()) + raw + b"\x00" * (TICKET_PAD - len(raw))
+        sealed = self._aead.encrypt(nonce, plain, b"guwah mailbox ticket v1")
+        return "v1." + base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode("ascii")
+
+    def open(self, ticket: str) -> str:
+        """The normalized codename in a genuine, fresh ticket; Refusal otherwise."""
+        try:
+            version, body = ticket.split(".")
+            if version != "v1" or len(body) > 400:
+                raise ValueError
+            data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            plain = self._aead.decrypt(data[:12], data[12:], b"guwah mailbox ticket v1")
+            (hour,) = struct.unpack(">I", plain[:4])
+            if not 0 <= _hour() - hour <= TOKEN_LIFETIME_HOURS:
+                raise ValueError
+            return normalize_codename(plain[4:].rstrip(b"\x00").decode("utf-8"))
+        except (ValueError, InvalidTag, binascii.Error, struct.error, UnicodeDecodeError):
+            raise Refusal(403, FOLLOW_UP_MSG["ticket"]) from None
+
+
+def _hour() -> int:
+    return int(time.time() // 3600)
+
+
+# --------------------------------------------------------------------------- reading
+def derive(web: Any, codename: str) -> tuple[bytes, bytes]:
+    """(token, reply seed) for a normalized codename, under the server's KDF bound."""
+    if not web.kdf_slots.acquire(timeout=sealing.KDF_WAIT_SECONDS):
+        raise Refusal(503, MSG["busy"])
+    try:
+        out = kdf(codename)
+    finally:
+        web.kdf_slots.release()
+    return out[:32], out[32:64]
+
+
+def read_replies(store: Any, token: bytes, seed: bytes) -> list[ShownReply]:
+    """Look up and decrypt a mailbox's replies in memory.
+
+    The same steps run whether the mailbox exists or not: hash, one lookup, build the reply
+    identity; only the number of replies changes the work, and a mailbox with replies is one
+    whose codename the visitor already holds.
+    """
+    hashed = token_hash(token)
+    infos = store.replies(hashed)[:MAX_REPLIES]
+    x25519 = X25519Identity.from_secret(seed)
+    hybrid: HybridIdentity | None = None
+    shown: list[ShownReply] = []
+    for info in infos:
+        fallback_day = info.day.isoformat()
+        try:
+            fh = store.open_reply(info.id, hashed)
+            try:
+                data = fh.read(MAX_REPLY_BYTES + 1)
+            finally:
+                fh.close()
+            if len(data) > MAX_REPLY_BYTES:
+                raise ValueError("reply too large")
+            kinds = {s.type for s in read_header(io.BytesIO(data)).stanzas}
+            identity: Any = x25519
+            if HYBRID in kinds:
+                hybrid = hybrid or HybridIdentity.from_seed(seed)
+                identity = hybrid
+            plain = decrypt(data, [identity])
+            del data
+            doc = json.loads(plain.rstrip(b" ").decode("utf-8"))
+            del plain
+            if not isinstance(doc, dict) or doc.get("format") != REPLY_FORMAT:
+                raise ValueError("not a reply")
+            text = doc.get("text")
+            day = doc.get("day")
+            if not isinstance(text, str):
+                raise ValueError("reply without text")
+            shown.append(ShownReply(day if isinstance(day, str) and _DAY.match(day)
+                                    else fallback_day, text))
+        except (AgeError, ValueError, OSError, LookupError):
+            # a reply this mailbox cannot open: say so, never why (nothing about its content)
+            log.warning("a stored reply could not be opened")
+            shown.append(ShownReply(fallback_day, None))
+    return shown
+
+
+def reply_ciphertexts(store: Any, token: bytes) -> list[dict[str, str]]:
+    hashed = token_hash(token)
+    out: list[dict[str, str]] = []
+    for info in store.replies(hashed)[:MAX_REPLIES]:
+        fh = store.open_reply(info.id, hashed)
+        try:
+            data = fh.read(MAX_REPLY_BYTES + 1)
+        finally:
+            fh.close()
+        if len(data) > MAX_REPLY_BYTES:
+            continue
+        out.append({"day": info.day.isoformat(), "age": base64.b64encode(data).decode("ascii")})
+    return out
+
+
+# --------------------------------------------------------------------------- routes
+def _return_script() -> dict[str, str] | None:
+    """return.js and its integrity hash, when the bundle has been built."""
+    from .app import STATIC_DIR
+
+    try:
+        integrity = json.loads((STATIC_DIR / "js" / "SRI.json").read_text())["return.js"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (STATIC_DIR / "js" / "return.js").is_file():
+        return None
+    return {"src": "/static/js/return.js", "integrity": str(integrity)}
+
+
+def mailbox_router(web: Any) -> APIRouter:
+    """Routes of the returning witness, bound to the app's shared state ``web``."""
+    from .app import _form_key, _seal_request, _small_form, render
+
+    router = APIRouter()
+    tickets = MailboxTickets(_form_key(web.settings))
+    script = _return_script()
+
+    def desks() -> list[Any]:
+        return [d for d in web.store.list_desks() if d.recipients]
+
+    def mailbox_page(request: Request, replies: list[ShownReply], ticket: str) -> Response:
+        return render(
+            web, request.scope, "mailbox.html",
+            replies=replies, token=web.tokens.issue(), ticket=ticket,
+            max_files=web.settings.max_files, max_file_bytes=web.settings.max_file_bytes,
+            max_text_chars=web.settings.max_text_chars,
+        )
+
+    @router.get("/return", response_class=HTMLResponse)
+    async def return_form(request: Request) -> Response:
+        return render(web, request.scope, "return.html", token=web.tokens.issue(),
+                      words=CODENAME_WORDS, js=script)
+
+    @router.post("/return", response_class=HTMLResponse)
+    async def return_check(request: Request) -> Response:
+        form = await _small_form(request)
+        if web.tokens.check(form.get("csrf", "")) is None:
+            raise Refusal(403, MSG["csrf"])
+        typed = form.pop("codename", "")
+        try:
+            codename = normalize_codename(typed)
+        except CodenameError:
+            count = len(typed.replace("-", " ").split())
+            raise Refusal(422, MSG["codename_words"] if count != CODENAME_WORDS
+                          else MSG["codename_word"]) from None
+        del typed
+
+        def work(normalized: str) -> tuple[list[ShownReply], str]:
+            token, seed = derive(web, normalized)
+            try:
+                return read_replies(web.store, token, seed), tickets.seal(normalized)
+            finally:
+                del token, seed
+
+        replies, ticket = await anyio.to_thread.run_sync(work, codename)
+        del codename
+        return mailbox_page(request, replies, ticket)
+
+    @router.post("/api/mailbox")
+    async def api_mailbox(request: Request) -> Response:
+        def refuse(status: int, message: str) -> Response:
+            return JSONResponse({"error": message}, status_code=status)
+
+        if cross_site(dict(request.headers), request.headers.get("host")):
+            return refuse(403, MSG["cross_site"])
+        ctype = parse_options_header(request.headers.get("content-type", ""))[0]
+        if ctype != b"application/json":
+            return refuse(415, MSG["content_type"])
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > API_BODY_BYTES:
+                return refuse(413, MSG["bad_form"])
+        try:
+            doc = json.loads(bytes(body).decode("ascii"))
+            hexed = doc["token"] if isinstance(doc, dict) else None
+            if not isinstance(hexed, str) or not _HEX64.match(hexed):
+                raise ValueError
+            token = bytes.fromhex(hexed)
+        except (ValueError, KeyError, UnicodeDecodeError):
+            return refuse(400, MSG["bad_form"])
+        finally:
+            body.clear()
+        del doc, hexed
+        replies = await anyio.to_thread.run_sync(reply_ciphertexts, web.store, token)
+        del token
+        return JSONResponse({"replies": replies})
+
+    @router.post("/mailbox/follow-up", response_class=HTMLResponse)
+    async def follow_up(request: Request) -> Response:
+        receipt = await _seal_request(web, request, desks, follow_up=tickets.open)
+        files = receipt.files
+        del receipt
+        return render(web, request.scope, "followup_received.html", files=files)
+
+    return router
+

@@ -1,0 +1,517 @@
+"""JavaScript-off submissions: parse the multipart stream and seal each part as it arrives.
+
+Why not Starlette's ``request.form()``/``UploadFile``: they spool parts over 1 MiB to TMPDIR
+*as plaintext*.  Here python-multipart's low-level ``MultipartParser`` (callbacks only; it
+never opens a file — only its ``File``/``FormParser`` classes do, and they are not used) is fed
+from ``request.stream()``.  Every file byte goes straight into an age ``Encryptor`` whose sink is
+a store staging blob; text fields stay in bounded memory until the testimony is sealed.
+
+The parse runs in one worker thread per request (the store's transaction and the encryptors
+stay on one thread); the event loop hands it the body in chunks of about 1 MiB through a small
+bounded channel, so memory stays flat whatever the file size.
+
+Stored testimony (the ``message`` blob, age-encrypted to every editor of the desk) is UTF-8 JSON
+followed by ASCII spaces up to ``padme(len)``::
+
+    {"format": "guwah-testimony/1", "protection": "server-sealed", "day": "YYYY-MM-DD",
+     "desk": NAME, "lang": "en", "testimony": str,
+     "answers": {"where": str, "when": str,
+                 "consent": "yes"|"no"|"ask"|"", "never_name": str},
+     "files": [{"role": "file-1", "name": str, "size": int, "sha256": hex,
+                "content_type": str}],
+     "reply_recipient": "age1…", "parent_id": null}
+
+(docs/formats.md, section 5, is the reference.)
+
+Each attachment blob ``file-N`` is the plaintext followed by zero bytes up to ``padme(size)``;
+``size`` and ``sha256`` above are of the unpadded plaintext.
+
+Follow-ups (``follow_up=``, used by app/web/mailbox_routes.py): the form carries a sealed
+``mailbox`` field instead of a desk; the codename inside it is re-derived here, and the new
+submission is linked to the mailbox: same token hash, same reply recipient, ``parent_id`` =
+the mailbox's first submission, on that submission's desk.  No new codename is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import threading
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from app.crypto import Encryptor, HybridIdentity, X25519Identity, padme, parse_recipient
+from app.crypto.mailbox import derive_mailbox, kdf, new_codename, token_hash
+from app.crypto.padding import write_padding
+
+from .errors import MSG, Refusal
+from .i18n import KNOWN
+
+# The parser would log a byte of the body in some warnings: keep the body out of logs.
+logging.getLogger("python_multipart").setLevel(logging.CRITICAL + 1)
+logging.getLogger("python_multipart.multipart").setLevel(logging.CRITICAL + 1)
+
+PROTECTION = "server-sealed"
+SHORT_FIELD_CHARS = 2_000
+NEVER_NAME_CHARS = 10_000
+UNKNOWN_FIELDS_BYTES = 64 * 1024
+DISK_CHECK_EVERY = 64 * 1024 * 1024
+KDF_WAIT_SECONDS = 10.0
+CONSENT_VALUES = ("", "yes", "no", "ask")
+FIELD_ORDER = ("csrf", "desk", "lang", "website", "testimony", "where", "when", "consent",
+               "never_name", "files")
+# fields read before the gate (token, desk or mailbox) is checked; a follow-up form sends
+# csrf, mailbox, lang, website, testimony, files
+PRE_GATE = ("csrf", "desk", "mailbox", "lang", "website")
+
+# name -> max characters (bytes accepted: 4 per char, the UTF-8 worst case)
+def _text_caps(max_text_chars: int) -> dict[str, int]:
+    return {
+        "csrf": 200,
+        "desk": 200,
+        "lang": 16,
+        "website": 1_000,
+        "testimony": max_text_chars,
+        "where": SHORT_FIELD_CHARS,
+        "when": SHORT_FIELD_CHARS,
+        "consent": 16,
+        "never_name": NEVER_NAME_CHARS,
+    }
+
+
+@dataclass
+class Limits:
+    max_file_bytes: int
+    max_files: int
+    max_text_chars: int
+    min_free_bytes: int
+    disk_path: Path
+
+
+@dataclass
+class FileRecord:
+    role: str
+    name: str
+    content_type: str
+    size: int = 0
+    sha256: str = ""
+
+
+@dataclass
+class Receipt:
+    """What the receipt page shows; the codename lives only here, then is dropped."""
+
+    codename: str
+    desk: Any
+    submission_id: str
+    files: int
+    text: bool = field(default=False)
+
+
+class Sealer:
+    """One JS-off submission: a state machine driven by the multipart parser's callbacks."""
+
+    def __init__(
+        self,
+        *,
+        boundary: bytes,
+        store: Any,
+        desks: list[Any],
+        limits: Limits,
+        tokens: Any,
+        kdf_slots: threading.BoundedSemaphore,
+        follow_up: Callable[[str], str] | None = None,
+    ) -> None:
+        self.store = store
+        # follow-up mode: opens the form's sealed ``mailbox`` field into a normalized
+        # codename (raising Refusal when it is not genuine or has expired)
+        self.follow_up = follow_up
+        self._link: tuple[str, str, str | None] | None = None  # token hash, recipient, parent
+        self.desks = {d.name: d for d in desks}
+        self.limits = limits
+        self.tokens = tokens  # FormTokens: check / is_spent / spend
+        self.kdf_slots = kdf_slots
+        self.caps = _text_caps(limits.max_text_chars)
+        if follow_up is not None:
+            self.caps["mailbox"] = 1_000
+        self.parser = MultipartParser(
+            boundary,
+            callbacks={
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field,
+                "on_header_value": self._header_value,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+                "on_end": self._end,
+            },
+            max_header_count=8,
+            max_header_size=2048,
+        )
+        self.fields: dict[str, str] = {}
+        self.files: list[FileRecord] = []
+        self._ended = False
+        self._gate_open = False
+        self._desk: Any = None
+        self._nonce: bytes | None = None
+        self._unknown_bytes = 0
+        # current part
+        self._hfield = bytearray()
+        self._hvalue = bytearray()
+        self._headers: dict[str, bytes] = {}
+        self._kind = ""  # "text" | "file" | "skip"
+        self._name = ""
+        self._buf = bytearray()
+        self._file: FileRecord | None = None
+        self._hash: Any = None
+        self._enc: Encryptor | None = None
+        self._blob: Any = None
+        self._pending_name = ""
+        self._pending_type = ""
+        self._since_disk_check = 0
+        # store transaction
+        self._cm: Any = None
+        self._sub: Any = None
+        self._codename: str | None = None
+        self._reply_recipient = ""
+        self._recipients: list[Any] = []
+
+    # ---------------------------------------------------------------- driving
+    def run(self, next_chunk: Callable[[], bytes]) -> Receipt:
+        """Consume the body (``next_chunk`` returns b"" at the end) and commit, or abort."""
+        try:
+            while True:
+                chunk = next_chunk()
+                if not chunk:
+                    break
+                self._write(chunk)
+            self.parser.finalize()
+            if not self._ended:
+                raise Refusal(400, MSG["bad_form"])
+            return self._finish()
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+
+    def _write(self, chunk: bytes) -> None:
+        if self._ended:
+            return  # epilogue after the closing boundary: ignored
+        try:
+            self.parser.write(chunk)
+        except MultipartParseError:
+            raise Refusal(400, MSG["bad_form"]) from None
+
+    # ---------------------------------------------------------------- callbacks
+    def _part_begin(self) -> None:
+        self._headers = {}
+        self._hfield.clear()
+        self._hvalue.clear()
+        self._kind = "skip"
+        self._name = ""
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._hfield += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._hvalue += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[bytes(self._hfield).decode("latin-1").strip().lower()] = bytes(self._hvalue)
+        self._hfield.clear()
+        self._hvalue.clear()
+
+    def _headers_finished(self) -> None:
+        disposition = self._headers.get("content-disposition")
+        if disposition is None:
+            raise Refusal(400, MSG["bad_form"])
+        kind, params = parse_options_header(disposition)
+        if kind != b"form-data" or b"name" not in params:
+            raise Refusal(400, MSG["bad_form"])
+        name = params[b"name"].decode("utf-8", "replace")
+        self._name = name
+        self._buf = bytearray()
+        if name == "files" and b"filename" in params:
+            if not self._gate_open:
+                self._open_gate(for_file=True)
+            self._kind = "file"
+            self._file = None
+            self._pending_name = _safe_filename(params[b"filename"])
+            self._pending_type = _safe_type(self._headers.get("content-type", b""))
+        elif name in self.caps:
+            if name not in PRE_GATE and not self._gate_open:
+                self._open_gate(for_file=False)
+            if name in self.fields:
+                raise Refusal(400, MSG["bad_form"])
+            self._kind = "text"
+        else:
+            self._kind = "skip"
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._kind == "file":
+            self._file_data(data[start:end])
+        elif self._kind == "text":
+            self._buf += data[start:end]
+            if len(self._buf) > 4 * self.caps[self._name] + 4:
+                raise Refusal(413, MSG["text_long"] if self._name == "testimony"
+                              else MSG["field_long"])
+        else:
+            self._unknown_bytes += end - start
+            if self._unknown_bytes > UNKNOWN_FIELDS_BYTES:
+                raise Refusal(400, MSG["bad_form"])
+
+    def _part_end(self) -> None:
+        if self._kind == "file":
+            self._file_end()
+        elif self._kind == "text":
+            self._text_end()
+        self._kind = "skip"
+
+    def _end(self) -> None:
+        self._ended = True
+
+    # ---------------------------------------------------------------- text fields
+    def _text_end(self) -> None:
+        try:
+            text = bytes(self._buf).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refusal(400, MSG["bad_text"]) from None
+        self._buf = bytearray()
+        text = unicodedata.normalize("NFC", text.replace("\r\n", "\n"))
+        if len(text) > self.caps[self._name]:
+            raise Refusal(413, MSG["text_long"] if self._name == "testimony" else MSG["field_long"])
+        if self._name == "website" and text.strip():
+            raise Refusal(400, MSG["honeypot"])
+        if self._name == "consent" and text not in CONSENT_VALUES:
+            raise Refusal(422, MSG["bad_choice"])
+        self.fields[self._name] = text
+
+    def _open_gate(self, *, for_file: bool) -> None:
+        """Check the form token and the desk before anything else of the form is used."""
+        if for_file and self.follow_up is not None:
+            if "csrf" not in self.fields or "mailbox" not in self.fields:
+                raise Refusal(400, MSG["order"])
+        elif for_file and ("csrf" not in self.fields or
+                           ("desk" not in self.fields and len(self.desks) != 1)):
+            raise Refusal(400, MSG["order"])
+        self._check_gate()
+
+    def _check_gate(self) -> None:
+        nonce = self.tokens.check(self.fields.get("csrf", ""))
+        if nonce is None:
+            raise Refusal(403, MSG["csrf"])
+        self._nonce = nonce
+        if not self.desks:
+            raise Refusal(503, MSG["no_desks"])
+        if self.follow_up is not None:
+            self._link_mailbox()
+            return
+        name = self.fields.get("desk", "")
+        if not name:
+            if len(self.desks) != 1:
+                raise Refusal(422, MSG["no_desk"])
+            name = next(iter(self.desks))
+        desk = self.desks.get(name)
+        if desk is None or not desk.recipients:
+            raise Refusal(422, MSG["unknown_desk"])
+        self._desk = desk
+        self._recipients = [parse_recipient(k.age_recipient) for k in desk.recipients]
+        self._gate_open = True
+
+    def _link_mailbox(self) -> None:
+        """Follow-up mode: re-derive the mailbox and find the submission to link to.
+
+        A mailbox nobody has used yet (a codename typed slightly wrong looks exactly like
+        one) gets this as its first submission, on the first desk: the witness saw the same
+        page either way, and nothing they wrote is thrown away.
+        """
+        assert self.follow_up is not None
+        codename = self.follow_up(self.fields.get("mailbox", ""))
+        if not self.kdf_slots.acquire(timeout=KDF_WAIT_SECONDS):
+            raise Refusal(503, MSG["busy"])
+        try:
+            out = kdf(codename)
+        finally:
+            self.kdf_slots.release()
+        del codename
+        hashed = token_hash(out[:32])
+        earlier = self.store.list_submissions(token_hash=hashed)
+        firsts = [s for s in earlier if s.parent_id is None] or earlier
+        parent: str | None = None
+        if firsts:
+            desk = self.desks.get(firsts[0].desk)
+            if desk is None or not desk.recipients:
+                raise Refusal(422, MSG["unknown_desk"])
+            parent = firsts[0].id
+        else:
+            desk = next(iter(self.desks.values()))
+        identity: Any = (HybridIdentity.from_seed(out[32:64]) if desk.kind == "mlkem768x25519"
+                         else X25519Identity.from_secret(out[32:64]))
+        del out
+        self._desk = desk
+        self._recipients = [parse_recipient(k.age_recipient) for k in desk.recipients]
+        self._link = (hashed, str(identity.recipient()), parent)
+        del identity
+        self._gate_open = True
+
+    # ---------------------------------------------------------------- files
+    def _file_data(self, data: bytes) -> None:
+        if self._file is None:
+            if not data:
+                return
+            if len(self.files) >= self.limits.max_files:
+                raise Refusal(413, MSG["too_many_files"])
+            self._ensure_submission()
+            record = FileRecord(f"file-{len(self.files) + 1}", self._pending_name,
+                                self._pending_type)
+            self.files.append(record)
+            self._file = record
+            self._hash = hashlib.sha256()
+            self._blob = self._sub.open_blob(record.role)
+            self._enc = Encryptor(self._recipients, self._blob)
+        record = self._file
+        record.size += len(data)
+        if record.size > self.limits.max_file_bytes:
+            raise Refusal(413, MSG["file_big"])
+        self._hash.update(data)
+        assert self._enc is not None
+        self._enc.write(data)
+        self._since_disk_check += len(data)
+        if self._since_disk_check >= DISK_CHECK_EVERY:
+            self._since_disk_check = 0
+            self._check_disk()
+
+    def _file_end(self) -> None:
+        record = self._file
+        if record is None:
+            return  # an empty file input: browsers send a part with no bytes
+        assert self._enc is not None
+        write_padding(self._enc.write, padme(record.size) - record.size)
+        self._enc.close()
+        self._blob.close()
+        record.sha256 = self._hash.hexdigest()
+        self._file, self._enc, self._blob, self._hash = None, None, None, None
+
+    def _check_disk(self) -> None:
+        try:
+            free = shutil.disk_usage(self.limits.disk_path).free
+        except OSError:
+            return
+        if free < self.limits.min_free_bytes:
+            raise Refusal(507, MSG["disk"])
+
+    # ---------------------------------------------------------------- submission
+    def _ensure_submission(self) -> None:
+        if self._sub is not None:
+            return
+        if self._nonce is not None and self.tokens.is_spent(self._nonce):
+            raise Refusal(409, MSG["used"])
+        self._check_disk()
+        if self._link is not None:
+            hashed, recipient, parent = self._link
+            self._codename = ""  # the witness already has it; nothing new to show
+            self._reply_recipient = recipient
+            self._cm = self.store.begin_submission(
+                self._desk, token_hash=hashed, reply_recipient=recipient, parent_id=parent
+            )
+            self._sub = self._cm.__enter__()
+            return
+        codename = new_codename()
+        if not self.kdf_slots.acquire(timeout=KDF_WAIT_SECONDS):
+            raise Refusal(503, MSG["busy"])
+        try:
+            mailbox = derive_mailbox(codename, self._desk.kind)
+        finally:
+            self.kdf_slots.release()
+        self._codename = codename
+        self._reply_recipient = mailbox.reply_recipient
+        self._cm = self.store.begin_submission(
+            self._desk, token_hash=mailbox.token_hash, reply_recipient=mailbox.reply_recipient
+        )
+        del mailbox  # the reply identity is never needed again on the server
+        self._sub = self._cm.__enter__()
+
+    def _finish(self) -> Receipt:
+        if not self._gate_open:
+            self._check_gate()
+        testimony = self.fields.get("testimony", "")
+        if not testimony.strip() and not self.files:
+            raise Refusal(422, MSG["empty"])
+        self._ensure_submission()
+        document = {
+            "format": "guwah-testimony/1",
+            "protection": PROTECTION,
+            "day": datetime.now(UTC).date().isoformat(),
+            "desk": self._desk.name,
+            "lang": lang if (lang := self.fields.get("lang", "")) in KNOWN else "",
+            "testimony": testimony,
+            "answers": {
+                "where": self.fields.get("where", ""),
+                "when": self.fields.get("when", ""),
+                "consent": self.fields.get("consent", ""),
+                "never_name": self.fields.get("never_name", ""),
+            },
+            "files": [
+                {"role": f.role, "name": f.name, "size": f.size, "sha256": f.sha256,
+                 "content_type": f.content_type}
+                for f in self.files
+            ],
+            "reply_recipient": self._reply_recipient,
+            "parent_id": self._link[2] if self._link is not None else None,
+        }
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body += b" " * (padme(len(body)) - len(body))
+        blob = self._sub.open_blob("message")
+        enc = Encryptor(self._recipients, blob)
+        enc.write(body)
+        enc.close()
+        blob.close()
+        del body, document
+        if self._nonce is not None and not self.tokens.spend(self._nonce):
+            raise Refusal(409, MSG["used"])
+        submission_id = self._sub.commit()
+        cm, self._cm, self._sub = self._cm, None, None
+        cm.__exit__(None, None, None)
+        codename, self._codename = self._codename, None
+        assert codename is not None
+        return Receipt(codename, self._desk, str(submission_id), len(self.files),
+                       bool(testimony.strip()))
+
+    def _abort(self, exc: BaseException) -> None:
+        """Leave nothing behind: close the open encryptor quietly and roll the store back."""
+        self._codename = None
+        self.fields.clear()
+        self._buf = bytearray()
+        self._enc = self._blob = None  # the store aborts (and deletes) every staged writer
+        if self._cm is not None:
+            cm, self._cm, self._sub = self._cm, None, None
+            try:
+                cm.__exit__(type(exc), exc, exc.__traceback__)
+            except Exception:  # noqa: S110 - already failing with ``exc``
+                pass
+
+
+def _safe_filename(raw: bytes) -> str:
+    """A display name for editors: no path, no control characters, bounded length."""
+    name = raw.decode("utf-8", "replace")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in unicodedata.normalize("NFC", name)
+                   if unicodedata.category(ch)[0] != "C")
+    name = name.strip().lstrip(".")
+    return name[:200] or "file"
+
+
+def _safe_type(raw: bytes) -> str:
+    text = raw.decode("latin-1", "replace").split(";", 1)[0].strip().lower()
+    if len(text) > 100 or not all(c.isalnum() or c in "/.+-_" for c in text):
+        return "application/octet-stream"
+    return text or "application/octet-stream"

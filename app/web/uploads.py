@@ -1,0 +1,317 @@
+"""Resumable ciphertext uploads: tus 1.0.0 core + creation + termination + expiration.
+
+Written here (no tus server library) so that it is plain what happens to the bytes: each
+PATCH body is streamed from ``request.stream()`` straight onto the end of the upload's file
+in the store's uploads area (``app.store.uploads``), fsynced before the new offset is
+acknowledged, and nowhere else (no temp file, no spooling, never ``request.body()``). What
+arrives is ciphertext: the witness's browser encrypted it; the commit (app/web/commit.py)
+refuses anything that is not an age file for the desk.
+
+Metadata carries only ``desk`` and ``role`` (no file names: they are inside the encrypted
+testimony). A write is accepted only at the upload's current offset (409 otherwise), one
+writer per upload at a time, so no byte is ever stored twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import math
+import re
+import threading
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
+
+from app.crypto import padme
+
+from .errors import N_
+from .forms import cross_site
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,termination,expiration"
+WRITE_BLOCK = 1024 * 1024  # bytes handed to the writing thread at a time
+MAX_ACTIVE_PATCHES = 16  # PATCH streams written at once by this process; more -> 503
+AGE_HEADER_MAX = 1 << 20  # app.crypto.header.MAX_HEADER_BYTES
+STREAM_CHUNK = 64 * 1024
+_ROLE = re.compile(r"^(message|file-([1-9][0-9]{0,3}))$")
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+UMSG = {
+    "tus_version": N_(
+        "This upload client speaks another protocol version. Please reload the page."
+    ),
+    "upload_bad": N_("The upload request was damaged. Please reload the page and send again."),
+    "upload_gone": N_(
+        "This upload has expired or was removed. Nothing of it was kept. Please send again."
+    ),
+    "upload_offset": N_(
+        "The upload went out of step with the server. The page will continue where it stopped."
+    ),
+    "upload_busy": N_("This upload is already being sent. Please wait a moment."),
+    "upload_long": N_("More data arrived than announced. Nothing of this part was kept."),
+    "upload_type": N_("This address only accepts encrypted uploads from this site."),
+}
+
+
+def ciphertext_limit(plaintext_max: int) -> int:
+    """Largest age file for a plaintext of at most ``plaintext_max`` bytes after padding."""
+    padded = padme(max(plaintext_max, 1))
+    chunks = max(1, math.ceil(padded / STREAM_CHUNK))
+    return AGE_HEADER_MAX + 16 + padded + 16 * chunks
+
+
+def message_limit(settings: Any) -> int:
+    """The testimony document: the text (4 bytes a character at worst), answers, file list."""
+    return ciphertext_limit(4 * settings.max_text_chars + 64 * 1024 + 1024 * settings.max_files)
+
+
+def _translate(request: Request, message: str) -> str:
+    web = request.app.state.web
+    return web.catalogs.get(request.scope.get("guwah.lang", "en")).gettext(message)
+
+
+def refuse(request: Request, status: int, message: str,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    """A refusal as JSON: ``{"error": "<one translated sentence>"}``."""
+    return JSONResponse({"error": _translate(request, message)}, status_code=status,
+                        headers={"Tus-Resumable": TUS_VERSION, **(headers or {})})
+
+
+def _expires(info: Any) -> str:
+    return email.utils.format_datetime(info.expires, usegmt=True)
+
+
+def parse_metadata(header: str) -> dict[str, str]:
+    """tus ``Upload-Metadata``: ``key base64,key base64``; ValueError when malformed."""
+    out: dict[str, str] = {}
+    for item in header.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, _, value = item.partition(" ")
+        if not key or key in out or len(out) >= 8:
+            raise ValueError("bad metadata")
+        try:
+            out[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ValueError("bad metadata") from None
+    return out
+
+
+router = APIRouter()
+_patch_slots = threading.BoundedSemaphore(MAX_ACTIVE_PATCHES)
+
+
+def _tus_ok(request: Request) -> bool:
+    return request.headers.get("tus-resumable") == TUS_VERSION
+
+
+@router.options("/api/uploads")
+@router.options("/api/uploads/{upload_id}")
+async def tus_options(request: Request) -> Response:
+    web = request.app.state.web
+    return Response(status_code=204, headers={
+        "Tus-Resumable": TUS_VERSION,
+        "Tus-Version": TUS_VERSION,
+        "Tus-Extension": TUS_EXTENSIONS,
+        "Tus-Max-Size": str(ciphertext_limit(web.settings.max_file_bytes)),
+    })
+
+
+def _precheck(request: Request) -> JSONResponse | None:
+    if not _tus_ok(request):
+        return refuse(request, 412, UMSG["tus_version"], {"Tus-Version": TUS_VERSION})
+    if cross_site(dict(request.headers), request.headers.get("host")):
+        from .errors import MSG
+
+        return refuse(request, 403, MSG["cross_site"])
+    return None
+
+
+@router.post("/api/uploads")
+async def tus_create(request: Request) -> Response:
+    """Create an upload: ``Upload-Length`` (required), ``Upload-Metadata`` desk + role."""
+    from .errors import MSG
+
+    if (bad := _precheck(request)) is not None:
+        return bad
+    web = request.app.state.web
+    settings = web.settings
+    if web.tokens.check(request.headers.get("guwah-form-token", "")) is None:
+        return refuse(request, 403, MSG["csrf"])
+    if "upload-defer-length" in request.headers:
+        return refuse(request, 400, UMSG["upload_bad"])
+    try:
+        length = int(request.headers.get("upload-length", ""))
+        meta = parse_metadata(request.headers.get("upload-metadata", ""))
+    except ValueError:
+        return refuse(request, 400, UMSG["upload_bad"])
+    role = meta.get("role", "")
+    match = _ROLE.match(role)
+    if length < 0 or set(meta) - {"desk", "role"} or match is None:
+        return refuse(request, 400, UMSG["upload_bad"])
+    if match.group(2) is not None and int(match.group(2)) > settings.max_files:
+        return refuse(request, 413, MSG["too_many_files"])
+    limit = message_limit(settings) if role == "message" else ciphertext_limit(
+        settings.max_file_bytes)
+    if length > limit:
+        return refuse(request, 413, MSG["file_big"] if role != "message" else MSG["text_long"])
+    store = web.store
+
+    def create() -> Any:
+        from app.store import NotFound
+
+        try:
+            desk = store.get_desk(meta.get("desk", ""))
+        except NotFound:
+            return refuse(request, 422, MSG["unknown_desk"])
+        if not desk.recipients:
+            return refuse(request, 422, MSG["unknown_desk"])
+        area = store.uploads
+        if area.reserved_bytes() + web.inflight + length > settings.max_pending_bytes:
+            return refuse(request, 507, MSG["pending"])
+        if store.free_bytes() - length < settings.min_free_bytes:
+            return refuse(request, 507, MSG["disk"])
+        return area.create(desk.id, role, length)
+
+    info = await anyio.to_thread.run_sync(create)
+    if isinstance(info, Response):
+        return info
+    return Response(status_code=201, headers={
+        "Tus-Resumable": TUS_VERSION,
+        "Location": f"/api/uploads/{info.id}",
+        "Upload-Offset": "0",
+        "Upload-Expires": _expires(info),
+    })
+
+
+async def _live_info(request: Request, upload_id: str) -> Any:
+    """The upload's info, or a refusal (404 unknown, 410 expired: then it is removed)."""
+    import datetime as dt
+
+    from app.store import NotFound
+
+    web = request.app.state.web
+    area = web.store.uploads
+    if not _UPLOAD_ID.match(upload_id):
+        return refuse(request, 404, UMSG["upload_gone"])
+    try:
+        info = await anyio.to_thread.run_sync(area.info, upload_id)
+    except NotFound:
+        return refuse(request, 404, UMSG["upload_gone"])
+    if info.expires <= dt.datetime.now(dt.UTC):
+        try:
+            await anyio.to_thread.run_sync(area.delete, upload_id)
+        except NotFound:
+            pass
+        return refuse(request, 410, UMSG["upload_gone"])
+    return info
+
+
+@router.head("/api/uploads/{upload_id}")
+async def tus_head(request: Request, upload_id: str) -> Response:
+    if not _tus_ok(request):
+        return Response(status_code=412, headers={"Tus-Resumable": TUS_VERSION,
+                                                  "Tus-Version": TUS_VERSION})
+    info = await _live_info(request, upload_id)
+    if isinstance(info, Response):
+        return Response(status_code=info.status_code, headers={"Tus-Resumable": TUS_VERSION})
+    return Response(status_code=200, headers={
+        "Tus-Resumable": TUS_VERSION,
+        "Upload-Offset": str(info.offset),
+        "Upload-Length": str(info.length),
+        "Upload-Expires": _expires(info),
+    })
+
+
+@router.patch("/api/uploads/{upload_id}")
+async def tus_patch(request: Request, upload_id: str) -> Response:
+    """Append the body at ``Upload-Offset``; 204 with the new offset once it is on disk."""
+    from app.store import NotFound
+    from app.store.uploads import UploadConflict, UploadTooLong
+
+    from .errors import MSG
+
+    if (bad := _precheck(request)) is not None:
+        return bad
+    if request.headers.get("content-type", "").split(";")[0].strip() != (
+            "application/offset+octet-stream"):
+        return refuse(request, 415, UMSG["upload_type"])
+    try:
+        client_offset = int(request.headers.get("upload-offset", ""))
+    except ValueError:
+        return refuse(request, 400, UMSG["upload_bad"])
+    web = request.app.state.web
+    settings = web.settings
+    info = await _live_info(request, upload_id)
+    if isinstance(info, Response):
+        return info
+    if client_offset != info.offset:
+        return refuse(request, 409, UMSG["upload_offset"], {"Upload-Offset": str(info.offset)})
+    if not _patch_slots.acquire(blocking=False):
+        return refuse(request, 503, MSG["busy"], {"Retry-After": "5"})
+    try:
+        remaining = info.length - info.offset
+        free = await anyio.to_thread.run_sync(web.store.free_bytes)
+        if free - remaining < settings.min_free_bytes:
+            return refuse(request, 507, MSG["disk"])
+        try:
+            appender = await anyio.to_thread.run_sync(web.store.uploads.appender, upload_id)
+        except UploadConflict:
+            return refuse(request, 409, UMSG["upload_busy"])
+        except NotFound:
+            return refuse(request, 404, UMSG["upload_gone"])
+        try:
+            if appender.offset != client_offset:
+                return refuse(request, 409, UMSG["upload_offset"],
+                              {"Upload-Offset": str(appender.offset)})
+            buf = bytearray()
+            try:
+                async for chunk in request.stream():
+                    buf += chunk
+                    if len(buf) >= WRITE_BLOCK:
+                        block = bytes(buf)
+                        buf.clear()
+                        await anyio.to_thread.run_sync(appender.write, block)
+                if buf:
+                    await anyio.to_thread.run_sync(appender.write, bytes(buf))
+            except ClientDisconnect:
+                # keep what arrived: it is a prefix of what the client sent at this offset,
+                # and the client re-syncs with HEAD before it continues
+                if buf:
+                    await anyio.to_thread.run_sync(appender.write, bytes(buf))
+            except UploadTooLong:
+                await anyio.to_thread.run_sync(appender.rollback)
+                return refuse(request, 413, UMSG["upload_long"])
+            offset = await anyio.to_thread.run_sync(appender.finish)
+        finally:
+            await anyio.to_thread.run_sync(appender.close)
+    finally:
+        _patch_slots.release()
+    info = await anyio.to_thread.run_sync(web.store.uploads.info, upload_id)
+    return Response(status_code=204, headers={
+        "Tus-Resumable": TUS_VERSION,
+        "Upload-Offset": str(offset),
+        "Upload-Expires": _expires(info),
+    })
+
+
+@router.delete("/api/uploads/{upload_id}")
+async def tus_delete(request: Request, upload_id: str) -> Response:
+    """tus termination: the upload and its bytes are removed at once."""
+    from app.store import NotFound
+
+    if (bad := _precheck(request)) is not None:
+        return bad
+    if not _UPLOAD_ID.match(upload_id):
+        return refuse(request, 404, UMSG["upload_gone"])
+    try:
+        await anyio.to_thread.run_sync(request.app.state.web.store.uploads.delete, upload_id)
+    except NotFound:
+        return refuse(request, 404, UMSG["upload_gone"])
+    return Response(status_code=204, headers={"Tus-Resumable": TUS_VERSION})
