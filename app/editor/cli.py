@@ -21,6 +21,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from app.bundles import BundleError
 from app.crypto import AgeError, decrypt_stream
 from app.crypto.passphrase import DEFAULT_WORK_FACTOR
 
@@ -180,6 +181,11 @@ def restore(
     out.print(f"Keyring restored in {directory}; fingerprint {ring.public.fingerprint}")
 
 
+from . import commands as _commands  # noqa: E402  (registers the review / reply commands)
+
+_commands.register(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turn every expected failure into one line and exit status 1."""
     try:
@@ -190,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (EditorError, AgeError) as exc:
+    except (EditorError, AgeError, BundleError) as exc:
         err.print(f"guwah-editor: error: {exc}", markup=False, highlight=False)
         sys.exit(1)
     except OSError as exc:

@@ -1,0 +1,279 @@
+"""The review-and-reply commands of ``guwah-editor`` (issue 5), registered on the CLI app.
+
+Kept apart from ``cli.py`` (keys and plain decryption) so each file stays readable. Every
+failure is an EditorError/BundleError/AgeError that ``cli.main`` turns into one line + exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from . import custody as custody_mod
+from . import replies as replies_mod
+from . import review as review_mod
+from . import scrub as scrub_mod
+from . import trust as trust_mod
+from .errors import EditorError
+from .keyring import read_public
+
+KeyringOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--keyring",
+        help="Keyring folder (default: $GUWAH_KEYRING, then ~/.local/share/guwah-editor).",
+        show_default=False,
+    ),
+]
+PassFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help="Read the passphrase from the first line of FILE instead of asking (scripts, tests).",
+    ),
+]
+
+
+class _Cli:
+    """Late access to app.editor.cli (it imports this module while it is being defined)."""
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        from . import cli
+
+        return getattr(cli, name)
+
+
+_cli = _Cli()
+
+ReviewOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--review",
+        help="Review folder (default: $GUWAH_REVIEW, then ~/guwah-review).",
+        show_default=False,
+    ),
+]
+
+
+def default_review() -> Path:
+    env = os.environ.get("GUWAH_REVIEW")
+    return Path(env) if env else Path.home() / "guwah-review"
+
+
+def _unlock(keyring: Path | None, passphrase_file: Path | None):  # type: ignore[no-untyped-def]
+    return lambda: _cli._open(keyring, passphrase_file)
+
+
+def trust_server(
+    key_file: Annotated[Path, typer.Argument(help="The key file from 'guwah server-key'.")],
+    keyring: KeyringOpt = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace a different pinned key (key rotation).")
+    ] = False,
+) -> None:
+    """Pin the server's signing key; every export bundle must be signed by it."""
+    try:
+        text = key_file.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise EditorError(f"cannot read the server key file {key_file}") from None
+    public = trust_mod.parse_server_key(text)
+    fp = trust_mod.pin_server(_cli._keyring_dir(keyring), public, replace=replace)
+    _cli.out.print(f"Server key pinned. Fingerprint: [bold]{fp}[/bold]")
+    _cli.out.print("Compare it aloud with the operator ('guwah server-key' prints it).")
+
+
+def import_(
+    bundle: Annotated[Path, typer.Argument(help="An export bundle from 'guwah export'.")],
+    review: ReviewOpt = None,
+    keyring: KeyringOpt = None,
+    passphrase_file: PassFileOpt = None,
+    allow_replay: Annotated[
+        bool, typer.Option("--allow-replay", help="Import a bundle older than the last one.")
+    ] = False,
+) -> None:
+    """Verify, decrypt and lay out an export bundle in the review folder (atomic)."""
+    review_dir = review or default_review()
+    keyring_dir = _cli._keyring_dir(keyring)
+    read_public(keyring_dir)
+    total = bundle.stat().st_size if bundle.is_file() else 0
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=_cli.err,
+        transient=True,
+        disable=not _cli.err.is_terminal,
+    )
+    task = bar.add_task("decrypting", total=total)
+    unlock = _unlock(keyring, passphrase_file)
+
+    def unlock_then_show():  # type: ignore[no-untyped-def]
+        ring = unlock()
+        bar.start()
+        return ring
+
+    try:
+        result = review_mod.import_bundle(
+            bundle,
+            review_dir,
+            keyring_dir,
+            unlock_then_show,
+            allow_replay=allow_replay,
+            progress=(lambda n: bar.advance(task, n)) if _cli.err.is_terminal else None,
+        )
+    finally:
+        bar.stop()
+    if result.already:
+        _cli.out.print(f"Already imported into {result.folder}: nothing changed.")
+        return
+    for warning in result.warnings:
+        _cli.err.print(f"warning: {warning}", markup=False, highlight=False)
+    for alert in result.alerts:
+        _cli.err.print(f"ALERT: {alert}", style="bold red", markup=False, highlight=False)
+    _cli.out.print(
+        f"Imported {result.submissions} submission(s) into {result.folder}", markup=False
+    )
+    _cli.out.print(f"Open {review_dir / review_mod.INDEX} to review them.", markup=False)
+
+
+def scrub(
+    file: Annotated[Path, typer.Argument(help="An attachment in a submission folder.")],
+) -> None:
+    """Write a metadata-stripped copy next to the original (which is kept as evidence)."""
+    dest, kind, notes = scrub_mod.scrub(file)
+    _cli.out.print(f"{kind}: metadata-stripped copy written to {dest}", markup=False)
+    for note in notes:
+        _cli.err.print(f"note: {note}", markup=False, highlight=False)
+
+
+def custody(
+    submission: Annotated[Path, typer.Argument(help="A submission folder in the review folder.")],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the report.", show_default=False)
+    ] = None,
+    keyring: KeyringOpt = None,
+    passphrase_file: PassFileOpt = None,
+) -> None:
+    """Write, sign (editor's Ed25519 key) and print a chain-of-custody report."""
+    custody_mod.load_submission(submission)
+    ring = _cli._open(keyring, passphrase_file)
+    path, signed = custody_mod.write_report(submission, ring, out_file)
+    _cli.out.print(custody_mod.summary(signed), markup=False, highlight=False)
+    _cli.out.print(f"Signed report written to {path}", markup=False)
+
+
+def verify_custody(
+    report: Annotated[Path, typer.Argument(help="A custody-report.json.")],
+    editor_fingerprint: Annotated[
+        str | None,
+        typer.Option("--editor-fingerprint", help="Require this editor fingerprint."),
+    ] = None,
+) -> None:
+    """Check a custody report: both signatures, manifest, hashes; exit 1 on any mismatch."""
+    for line in custody_mod.verify_report(report, expected_editor=editor_fingerprint):
+        _cli.out.print(f"ok: {line}", markup=False, highlight=False)
+    _cli.out.print("custody report verified", markup=False)
+
+
+def _text_from_editor() -> str:
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        raise EditorError("give the reply with --text-file FILE, or set $EDITOR")
+    fd, name = tempfile.mkstemp(prefix="guwah-reply-", suffix=".txt")
+    os.close(fd)
+    try:
+        subprocess.run([*shlex.split(editor), name], check=True)
+        return Path(name).read_text("utf-8")
+    except (OSError, subprocess.CalledProcessError):
+        raise EditorError("the editor did not finish: nothing was queued") from None
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def reply(
+    submission: Annotated[Path, typer.Argument(help="The submission folder to answer.")],
+    text_file: Annotated[
+        Path | None,
+        typer.Option("--text-file", help="The reply text (UTF-8); '-' reads stdin."),
+    ] = None,
+    keyring: KeyringOpt = None,
+) -> None:
+    """Encrypt a reply to the witness (and to you) and queue it in the outbox."""
+    if text_file is None:
+        text = _text_from_editor()
+    elif str(text_file) == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = text_file.read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise EditorError(f"cannot read the reply text {text_file} (UTF-8)") from None
+    rid, sent = replies_mod.queue_reply(submission, text, _cli._keyring_dir(keyring))
+    _cli.out.print(f"Reply {rid} queued; your copy: {sent}", markup=False)
+    _cli.out.print("Send it with 'guwah-editor outbox --to USB-STICK'.")
+
+
+def done(
+    submission: Annotated[Path, typer.Argument(help="The submission folder to delete.")],
+    keyring: KeyringOpt = None,
+) -> None:
+    """Queue a request to delete this submission's ciphertext from the server."""
+    queued = replies_mod.queue_done(submission, _cli._keyring_dir(keyring))
+    _cli.out.print("Deletion queued." if queued else "Deletion was already queued.", markup=False)
+
+
+def outbox(
+    to: Annotated[Path, typer.Option("--to", help="Bundle file or folder (e.g. a USB stick).")],
+    desk: Annotated[
+        str | None, typer.Option("--desk", help="Desk, if items of several are queued.")
+    ] = None,
+    keyring: KeyringOpt = None,
+    passphrase_file: PassFileOpt = None,
+) -> None:
+    """Write queued replies and deletions as one bundle signed by your key; clear the queue."""
+    path, n_replies, n_done = replies_mod.write_outbox(
+        to, _cli._keyring_dir(keyring), _unlock(keyring, passphrase_file), desk
+    )
+    _cli.out.print(
+        f"Outbox bundle written to {path}: {n_replies} reply(ies), {n_done} deletion(s).",
+        markup=False,
+    )
+    _cli.out.print("Give it to the operator for 'guwah import'.")
+
+
+def index(review: ReviewOpt = None) -> None:
+    """Rebuild the review folder's index.html."""
+    path = review_mod.write_index(review or default_review())
+    _cli.out.print(f"Wrote {path}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("trust-server")(trust_server)
+    app.command("import")(import_)
+    app.command()(scrub)
+    app.command()(custody)
+    app.command("verify-custody")(verify_custody)
+    app.command()(reply)
+    app.command()(done)
+    app.command()(outbox)
+    app.command()(index)
+
+
+__all__ = ["register"]

@@ -1,0 +1,220 @@
+"""Chain-of-custody reports an editor can sign and anyone can check.
+
+A report ties together, for one submission: the ciphertext hashes from the server-signed
+manifest (with the manifest itself and its signature, so the server's part can be checked
+without trusting the editor), the plaintext hashes the witness's browser (or the sealing
+server) recorded inside the encrypted testimony, the hashes of the decrypted files, the day
+received and the bundle sequence — all signed by the editor's Ed25519 key.
+
+File: ``{"report": {...}, "signature": base64}``; the signature covers
+``"guwah-custody/1\\n" || canonical_json(report)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from app.bundles import (
+    EXPORT_FORMAT,
+    BundleError,
+    canonical_json,
+    parse_manifest,
+    verify_signature,
+)
+
+from .errors import EditorError
+from .keyring import Keyring, key_fingerprint
+from .review import CUSTODY, today
+from .trust import server_fingerprint
+
+FORMAT = "guwah-custody/1"
+REPORT_FILE = "custody-report.json"
+
+
+def load_submission(folder: Path) -> dict[str, Any]:
+    """The custody record written at import (refuses a folder that is not a submission)."""
+    path = folder / CUSTODY
+    if not folder.is_dir() or not path.is_file():
+        raise EditorError(f"{folder} is not a submission folder (no {CUSTODY}): give its path")
+    try:
+        record = json.loads(path.read_text("utf-8"))
+    except ValueError:
+        raise EditorError(f"{path} is damaged") from None
+    if record.get("format") != "guwah-custody-record/1":
+        raise EditorError(f"{path} is not a Guwah custody record")
+    return record
+
+
+def build_report(folder: Path, ring: Keyring) -> dict[str, Any]:
+    record = load_submission(folder)
+    bundle_dir = folder.parent
+    try:
+        manifest_bytes = (bundle_dir / "manifest.json").read_bytes()
+        signature = (bundle_dir / "manifest.sig").read_text("ascii").strip()
+    except OSError:
+        raise EditorError(
+            f"{bundle_dir} lacks the signed manifest: was the folder moved?"
+        ) from None
+    public = ring.public
+    report = {
+        "format": FORMAT,
+        "submission_id": record["submission_id"],
+        "desk": record["desk"],
+        "day_received": record["day"],
+        "parent_id": record.get("parent_id"),
+        "protection": record.get("protection", ""),
+        "bundle_sequence": record["bundle"]["sequence"],
+        "server_key": record["bundle"]["server_key"],
+        "server_fingerprint": record["bundle"]["server_fingerprint"],
+        "manifest": base64.b64encode(manifest_bytes).decode(),
+        "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+        "manifest_signature": signature,
+        "ciphertexts": record["ciphertexts"],
+        "testimony": record["message"],
+        "plaintexts": [
+            {
+                "role": f["role"],
+                "file": f["saved_as"],
+                "size": f["size"],
+                "sha256": f["sha256"],
+                "sha256_recorded_by_witness_side": f["sha256_recorded"],
+                "match": f["match"],
+            }
+            for f in record["files"]
+        ],
+        "editor_name": public.name,
+        "editor_key": base64.b64encode(public.ed25519_public).decode(),
+        "editor_age_recipient": public.age_recipient,
+        "editor_fingerprint": public.fingerprint,
+        "signed_day": today(),
+    }
+    return report
+
+
+def sign_report(report: dict[str, Any], ring: Keyring) -> dict[str, Any]:
+    message = FORMAT.encode() + b"\n" + canonical_json(report)
+    signature = ring.signing_key.sign(message).signature
+    return {"report": report, "signature": base64.b64encode(signature).decode()}
+
+
+def write_report(folder: Path, ring: Keyring, out: Path | None = None) -> tuple[Path, dict]:
+    signed = sign_report(build_report(folder, ring), ring)
+    path = out or folder / REPORT_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(signed, indent=1, sort_keys=True) + "\n", "utf-8")
+    tmp.replace(path)
+    return path, signed
+
+
+def summary(signed: dict[str, Any]) -> str:
+    r = signed["report"]
+    lines = [
+        f"Custody report for submission {r['submission_id']} (desk {r['desk']})",
+        f"  received: {r['day_received']}   bundle sequence: {r['bundle_sequence']}",
+        f"  server key fingerprint: {r['server_fingerprint']}",
+        f"  manifest SHA-256: {r['manifest_sha256']}",
+    ]
+    for c in r["ciphertexts"]:
+        lines.append(f"  ciphertext {c['role']}: {c['size']} bytes, SHA-256 {c['sha256']}")
+    for p in r["plaintexts"]:
+        ok = "matches the witness side" if p["match"] else "DOES NOT MATCH the witness side"
+        lines.append(f"  plaintext {p['role']} {p['file']}: SHA-256 {p['sha256']} ({ok})")
+    lines.append(f"  signed by editor {r['editor_name']}, fingerprint {r['editor_fingerprint']}")
+    return "\n".join(lines)
+
+
+def _b64(value: Any, length: int, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != length:
+        raise EditorError(f"the custody report's {what} is malformed")
+    return raw
+
+
+def verify_report(path: Path, *, expected_editor: str | None = None) -> list[str]:
+    """Check a report; return what was checked. Any mismatch raises :class:`EditorError`."""
+    try:
+        signed = json.loads(path.read_text("utf-8"))
+        report, sig = signed["report"], signed["signature"]
+        assert isinstance(report, dict) and report.get("format") == FORMAT
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise EditorError(f"{path} is not a Guwah custody report") from None
+    checked: list[str] = []
+    try:
+        editor = _b64(report["editor_key"], 32, "editor key")
+        VerifyKey(editor).verify(
+            FORMAT.encode() + b"\n" + canonical_json(report), _b64(sig, 64, "signature")
+        )
+    except BadSignatureError:
+        raise EditorError("MISMATCH: the editor's signature does not verify: altered") from None
+    except KeyError:
+        raise EditorError("the custody report lacks the editor key") from None
+    fp = key_fingerprint(str(report.get("editor_age_recipient", "")), editor)
+    if fp != report.get("editor_fingerprint"):
+        raise EditorError("MISMATCH: the editor fingerprint does not match the editor's keys")
+    if expected_editor and fp.upper() != expected_editor.strip().upper():
+        raise EditorError(f"MISMATCH: signed by editor {fp}, not {expected_editor}")
+    checked.append(f"editor signature valid (editor fingerprint {fp})")
+    manifest_bytes = _b64_any(report.get("manifest"), "manifest")
+    server = _b64(report.get("server_key"), 32, "server key")
+    try:
+        verify_signature(
+            EXPORT_FORMAT,
+            manifest_bytes,
+            str(report.get("manifest_signature", "")).encode(),
+            VerifyKey(server),
+        )
+        manifest = parse_manifest(manifest_bytes)
+    except BundleError as exc:
+        raise EditorError(f"MISMATCH: {exc}") from None
+    if server_fingerprint(server) != report.get("server_fingerprint"):
+        raise EditorError("MISMATCH: the server fingerprint does not match the server key")
+    if manifest.get("server_key") != report.get("server_key"):
+        raise EditorError("MISMATCH: the manifest names another server key")
+    checked.append(f"server signature on the manifest valid (server {server_fingerprint(server)})")
+    sub = next(
+        (s for s in manifest.get("submissions", []) if s.get("id") == report["submission_id"]),
+        None,
+    )
+    if sub is None:
+        raise EditorError("MISMATCH: the submission is not in the signed manifest")
+    if sub["files"] != report.get("ciphertexts"):
+        raise EditorError("MISMATCH: the ciphertext hashes differ from the signed manifest")
+    if sub["day"] != report.get("day_received") or manifest["sequence"] != report.get(
+        "bundle_sequence"
+    ):
+        raise EditorError("MISMATCH: the day or bundle sequence differs from the signed manifest")
+    checked.append("ciphertext hashes, day and sequence match the signed manifest")
+    for p in report.get("plaintexts", []):
+        if not p.get("match"):
+            raise EditorError(
+                f"MISMATCH: {p.get('role')} does not match the hash the witness side recorded"
+            )
+        local = path.parent / str(p.get("file", ""))
+        if p.get("file") and local.is_file() and local.parent == path.parent:
+            digest = hashlib.sha256()
+            with open(local, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+            if digest.hexdigest() != p.get("sha256"):
+                raise EditorError(f"MISMATCH: {local.name} on disk differs from the report")
+            checked.append(f"{local.name} on disk matches")
+    checked.append("every plaintext hash matches what the witness side recorded")
+    return checked
+
+
+def _b64_any(value: Any, what: str) -> bytes:
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        raise EditorError(f"the custody report's {what} is malformed") from None

@@ -1,0 +1,207 @@
+"""Replies and deletion requests queued on the editor laptop, then sent as one signed bundle.
+
+Queue: ``KEYRING/outbox/`` (0700). A reply is ``<id>.age`` (ciphertext only: age, to the
+witness's reply recipient and the editor's own key) plus ``<id>.json`` naming the submission
+and desk; a deletion request is ``done-<submission id>.json``. An item counts only once its
+``.json`` exists (written last). ``guwah-editor outbox`` writes one bundle signed with the
+editor's Ed25519 key, fsyncs it, and only then clears the queue.
+
+Reply plaintext: ``{"format": "guwah-reply/1", "submission_id", "day", "text"}`` as JSON,
+followed by spaces up to the Padmé length (like the testimony).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.bundles import OUTBOX_FORMAT, BundleError, write_bundle_file
+from app.crypto import AgeError, encrypt, padme, parse_recipient
+
+from .custody import load_submission
+from .errors import EditorError
+from .keyring import Keyring, read_public
+from .safe_output import safe_name
+
+OUTBOX = "outbox"
+REPLY_FORMAT = "guwah-reply/1"
+MAX_REPLY_CHARS = 100_000
+
+
+def outbox_dir(keyring_dir: Path) -> Path:
+    path = keyring_dir / OUTBOX
+    if path.is_symlink():
+        raise EditorError(f"{path} is a symbolic link: refusing to use it")
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)
+    except FileExistsError:
+        raise EditorError(f"{path} already exists") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _today() -> str:
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+def queue_reply(submission: Path, text: str, keyring_dir: Path) -> tuple[str, Path]:
+    """Encrypt a reply to the witness and this editor; queue it. No passphrase needed."""
+    record = load_submission(submission)
+    if not text.strip():
+        raise EditorError("the reply is empty: nothing was queued")
+    if len(text) > MAX_REPLY_CHARS:
+        raise EditorError(f"the reply is longer than {MAX_REPLY_CHARS} characters")
+    try:
+        doc = json.loads((submission / "testimony.json").read_text("utf-8"))
+        witness = parse_recipient(str(doc.get("reply_recipient", "")))
+    except (OSError, ValueError, AgeError, AttributeError):
+        raise EditorError(
+            "this submission has no usable reply recipient: the witness cannot receive a reply"
+        ) from None
+    own = parse_recipient(read_public(keyring_dir).age_recipient)
+    if witness.type != own.type:
+        raise EditorError(
+            f"the witness's reply key is {witness.type} but your key is {own.type}: age never "
+            "mixes the two in one file, so this keyring cannot reply to this desk"
+        )
+    body = json.dumps(
+        {
+            "format": REPLY_FORMAT,
+            "submission_id": record["submission_id"],
+            "day": _today(),
+            "text": text,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+    body += b" " * (padme(len(body)) - len(body))
+    ciphertext = encrypt(body, [witness, own])
+    rid = secrets.token_urlsafe(16)
+    queue = outbox_dir(keyring_dir)
+    _write_new(queue / f"{rid}.age", ciphertext)
+    meta = {
+        "kind": "reply",
+        "id": rid,
+        "submission_id": record["submission_id"],
+        "desk": record["desk"],
+    }
+    _write_new(queue / f"{rid}.json", json.dumps(meta).encode())
+    sent = submission / safe_name(f"reply-{_today()}-{rid}.txt")
+    _write_new(sent, text.encode())
+    return rid, sent
+
+
+def queue_done(submission: Path, keyring_dir: Path) -> bool:
+    """Queue a deletion request; False when it is queued already."""
+    record = load_submission(submission)
+    path = outbox_dir(keyring_dir) / f"done-{record['submission_id']}.json"
+    if path.exists():
+        return False
+    meta = {"kind": "done", "submission_id": record["submission_id"], "desk": record["desk"]}
+    _write_new(path, json.dumps(meta).encode())
+    return True
+
+
+@dataclass
+class QueueItem:
+    meta_path: Path
+    kind: str
+    submission_id: str
+    desk: str
+    reply_id: str | None = None
+
+
+def queued(keyring_dir: Path) -> list[QueueItem]:
+    queue = keyring_dir / OUTBOX
+    if not queue.is_dir():
+        return []
+    items = []
+    for path in sorted(queue.glob("*.json")):
+        try:
+            meta: dict[str, Any] = json.loads(path.read_text("utf-8"))
+            kind = meta["kind"]
+            item = QueueItem(path, kind, meta["submission_id"], meta["desk"], meta.get("id"))
+        except (OSError, ValueError, KeyError):
+            raise EditorError(f"the queued item {path} is damaged: remove it") from None
+        if kind == "reply" and not (queue / f"{item.reply_id}.age").is_file():
+            raise EditorError(f"the queued reply {path.name} lost its ciphertext: remove it")
+        items.append(item)
+    return items
+
+
+def write_outbox(
+    to: Path, keyring_dir: Path, unlock: Callable[[], Keyring], desk: str | None = None
+) -> tuple[Path, int, int]:
+    """One signed bundle of every queued item (of one desk); clears them once it is on disk."""
+    items = queued(keyring_dir)
+    if not items:
+        raise EditorError("the outbox is empty: queue replies or deletions first")
+    desks = sorted({i.desk for i in items})
+    if desk is None:
+        if len(desks) > 1:
+            raise EditorError(f"the outbox holds items for several desks ({', '.join(desks)}): "
+                              "choose one with --desk")  # fmt: skip
+        desk = desks[0]
+    items = [i for i in items if i.desk == desk]
+    if not items:
+        raise EditorError(f"nothing queued for desk {desk}")
+    ring = unlock()
+    queue = keyring_dir / OUTBOX
+    replies = []
+    members: dict[str, Path] = {}
+    for item in items:
+        if item.kind != "reply":
+            continue
+        path = queue / f"{item.reply_id}.age"
+        data = path.read_bytes()
+        member = f"replies/{item.reply_id}.age"
+        members[member] = path
+        replies.append(
+            {
+                "id": item.reply_id,
+                "submission_id": item.submission_id,
+                "path": member,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    done = sorted({i.submission_id for i in items if i.kind == "done"})
+    bundle_id = secrets.token_urlsafe(24)
+    manifest = {
+        "format": OUTBOX_FORMAT,
+        "editor_key": base64.b64encode(ring.public.ed25519_public).decode(),
+        "desk": desk,
+        "bundle_id": bundle_id,
+        "replies": replies,
+        "done": done,
+    }
+    if to.is_dir():
+        to = to / f"guwah-outbox-{safe_name(desk)}-{_today()}-{bundle_id[:8]}.tar"
+    try:
+        write_bundle_file(to, manifest, ring.signing_key, lambda m: open(members[m], "rb"))
+    except BundleError as exc:
+        raise EditorError(str(exc)) from None
+    for item in items:  # the bundle is fsynced: only now forget the queue
+        item.meta_path.unlink(missing_ok=True)
+        if item.reply_id:
+            (queue / f"{item.reply_id}.age").unlink(missing_ok=True)
+    return to, len(replies), len(done)

@@ -1,0 +1,285 @@
+"""``guwah-editor scrub``: a metadata-stripped copy of an attachment, next to the original.
+
+The original stays untouched (it is evidence; its hash is in the custody record). Pure Python,
+no new dependency, chosen by magic bytes rather than by the witness's file name:
+
+- JPEG: drop APP1 (EXIF incl. GPS, XMP), APP13 (IPTC/Photoshop), every other APPn except
+  APP0 (JFIF), APP2 ICC profiles and APP14 (Adobe colour transform), and COM segments; the
+  image data (from SOS on) is copied byte for byte. EXIF orientation goes with EXIF.
+- PNG: drop tEXt, zTXt, iTXt, eXIf and tIME chunks; every other chunk is copied unchanged.
+- PDF: every ``/Info`` dictionary and XMP ``/Metadata`` stream is blanked *in place* with
+  spaces of the same length, so cross-reference offsets stay valid. Best effort: metadata
+  inside compressed object streams is out of reach; when ``pikepdf`` is installed (optional
+  extra) it is used instead and removes both completely.
+- Office Open XML (docx/xlsx/pptx …) and OpenDocument: ``docProps/core.xml``, ``app.xml``,
+  ``custom.xml`` (or ODF ``meta.xml``) are replaced by empty documents and zip timestamps
+  are zeroed; every other part is copied unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import struct
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import EditorError
+
+JPEG_KEEP_APP = {0xE0, 0xE2, 0xEE}  # APP0 JFIF, APP2 ICC, APP14 Adobe
+PNG_DROP = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
+
+CORE_XML = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    b'<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/metadata/'
+    b'core-properties" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+    b'xmlns:dcterms="http://purl.org/dc/terms/" xmlns:dcmitype="http://purl.org/dc/dcmitype/" '
+    b'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"></cp:coreProperties>'
+)
+APP_XML = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    b'<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/'
+    b'extended-properties" xmlns:vt="http://schemas.openxmlformats.org/officeDocument/2006/'
+    b'docPropsVTypes"></Properties>'
+)
+CUSTOM_XML = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    b'<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/'
+    b'custom-properties" xmlns:vt="http://schemas.openxmlformats.org/officeDocument/2006/'
+    b'docPropsVTypes"></Properties>'
+)
+ODF_META = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<office:document-meta xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+    b'office:version="1.2"><office:meta/></office:document-meta>'
+)
+OFFICE_REPLACE = {
+    "docProps/core.xml": CORE_XML,
+    "docProps/app.xml": APP_XML,
+    "docProps/custom.xml": CUSTOM_XML,
+    "meta.xml": ODF_META,
+}
+
+
+def scrub_jpeg(data: bytes) -> bytes:
+    if not data.startswith(b"\xff\xd8"):
+        raise EditorError("not a JPEG file")
+    out = bytearray(b"\xff\xd8")
+    i = 2
+    while i < len(data):
+        if data[i] != 0xFF:
+            raise EditorError("the JPEG is malformed (no segment marker where one must be)")
+        marker = data[i + 1] if i + 1 < len(data) else None
+        if marker is None:
+            raise EditorError("the JPEG is truncated")
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            out += data[i : i + 2]
+            i += 2
+            continue
+        if marker == 0xD9:
+            out += data[i : i + 2]
+            return bytes(out)
+        if i + 4 > len(data):
+            raise EditorError("the JPEG is truncated")
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if length < 2 or i + 2 + length > len(data):
+            raise EditorError("the JPEG is malformed (a segment runs past the end)")
+        segment = data[i : i + 2 + length]
+        if marker == 0xDA:  # start of scan: the rest is image data, copied as is
+            out += data[i:]
+            return bytes(out)
+        drop = marker == 0xFE or (0xE0 <= marker <= 0xEF and marker not in JPEG_KEEP_APP)
+        if marker == 0xE2 and not segment[4:].startswith(b"ICC_PROFILE\0"):
+            drop = True  # APP2 that is not an ICC profile (e.g. FlashPix) goes too
+        if not drop:
+            out += segment
+        i += 2 + length
+    raise EditorError("the JPEG has no image data")
+
+
+def scrub_png(data: bytes) -> bytes:
+    sig = b"\x89PNG\r\n\x1a\n"
+    if not data.startswith(sig):
+        raise EditorError("not a PNG file")
+    out = bytearray(sig)
+    i = len(sig)
+    while i < len(data):
+        if i + 8 > len(data):
+            raise EditorError("the PNG is truncated")
+        length, kind = struct.unpack(">I4s", data[i : i + 8])
+        end = i + 12 + length
+        if end > len(data):
+            raise EditorError("the PNG is malformed (a chunk runs past the end)")
+        if kind not in PNG_DROP:
+            out += data[i:end]
+        i = end
+        if kind == b"IEND":
+            return bytes(out)
+    raise EditorError("the PNG has no IEND chunk")
+
+
+_REF = re.compile(rb"/Info\s+(\d+)\s+(\d+)\s+R")
+_META_OBJ = re.compile(rb"/Type\s*/Metadata")
+
+
+def _blank(buf: bytearray, start: int, end: int) -> None:
+    """Overwrite buf[start:end] with spaces, keeping line breaks (offsets stay valid)."""
+    for k in range(start, end):
+        if buf[k] not in (0x0A, 0x0D):
+            buf[k] = 0x20
+
+
+def _outer_dict(buf: bytearray, start: int, limit: int) -> tuple[int, int] | None:
+    """Span inside the first ``<< … >>`` at or after ``start`` (nesting-aware, strings skipped)."""
+    i = buf.find(b"<<", start, limit)
+    if i < 0:
+        return None
+    depth = 0
+    k = i
+    while k < limit - 1:
+        two = buf[k : k + 2]
+        if buf[k] == 0x28:  # ( literal string ): skip with escapes and nesting
+            nest, k = 1, k + 1
+            while k < limit and nest:
+                if buf[k] == 0x5C:
+                    k += 2
+                    continue
+                nest += {0x28: 1, 0x29: -1}.get(buf[k], 0)
+                k += 1
+            continue
+        if two == b"<<":
+            depth += 1
+            k += 2
+            continue
+        if two == b">>":
+            depth -= 1
+            k += 2
+            if depth == 0:
+                return i + 2, k - 2
+            continue
+        k += 1
+    return None
+
+
+def scrub_pdf_pure(data: bytes) -> tuple[bytes, list[str]]:
+    if not data.lstrip()[:5] == b"%PDF-":
+        raise EditorError("not a PDF file")
+    buf = bytearray(data)
+    notes: list[str] = []
+    done = 0
+    for num, gen in {(m.group(1), m.group(2)) for m in _REF.finditer(data)}:
+        for obj in re.finditer(rb"(?<![0-9])" + num + rb"\s+" + gen + rb"\s+obj\b", data):
+            end = data.find(b"endobj", obj.end())
+            span = _outer_dict(buf, obj.end(), end if end > 0 else len(buf))
+            if span:
+                _blank(buf, *span)
+                done += 1
+    if not done:
+        notes.append("no /Info dictionary found in plain objects (may sit in an object stream)")
+    for meta in _META_OBJ.finditer(data):
+        obj_start = data.rfind(b"obj", 0, meta.start())
+        stream = data.find(b"stream", meta.end())
+        endstream = data.find(b"endstream", stream)
+        if obj_start < 0 or stream < 0 or endstream < 0:
+            continue
+        header = bytes(buf[obj_start:stream])
+        for f in re.finditer(rb"/Filter\s*(/\w+|\[[^\]]*\])", header):
+            _blank(buf, obj_start + f.start(), obj_start + f.end())
+        body = stream + len(b"stream")
+        while body < endstream and buf[body] in (0x0D, 0x0A):
+            body += 1
+        _blank(buf, body, endstream)
+        done += 1
+    for ref in re.finditer(rb"/Metadata\s+\d+\s+\d+\s+R", data):
+        _blank(buf, ref.start(), ref.end())  # nothing points at the (blank) XMP stream any more
+    return bytes(buf), notes
+
+
+def scrub_pdf(path: Path, dest: Path) -> list[str]:
+    try:
+        import pikepdf  # type: ignore[import-not-found]
+    except ImportError:
+        pikepdf = None
+    if pikepdf is not None:
+        with pikepdf.open(path) as pdf:
+            if "/Info" in pdf.trailer:
+                del pdf.trailer["/Info"]
+            if "/Metadata" in pdf.Root:
+                del pdf.Root["/Metadata"]
+            pdf.save(dest)
+        return ["used pikepdf"]
+    data, notes = scrub_pdf_pure(path.read_bytes())
+    _write(dest, data)
+    return [*notes, "pure-Python PDF scrub: best effort (install pikepdf for a full rewrite)"]
+
+
+def scrub_office(data_path: Path) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    try:
+        with zipfile.ZipFile(data_path) as src, zipfile.ZipFile(out, "w") as dst:
+            for info in src.infolist():
+                content = OFFICE_REPLACE.get(info.filename) or src.read(info.filename)
+                new = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+                new.compress_type = info.compress_type
+                new.external_attr = 0o600 << 16
+                dst.writestr(new, content)
+    except (zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
+        raise EditorError(f"the Office file is not a readable zip: {exc}") from None
+    return out.getvalue()
+
+
+def _write(dest: Path, data: bytes) -> None:
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise EditorError(f"{dest} already exists: refusing to overwrite it") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def scrubbed_name(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.scrubbed{path.suffix}")
+
+
+def scrub(path: Path) -> tuple[Path, str, list[str]]:
+    """Write ``<stem>.scrubbed<suffix>`` next to ``path``; return (dest, kind, notes)."""
+    if path.is_symlink() or not path.is_file():
+        raise EditorError(f"{path} is not a regular file")
+    dest = scrubbed_name(path)
+    if dest.exists():
+        raise EditorError(f"{dest} already exists: refusing to overwrite it")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    handlers: list[tuple[bytes, str, Callable[[], tuple[bytes | None, list[str]]]]] = [
+        (b"\xff\xd8\xff", "JPEG", lambda: (scrub_jpeg(path.read_bytes()), [])),
+        (b"\x89PNG", "PNG", lambda: (scrub_png(path.read_bytes()), [])),
+        (b"%PDF-", "PDF", lambda: (None, scrub_pdf(path, dest))),
+        (b"PK\x03\x04", "Office/OpenDocument", lambda: (scrub_office(path), [])),
+    ]
+    for magic, kind, run in handlers:
+        if head.startswith(magic):
+            if kind.startswith("Office"):
+                with zipfile.ZipFile(path) as z:
+                    names = set(z.namelist())
+                if not names & set(OFFICE_REPLACE):
+                    raise EditorError(f"{path.name} is a zip archive, not an Office document")
+            data, notes = run()
+            if data is not None:
+                _write(dest, data)
+            return dest, kind, notes
+    raise EditorError(
+        f"{path.name}: scrubbing supports JPEG, PNG, PDF and Office files; this is none of them"
+    )

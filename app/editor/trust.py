@@ -1,0 +1,142 @@
+"""The pinned server signing key and what this laptop has imported from it.
+
+``guwah-editor trust-server KEYFILE`` pins the server's Ed25519 key in the keyring folder
+(``server.pub``); every export bundle must be signed by exactly that key. ``imports.json``
+remembers, per desk, the last bundle sequence imported and each imported manifest's SHA-256,
+so that a replayed or older bundle is refused and the same bundle imported twice changes
+nothing. Both files hold only public data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from app.crypto import fingerprint
+
+from .errors import EditorError
+
+SERVER_FILE = "server.pub"
+STATE_FILE = "imports.json"
+
+
+def server_fingerprint(public: bytes) -> str:
+    return fingerprint(public)
+
+
+def parse_server_key(text: str) -> bytes:
+    """Read what ``guwah server-key`` prints (``ed25519:`` and ``fingerprint:`` lines).
+
+    A bare line of base64 is accepted too. A ``fingerprint:`` line must match the key.
+    """
+    key_b64 = None
+    expected_fp = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        field, sep, value = line.partition(":")
+        if sep and field.strip() == "ed25519":
+            key_b64 = value.strip()
+        elif sep and field.strip() == "fingerprint":
+            expected_fp = value.strip().upper()
+        elif not sep and key_b64 is None:
+            key_b64 = line
+    if key_b64 is None:
+        raise EditorError("the server key file has no 'ed25519:' line")
+    try:
+        public = base64.b64decode(key_b64, validate=True)
+    except (binascii.Error, ValueError):
+        public = b""
+    if len(public) != 32:
+        raise EditorError("the server key file's ed25519 key is not base64 of 32 bytes")
+    if expected_fp is not None and expected_fp != server_fingerprint(public):
+        raise EditorError(
+            "the server key file's fingerprint does not match its key: it was altered"
+        )
+    return public
+
+
+def _atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def pin_server(directory: Path, public: bytes, *, replace: bool = False) -> str:
+    """Pin ``public`` for this keyring; refuses to change an existing pin without ``replace``."""
+    if not (directory / "editor.pub").exists():
+        raise EditorError(f"no keyring in {directory}: run 'guwah-editor keygen' or pass --keyring")
+    path = directory / SERVER_FILE
+    fp = server_fingerprint(public)
+    if path.exists():
+        current = parse_server_key(path.read_text("utf-8"))
+        if current == public:
+            return fp
+        if not replace:
+            raise EditorError(
+                f"another server key ({server_fingerprint(current)}) is pinned already: "
+                "pass --replace only if the operator told you the key changed"
+            )
+    text = (
+        "# Guwah server signing key pinned by guwah-editor trust-server\n"
+        f"# pinned: {dt.datetime.now(dt.UTC).date().isoformat()}\n"
+        f"ed25519: {base64.b64encode(public).decode()}\n"
+        f"fingerprint: {fp}\n"
+    )
+    _atomic_write(path, text.encode(), 0o644)
+    return fp
+
+
+def pinned_server(directory: Path) -> bytes:
+    path = directory / SERVER_FILE
+    if not path.exists():
+        raise EditorError(
+            "no server key is pinned: run 'guwah-editor trust-server KEYFILE' with the key "
+            "file the operator gave you (compare its fingerprint aloud)"
+        )
+    return parse_server_key(path.read_text("utf-8"))
+
+
+class ImportState:
+    """Per desk: the last sequence imported and the manifest hash of each imported bundle."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / STATE_FILE
+        self.data: dict[str, Any] = {"desks": {}}
+        if self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text("utf-8"))
+                assert isinstance(self.data.get("desks"), dict)
+            except (ValueError, AssertionError):
+                raise EditorError(f"{self.path} is damaged: restore it from a backup") from None
+
+    def _desk(self, server: bytes, desk: str) -> dict[str, Any]:
+        key = f"{base64.b64encode(server).decode()} {desk}"
+        return self.data["desks"].setdefault(key, {"last": 0, "bundles": {}})
+
+    def last(self, server: bytes, desk: str) -> int:
+        return int(self._desk(server, desk)["last"])
+
+    def imported_as(self, server: bytes, desk: str, sequence: int) -> dict[str, str] | None:
+        return self._desk(server, desk)["bundles"].get(str(sequence))
+
+    def record(
+        self, server: bytes, desk: str, sequence: int, manifest_sha: str, where: str
+    ) -> None:
+        entry = self._desk(server, desk)
+        entry["bundles"][str(sequence)] = {"manifest_sha256": manifest_sha, "folder": where}
+        entry["last"] = max(int(entry["last"]), sequence)
+        _atomic_write(self.path, json.dumps(self.data, indent=1, sort_keys=True).encode())

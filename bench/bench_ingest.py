@@ -1,0 +1,226 @@
+"""Benchmark: ciphertext ingest through resumable (tus) uploads vs a plain write to the same disk.
+
+One run: a valid age file of ``--mib`` MiB (default 2048) is made once (X25519 desk key,
+Padmé-padded zeros), then
+
+(a) "dd": read it and write it to a new file in the data dir's disk, ``--chunk-mib`` at a time,
+    fsync at the end (what the disk can do);
+(b) tus: create an upload on a real ``guwah serve`` and PATCH the same bytes in chunks of
+    ``--chunk-mib`` MiB over a socket (each PATCH is streamed to disk and fsynced before it is
+    acknowledged), then commit the submission (age header check + SHA-256 + one rename).
+
+Prints both throughputs, the ratio (target >= 0.8x), the commit time and the server's peak RSS
+(target <= 120 MB; sampled with psutil every 50 ms). Not a test: nothing here asserts a time.
+
+    .venv/bin/python bench/bench_ingest.py [--mib 2048] [--chunk-mib 8] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MiB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_age_file(path: Path, mib: int, recipient: object) -> int:
+    """A real age file of a Padmé-padded plaintext of about ``mib`` MiB (zeros)."""
+    from app.crypto import Encryptor, padme
+
+    size = padme(mib * MiB)
+    block = bytes(8 * MiB)
+    with path.open("wb") as out:
+        enc = Encryptor([recipient], out)  # type: ignore[list-item]
+        left = size
+        while left:
+            n = min(left, len(block))
+            enc.write(block[:n])
+            left -= n
+        enc.close()
+    return path.stat().st_size
+
+
+def dd(src: Path, dst: Path, chunk: int) -> float:
+    start = time.perf_counter()
+    with src.open("rb", buffering=0) as fin:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            while data := fin.read(chunk):
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return time.perf_counter() - start
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                rss = self.proc.memory_info().rss
+                for child in self.proc.children(recursive=True):
+                    rss = max(rss, child.memory_info().rss)
+            except psutil.Error:
+                break
+            self.peak = max(self.peak, rss)
+            time.sleep(0.05)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mib", type=int, default=2048)
+    ap.add_argument("--chunk-mib", type=int, default=8)
+    ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp dir)")
+    args = ap.parse_args()
+
+    from app.crypto import X25519Identity, fingerprint
+    from app.crypto.mailbox import derive_mailbox, new_codename
+    from app.settings import load_settings
+    from app.store import Store
+
+    base = Path(tempfile.mkdtemp(prefix="guwah-bench-ingest-", dir=args.dir))
+    base.chmod(0o700)
+    proc = None
+    try:
+        data_dir = base / "data"
+        data_dir.mkdir(mode=0o700)
+        tmpdir = base / "tmp"
+        tmpdir.mkdir(mode=0o700)
+        os.environ["TMPDIR"] = str(tmpdir)
+        settings = load_settings(data_dir, max_file_bytes=8 * 1024 * MiB)
+        identity = X25519Identity.generate()
+        with Store(settings) as st:
+            st.init()
+            st.add_desk("default")
+            ed = secrets.token_bytes(32)
+            st.add_recipient("default", "Bench", str(identity.recipient()),
+                             base64.b64encode(ed).decode(), fingerprint(ed))
+        src = base / "source.age"
+        print(f"making a {args.mib} MiB age file ...", flush=True)
+        size = make_age_file(src, args.mib, identity.recipient())
+        chunk = args.chunk_mib * MiB
+
+        # (a) the disk alone (page cache dropped for neither: both read the same warm source)
+        dd_target = data_dir / "blobs" / "dd-target"
+        dd_s = dd(src, dd_target, chunk)
+        dd_target.unlink()
+
+        # (b) tus through guwah serve
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GUWAH_")}
+        env.update({"TMPDIR": str(tmpdir), "GUWAH_DATA_DIR": str(data_dir),
+                    "GUWAH_MAX_FILE_BYTES": str(8 * 1024 * MiB)})
+        guwah = shutil.which("guwah") or str(Path(sys.executable).with_name("guwah"))
+        proc = subprocess.Popen([guwah, "serve", "--data-dir", str(data_dir), "--port", str(port)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        sampler = RssSampler(proc.pid)
+        sampler.start()
+        with httpx.Client(base_url=url, timeout=600) as client:
+            page = client.get("/submit").text
+            token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+
+            def meta(**kv: str) -> str:
+                return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}"
+                                for k, v in kv.items())
+
+            tus = {"Tus-Resumable": "1.0.0"}
+
+            def create(length: int, role: str) -> str:
+                r = client.post("/api/uploads", headers={
+                    **tus, "Upload-Length": str(length), "Guwah-Form-Token": token,
+                    "Upload-Metadata": meta(desk="default", role=role)})
+                r.raise_for_status()
+                return r.headers["Location"]
+
+            def put(loc: str, path: Path) -> None:
+                offset = 0
+                with path.open("rb", buffering=0) as fin:
+                    while data := fin.read(chunk):
+                        r = client.patch(loc, content=data, headers={
+                            **tus, "Upload-Offset": str(offset),
+                            "Content-Type": "application/offset+octet-stream"})
+                        assert r.status_code == 204, r.text
+                        offset = int(r.headers["Upload-Offset"])
+
+            start = time.perf_counter()
+            file_loc = create(size, "file-1")
+            put(file_loc, src)
+            tus_s = time.perf_counter() - start
+
+            message = base / "message.age"
+            from app.crypto import encrypt
+
+            message.write_bytes(encrypt(b" " * 256, [identity.recipient()]))
+            msg_loc = create(message.stat().st_size, "message")
+            put(msg_loc, message)
+            mailbox = derive_mailbox(new_codename(), "X25519")
+            start = time.perf_counter()
+            r = client.post("/api/submissions", json={
+                "csrf": token, "desk": "default", "message_upload": msg_loc.rsplit("/", 1)[1],
+                "files": [{"role": "file-1", "upload": file_loc.rsplit("/", 1)[1]}],
+                "token_hash": mailbox.token_hash, "reply_recipient": mailbox.reply_recipient})
+            commit_s = time.perf_counter() - start
+            assert r.status_code == 201, r.text
+        sampler.stop.set()
+        sampler.join()
+        with Store(settings) as st:
+            sub = st.list_submissions()[0]
+            stored = {f.role: f.size for f in sub.files}
+        assert stored["file-1"] == size, "the server must hold exactly the ciphertext"
+
+        mb = size / 1e6
+        print(f"ciphertext: {size} bytes ({size / MiB:.0f} MiB), PATCH size {args.chunk_mib} MiB")
+        print(f"dd-like write + fsync : {dd_s:7.2f} s  {mb / dd_s:8.1f} MB/s")
+        print(f"tus via guwah serve   : {tus_s:7.2f} s  {mb / tus_s:8.1f} MB/s")
+        print(f"ratio tus/dd          : {dd_s / tus_s:.2f}x  (target >= 0.80x)")
+        print(f"commit (check+hash+rename): {commit_s:.2f} s")
+        print(f"server peak RSS       : {sampler.peak / MiB:.1f} MiB  (target <= 120 MB)")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

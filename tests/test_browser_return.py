@@ -1,0 +1,273 @@
+"""The returning witness in Debian's Chromium (Playwright), JavaScript off and on.
+
+A witness submits through the plain form, an editor reply is stored for that mailbox (a real
+guwah-reply/1 age file, tests/conftest.py ``store_real_reply``), the witness opens the mailbox
+with the codename and reads it, then sends a follow-up that arrives linked to the first
+submission. With JavaScript on, every request and response is recorded: the codename and the
+reply identity never leave the browser, the mailbox token travels only in the body of
+POST /api/mailbox, and no response carries the reply text in plaintext.
+Screenshots go to artifacts/screenshots/. SQLite, and PostgreSQL with GUWAH_TEST_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from app.crypto import decrypt
+from app.crypto.mailbox import derive_mailbox
+
+pytestmark = [pytest.mark.browser, pytest.mark.database, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+WRONG = "abacus abdomen abdominal abide abiding ability ablaze"
+
+
+@pytest.fixture
+def chromium():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    db = "postgresql" if os.environ.get("GUWAH_TEST_DATABASE_URL") else "sqlite"
+    page.screenshot(path=str(SHOTS / f"return-{db}-{name}.png"), full_page=True)
+
+
+def server_store(server):
+    from app.settings import load_settings
+    from app.store import Store
+
+    return Store(load_settings(server.data_dir, database_url=server.database_url))
+
+
+def submit_js_off(browser, server, text: str) -> str:
+    """A first submission through the plain form (JavaScript off); returns the codename."""
+    context = browser.new_context(java_script_enabled=False, locale="en-US")
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/submit")
+        page.locator("#testimony").fill(text)
+        page.get_by_role("button", name="Send").click()
+        page.wait_for_load_state("load")
+        codename = page.locator("#codename").inner_text().strip()
+        assert len(codename.split()) == 7
+        return codename
+    finally:
+        context.close()
+
+
+def send_follow_up(page, text: str, file_path: Path) -> None:
+    page.locator("#follow-up-text").fill(text)
+    page.locator("#follow-up-files").set_input_files([str(file_path)])
+    page.get_by_role("button", name="Send the follow-up").click()
+    page.wait_for_load_state("load")
+    assert page.locator("#follow-up-received").is_visible()
+
+
+def check_follow_up(server, first_id: str, text: str, file_bytes: bytes) -> None:
+    with server_store(server) as store:
+        first = store.submission(first_id)
+        [follow] = [s for s in store.list_submissions() if s.id != first_id]
+        assert follow.parent_id == first_id
+        assert follow.token_hash == first.token_hash
+        assert follow.reply_recipient == first.reply_recipient
+        message = store.open_blob_for_read(follow.id, "message").read()
+        attachment = store.open_blob_for_read(follow.id, "file-1").read()
+    doc = json.loads(decrypt(message, [server.identity]).rstrip(b" "))
+    assert doc["parent_id"] == first_id and doc["protection"] == "server-sealed"
+    assert doc["testimony"] == text
+    [meta] = doc["files"]
+    assert decrypt(attachment, [server.identity])[: meta["size"]] == file_bytes
+
+
+def test_return_js_off_reads_reply_and_follows_up(chromium, guwah_server, make_reply, tmp_path):
+    server = guwah_server
+    codename = submit_js_off(chromium, server, "What I saw at the checkpoint.")
+    reply_text = "Thank you. Could you tell us the day? <b>not bold</b>"
+    with server_store(server) as store:
+        [first] = store.list_submissions()
+        make_reply(store, first.id, reply_text)
+
+    context = chromium.new_context(java_script_enabled=False, locale="en-US")
+    page = context.new_page()
+    try:
+        # a wrong (but well-formed) codename: the neutral page
+        page.goto(server.url + "/return")
+        shot(page, "jsoff-1-return")
+        page.locator("#codename").fill(WRONG)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.wait_for_load_state("load")
+        assert page.locator("#no-replies").is_visible()
+        assert page.locator("#replies").count() == 0
+        shot(page, "jsoff-2-wrong-codename")
+
+        page.goto(server.url + "/return")
+        page.locator("#codename").fill(codename)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.wait_for_load_state("load")
+        replies = page.locator("#replies .reply-text")
+        assert replies.count() == 1
+        assert replies.first.inner_text() == reply_text  # shown as text, not markup
+        assert page.locator("#replies b").count() == 0
+        assert first.day.isoformat() in page.locator("#replies .day").inner_text()
+        assert codename not in page.content()
+        shot(page, "jsoff-3-mailbox")
+
+        attachment = tmp_path / "day.txt"
+        attachment.write_bytes(b"It was a Tuesday.\n")
+        send_follow_up(page, "It was on Tuesday.", attachment)
+        shot(page, "jsoff-4-follow-up-received")
+        assert context.cookies() == []
+    finally:
+        context.close()
+    check_follow_up(server, first.id, "It was on Tuesday.", b"It was a Tuesday.\n")
+    # the server decrypted in memory only: nothing readable in its data dir, TMPDIR or logs
+    needles = [reply_text.encode(), codename.encode(), b"It was on Tuesday", b"It was a Tuesday"]
+    for root in (server.data_dir, server.tmpdir):
+        for path in root.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                for needle in needles:
+                    assert needle not in data, f"{needle!r} found in {path}"
+    logs = server.stdout.read_bytes() + server.stderr.read_bytes()
+    for needle in needles:
+        assert needle not in logs
+
+
+def test_return_js_on_decrypts_in_the_browser(chromium, guwah_server, make_reply, tmp_path):
+    server = guwah_server
+    codename = submit_js_off(chromium, server, "Testimony for the JS-on return.")
+    reply_text = "JS-on reply canary 7f3a: please keep the photo safe."
+    with server_store(server) as store:
+        [first] = store.list_submissions()
+        make_reply(store, first.id, reply_text)
+    mailbox = derive_mailbox(codename, "X25519")
+    token_hex = mailbox.token.hex()
+    secrets_out = {
+        "codename": [codename, codename.replace(" ", "+"), urllib.parse.quote(codename),
+                     codename.upper()],
+        "reply identity": [str(mailbox.reply_identity)],
+    }
+
+    context = chromium.new_context(java_script_enabled=True, locale="en-US")
+    page = context.new_page()
+    requests: list[dict] = []
+    bodies: list[tuple[str, bytes]] = []
+    foreign: list[str] = []
+    errors: list[str] = []
+
+    def on_request(request):
+        requests.append({
+            "url": request.url,
+            "method": request.method,
+            "headers": json.dumps(request.headers),
+            "body": request.post_data_buffer or b"",
+        })
+        if not request.url.startswith(server.url):
+            foreign.append(request.url)
+
+    def on_response(response):
+        try:
+            bodies.append((response.url, response.body()))
+        except Exception:
+            bodies.append((response.url, b""))
+
+    page.on("request", on_request)
+    page.on("response", on_response)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(server.url + "/return")
+        # the script (SRI-checked) took over the form
+        page.wait_for_function(
+            "document.getElementById('return-protection').textContent.includes('JavaScript is on')")
+        shot(page, "json-1-return")
+
+        # a word that is not a codename word: told at once, nothing sent
+        page.locator("#codename").fill("abacus abacus abacus abacus abacus abacus zzzq")
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.wait_for_selector("#return-error")
+        assert "zzzq" in page.locator("#return-error").inner_text()
+
+        # a wrong codename: the same neutral answer, from an empty list
+        page.locator("#codename").fill(WRONG)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.wait_for_selector("#mailbox-js #no-replies", timeout=60_000)
+        shot(page, "json-2-wrong-codename")
+
+        page.locator("#codename").fill(codename)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.wait_for_selector("#mailbox-js #replies", timeout=60_000)
+        assert page.locator("#replies .reply-text").inner_text() == reply_text
+        assert first.day.isoformat() in page.locator("#replies .day").inner_text()
+        assert page.locator("#codename").input_value() == ""
+        assert page.url.endswith("/return")  # no navigation: the page never posted the form
+        shot(page, "json-3-mailbox")
+    finally:
+        reading_requests = list(requests)
+        reading_bodies = list(bodies)
+
+    try:
+        assert errors == [], errors
+        assert foreign == [], foreign
+        assert not [r for r in reading_requests if r["method"] == "POST"
+                    and r["url"].endswith("/return")]
+        api = [r for r in reading_requests if r["url"] == server.url + "/api/mailbox"]
+        assert len(api) == 2 and all(r["method"] == "POST" for r in api)
+        assert json.loads(api[1]["body"]) == {"token": token_hex}
+        for r in reading_requests:
+            where = f"{r['method']} {r['url']}"
+            blob = r["url"] + r["headers"] + r["body"].decode("latin-1")
+            for what, forms in secrets_out.items():
+                for form in forms:
+                    assert form not in blob, f"the {what} was sent in {where}"
+            # the token: only ever in the body of POST /api/mailbox
+            assert token_hex not in r["url"] + r["headers"], where
+            if r is not api[1]:
+                assert token_hex not in r["body"].decode("latin-1"), where
+        for url, body in reading_bodies:
+            assert reply_text.encode() not in body, f"reply text in plaintext from {url}"
+            assert b"canary 7f3a" not in body, url
+
+        # follow-up: the witness chooses the server-sealed form (the codename goes once)
+        page.get_by_role("button", name="Open the follow-up form").click()
+        page.wait_for_selector("#follow-up-form")
+        assert page.locator("#replies .reply-text").inner_text() == reply_text
+        shot(page, "json-4-follow-up-form")
+        attachment = tmp_path / "photo.jpg"
+        photo = b"\xff\xd8\xff\xe0" + os.urandom(20_000)
+        attachment.write_bytes(photo)
+        send_follow_up(page, "Here is the photo.", attachment)
+        shot(page, "json-5-follow-up-received")
+        assert context.cookies() == []
+        storage = page.evaluate("[localStorage.length, sessionStorage.length]")
+        assert storage == [0, 0]
+    finally:
+        context.close()
+    check_follow_up(server, first.id, "Here is the photo.", photo)
+    # the server never logged any of it
+    logs = server.stdout.read_bytes() + server.stderr.read_bytes()
+    for needle in (codename, token_hex, reply_text, mailbox.token_hash):
+        assert needle.encode() not in logs

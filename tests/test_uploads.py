@@ -1,0 +1,386 @@
+"""Resumable uploads (tus 1.0.0) and the commit API, in-process, over the real store.
+
+Every refusal is checked for its status, its sentence and that nothing was stored. Runs on
+SQLite, on PostgreSQL when GUWAH_TEST_DATABASE_URL is set, and with both blob backends
+where the bytes' location matters.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import os
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from app.crypto import (
+    HybridIdentity,
+    X25519Identity,
+    decrypt,
+    encrypt,
+    fingerprint,
+    padme,
+)
+from app.crypto.mailbox import derive_mailbox, new_codename
+from app.store.models import UploadRow
+from app.web.commit import CMSG, stream_payload_ok, stream_plaintext_length
+from app.web.errors import MSG
+from app.web.uploads import UMSG
+
+pytestmark = pytest.mark.database
+
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def form_token(client: Any) -> str:
+    page = client.get("/submit")
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+
+def meta(**items: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in items.items())
+
+
+def create(client: Any, length: int, role: str = "message", desk: str = "default",
+           token: str | None = None) -> Any:
+    return client.post(
+        "/api/uploads",
+        headers={**TUS, "Upload-Length": str(length), "Upload-Metadata": meta(desk=desk, role=role),
+                 "Guwah-Form-Token": token or form_token(client)},
+    )
+
+
+def patch(client: Any, url: str, offset: int, data: bytes) -> Any:
+    return client.patch(url, content=data, headers={
+        **TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+
+
+def upload(client: Any, data: bytes, role: str = "message", step: int = 300_000) -> str:
+    r = create(client, len(data), role)
+    assert r.status_code == 201, r.text
+    url = r.headers["Location"]
+    for off in range(0, len(data), step):
+        r = patch(client, url, off, data[off:off + step])
+        assert r.status_code == 204, r.text
+        assert int(r.headers["Upload-Offset"]) == min(len(data), off + step)
+    return url.rsplit("/", 1)[1]
+
+
+def stored_upload_bytes(store: Any) -> int:
+    """Bytes held by uploads (files in the uploads area, or staged db chunks)."""
+    return store.pending_bytes()
+
+
+def commit(client: Any, mailbox: Any, message: str, files: list[str], token: str | None = None,
+           **extra: Any) -> Any:
+    body = {
+        "csrf": token or form_token(client),
+        "desk": "default",
+        "message_upload": message,
+        "files": [{"role": f"file-{i}", "upload": u} for i, u in enumerate(files, 1)],
+        "token_hash": mailbox.token_hash,
+        "reply_recipient": str(mailbox.reply_recipient),
+    }
+    body.update(extra)
+    return client.post("/api/submissions", json=body)
+
+
+def pad(data: bytes) -> bytes:
+    """Attachments are Padmé-padded with zeros before encryption (docs/formats.md §2)."""
+    return data + bytes(padme(len(data)) - len(data))
+
+
+def error(r: Any) -> str:
+    return r.json()["error"]
+
+
+@pytest.fixture
+def mailbox() -> Any:
+    return derive_mailbox(new_codename(), "X25519")
+
+
+def test_options_advertises_tus(web_client, settings):
+    r = web_client.options("/api/uploads")
+    assert r.status_code == 204
+    assert r.headers["Tus-Version"] == "1.0.0"
+    assert set(r.headers["Tus-Extension"].split(",")) == {"creation", "termination",
+                                                          "expiration"}
+    assert int(r.headers["Tus-Max-Size"]) >= settings.max_file_bytes
+
+
+def test_round_trip_with_files(web_client, store, editor_identity, mailbox):
+    recipients = [editor_identity.recipient()]
+    message = encrypt(b'{"format":"guwah-testimony/1"}' + b" " * 226, recipients)
+    blob = os.urandom(700_000)
+    attachment = encrypt(pad(blob), recipients)
+    m = upload(web_client, message)
+    f = upload(web_client, attachment, role="file-1")
+    assert store.pending_bytes() == len(message) + len(attachment)
+    r = commit(web_client, mailbox, m, [f])
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    assert r.json()["keys"][0]["fingerprint"]
+    info = store.submission(sid)
+    assert {x.role: x.size for x in info.files} == {"message": len(message),
+                                                    "file-1": len(attachment)}
+    with store.open_blob_for_read(sid, "file-1") as fh:
+        stored = fh.read()
+    assert stored == attachment  # byte for byte: no chunk stored twice, none missing
+    assert info.files[0].sha256 == hashlib.sha256(attachment).hexdigest()
+    assert decrypt(stored, [editor_identity])[:len(blob)] == blob
+    assert info.token_hash == mailbox.token_hash
+    assert store.pending_bytes() == 0  # adopted by rename: nothing left in the uploads area
+    # HEAD on an adopted upload: it is no longer an upload
+    assert web_client.head(f"/api/uploads/{f}", headers=TUS).status_code == 404
+
+
+def test_uploads_with_db_blob_backend(settings, private_tmpdir, editor_identity, mailbox):
+    from fastapi.testclient import TestClient
+
+    from app.settings import load_settings
+    from app.store import Store
+    from app.web.app import create_app
+
+    s = load_settings(settings.data_dir, database_url=settings.database_url, blob_backend="db")
+    with Store(s) as st:
+        st.init()
+        st.add_desk("default")
+        ed = os.urandom(32)
+        st.add_recipient("default", "E", str(editor_identity.recipient()),
+                         base64.b64encode(ed).decode(), fingerprint(ed))
+        with TestClient(create_app(s, store=st)) as client:
+            message = encrypt(b"x" * 256, [editor_identity.recipient()])
+            big = encrypt(pad(os.urandom(2_500_000)), [editor_identity.recipient()])
+            m = upload(client, message)
+            f = upload(client, big, role="file-1", step=1_300_000)
+            # a refused PATCH (bad offset) writes nothing
+            assert patch(client, f"/api/uploads/{f}", 5, b"zz").status_code == 409
+            r = commit(client, mailbox, m, [f])
+            assert r.status_code == 201, r.text
+            with st.open_blob_for_read(r.json()["id"], "file-1") as fh:
+                assert fh.read() == big
+            assert st.pending_bytes() == 0
+
+
+def test_offset_protocol_no_chunk_twice(web_client, store):
+    data = os.urandom(100_000)
+    r = create(web_client, len(data))
+    url = r.headers["Location"]
+    assert patch(web_client, url, 0, data[:40_000]).status_code == 204
+    # a retry of the same chunk (the client missed the answer) is refused: 409 + real offset
+    r = patch(web_client, url, 0, data[:40_000])
+    assert r.status_code == 409 and r.headers["Upload-Offset"] == "40000"
+    assert error(r) == UMSG["upload_offset"]
+    r = web_client.head(url, headers=TUS)
+    assert r.status_code == 200
+    assert r.headers["Upload-Offset"] == "40000" and r.headers["Upload-Length"] == "100000"
+    assert "GMT" in r.headers["Upload-Expires"]
+    assert patch(web_client, url, 40_000, data[40_000:]).status_code == 204
+    assert store.pending_bytes() == len(data)
+    # more than announced: refused, and the upload keeps exactly what it had
+    assert patch(web_client, url, 100_000, b"x").status_code == 413
+    assert store.pending_bytes() == len(data)
+
+
+def test_too_long_patch_is_rolled_back(web_client, store):
+    r = create(web_client, 1000)
+    url = r.headers["Location"]
+    assert patch(web_client, url, 0, b"a" * 600).status_code == 204
+    r = patch(web_client, url, 600, b"b" * 500)
+    assert r.status_code == 413 and error(r) == UMSG["upload_long"]
+    assert web_client.head(url, headers=TUS).headers["Upload-Offset"] == "600"
+
+
+def test_termination(web_client, store):
+    r = create(web_client, 1000)
+    url = r.headers["Location"]
+    patch(web_client, url, 0, b"a" * 500)
+    assert web_client.delete(url, headers=TUS).status_code == 204
+    assert web_client.head(url, headers=TUS).status_code == 404
+    assert store.pending_bytes() == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "message"),
+    [
+        ("no_tus_header", 412, UMSG["tus_version"]),
+        ("bad_csrf", 403, MSG["csrf"]),
+        ("cross_site", 403, MSG["cross_site"]),
+        ("oversized", 413, MSG["file_big"]),
+        ("filename_metadata", 400, UMSG["upload_bad"]),
+        ("unknown_desk", 422, MSG["unknown_desk"]),
+        ("too_many_files", 413, MSG["too_many_files"]),
+        ("pending", 507, MSG["pending"]),
+    ],
+)
+def test_creation_refusals(web_app, web_client, store, settings, case, status, message):
+    headers = {**TUS, "Upload-Length": "1000", "Upload-Metadata": meta(desk="default",
+                                                                       role="file-1"),
+               "Guwah-Form-Token": form_token(web_client)}
+    if case == "no_tus_header":
+        del headers["Tus-Resumable"]
+    elif case == "bad_csrf":
+        headers["Guwah-Form-Token"] = "v1.AAAA.BBBB"
+    elif case == "cross_site":
+        headers["Sec-Fetch-Site"] = "cross-site"
+    elif case == "oversized":
+        headers["Upload-Length"] = str(settings.max_file_bytes * 2)
+    elif case == "filename_metadata":
+        headers["Upload-Metadata"] = meta(desk="default", role="file-1", filename="me.jpg")
+    elif case == "unknown_desk":
+        headers["Upload-Metadata"] = meta(desk="nope", role="file-1")
+    elif case == "too_many_files":
+        headers["Upload-Metadata"] = meta(desk="default", role=f"file-{settings.max_files + 1}")
+    elif case == "pending":
+        web_app.state.web.settings = settings.model_copy(update={"max_pending_bytes": 1500})
+        assert create(web_client, 600).status_code == 201
+    r = web_client.post("/api/uploads", headers=headers)
+    assert r.status_code == status, r.text
+    assert error(r) == message
+    assert store.pending_bytes() == 0
+    assert store.list_submissions() == []
+    assert len(store.uploads.refs()) == (1 if case == "pending" else 0)
+
+
+def test_patch_refusals(web_client, store):
+    r = create(web_client, 1000)
+    url = r.headers["Location"]
+    r = web_client.patch(url, content=b"x", headers={**TUS, "Upload-Offset": "0",
+                                                     "Content-Type": "text/plain"})
+    assert r.status_code == 415 and error(r) == UMSG["upload_type"]
+    r = patch(web_client, "/api/uploads/doesnotexist", 0, b"x")
+    assert r.status_code == 404 and error(r) == UMSG["upload_gone"]
+    r = web_client.patch(url, content=b"x", headers={
+        **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+        "Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403
+    assert store.pending_bytes() == 0
+
+
+def test_expired_upload_is_gone_and_cleaned(web_client, store, settings):
+    r = create(web_client, 1000)
+    url = r.headers["Location"]
+    patch(web_client, url, 0, b"a" * 500)
+    r2 = create(web_client, 1000)
+    patch(web_client, r2.headers["Location"], 0, b"b" * 300)
+    old = dt.date.today() - dt.timedelta(days=settings.upload_expiry_hours // 24 + 2)
+    with store.engine.begin() as conn:
+        conn.execute(update(UploadRow).values(day=old))
+    r = patch(web_client, url, 500, b"a")
+    assert r.status_code == 410 and error(r) == UMSG["upload_gone"]
+    # `guwah cleanup` removes the other abandoned one
+    assert store.pending_bytes() == 300
+    assert store.cleanup_expired() >= 1
+    assert store.pending_bytes() == 0
+    assert web_client.head(r2.headers["Location"], headers=TUS).status_code == 404
+
+
+def test_uploads_survive_startup_cleanup(web_client, store):
+    r = create(web_client, 1000)
+    patch(web_client, r.headers["Location"], 0, b"a" * 400)
+    store.cleanup_staging()  # what a restart does
+    assert web_client.head(r.headers["Location"], headers=TUS).headers["Upload-Offset"] == "400"
+
+
+def test_stream_arithmetic():
+    for plain in (0, 1, 255, 65535, 65536, 65537, 3 * 65536, 1_000_000):
+        chunks = max(1, -(-plain // 65536))
+        assert stream_plaintext_length(16 + plain + 16 * chunks) == plain
+        assert stream_payload_ok(16 + plain + 16 * chunks) == (padme(plain) == plain)
+    assert stream_plaintext_length(16 + 15) is None
+    assert stream_plaintext_length(16 + 65536 + 16 + 16) is None  # empty chunk after a full one
+    assert stream_plaintext_length(16 + 65536 + 16 + 5) is None
+
+
+@pytest.mark.parametrize("case", ["plaintext", "wrong_desk_key_count", "hybrid_for_x25519",
+                                  "truncated", "incomplete", "bad_csrf", "used_token",
+                                  "wrong_role", "cross_site", "mailbox_taken"])
+def test_commit_refusals(web_client, store, editor_identity, mailbox, case):
+    recipients = [editor_identity.recipient()]
+    body = pad(os.urandom(200_000))
+    good = encrypt(body, recipients)
+    message = upload(web_client, encrypt(b" " * 256, recipients))
+    token = form_token(web_client)
+    extra: dict[str, Any] = {}
+    status, sentence = 422, None
+    if case == "plaintext":
+        f = upload(web_client, pad(b"I saw it happen. " * 1000), role="file-1")
+        sentence = CMSG["not_age"]
+    elif case == "wrong_desk_key_count":
+        f = upload(web_client, encrypt(body, [*recipients, X25519Identity.generate().recipient()]),
+                   role="file-1")
+        sentence = CMSG["wrong_desk"]
+    elif case == "hybrid_for_x25519":
+        f = upload(web_client, encrypt(body, [HybridIdentity.generate().recipient()]),
+                   role="file-1")
+        sentence = CMSG["wrong_desk"]
+    elif case == "truncated":
+        f = upload(web_client, good[:-7], role="file-1")
+        sentence = CMSG["truncated"]
+    elif case == "incomplete":
+        r = create(web_client, len(good), role="file-1")
+        patch(web_client, r.headers["Location"], 0, good[:1000])
+        f = r.headers["Location"].rsplit("/", 1)[1]
+        sentence = CMSG["incomplete"]
+    elif case == "wrong_role":
+        f = upload(web_client, good, role="file-2")
+        sentence = CMSG["wrong_desk"]
+    else:
+        f = upload(web_client, good, role="file-1")
+        if case == "bad_csrf":
+            token, status, sentence = "v1.xx.yy", 403, MSG["csrf"]
+        elif case == "used_token":
+            m2 = upload(web_client, encrypt(b" " * 256, recipients))
+            other = derive_mailbox(new_codename(), "X25519")
+            assert commit(web_client, other, m2, [], token=token).status_code == 201
+            status, sentence = 409, MSG["used"]
+        elif case == "cross_site":
+            status, sentence = 403, MSG["cross_site"]
+        elif case == "mailbox_taken":
+            m2 = upload(web_client, encrypt(b" " * 256, recipients))
+            assert commit(web_client, mailbox, m2, []).status_code == 201
+            status, sentence = 409, CMSG["mailbox_taken"]
+    before = len(store.list_submissions())
+    if case == "cross_site":
+        r = web_client.post("/api/submissions", headers={"Sec-Fetch-Site": "cross-site"}, json={
+            "csrf": token, "desk": "default", "message_upload": message,
+            "files": [{"role": "file-1", "upload": f}], "token_hash": mailbox.token_hash,
+            "reply_recipient": str(mailbox.reply_recipient)})
+    else:
+        r = commit(web_client, mailbox, message, [f], token=token, **extra)
+    assert r.status_code == status, r.text
+    assert error(r) == sentence
+    assert len(store.list_submissions()) == before  # nothing became visible
+    if status == 422 and case != "incomplete":
+        assert store.pending_bytes() == 0  # the refused uploads were removed: nothing kept
+
+
+def test_follow_up_joins_the_mailbox(web_client, store, editor_identity):
+    codename = new_codename()
+    mb = derive_mailbox(codename, "X25519")
+    recipients = [editor_identity.recipient()]
+    first = commit(web_client, mb, upload(web_client, encrypt(b" " * 256, recipients)), [])
+    assert first.status_code == 201
+    r = commit(web_client, mb, upload(web_client, encrypt(b" " * 256, recipients)), [],
+               mailbox_token=mb.token.hex(), token_hash="")
+    assert r.status_code == 201, r.text
+    assert store.submission(r.json()["id"]).parent_id == first.json()["id"]
+    # a wrong reply recipient for that mailbox is refused
+    other = derive_mailbox(new_codename(), "X25519")
+    r = web_client.post("/api/submissions", json={
+        "csrf": form_token(web_client), "desk": "default",
+        "message_upload": upload(web_client, encrypt(b" " * 256, recipients)), "files": [],
+        "token_hash": "", "reply_recipient": str(other.reply_recipient),
+        "mailbox_token": mb.token.hex()})
+    assert r.status_code == 422 and error(r) == CMSG["reply_key"]
+    # an unknown mailbox token
+    r = web_client.post("/api/submissions", json={
+        "csrf": form_token(web_client), "desk": "default",
+        "message_upload": upload(web_client, encrypt(b" " * 256, recipients)), "files": [],
+        "token_hash": "", "reply_recipient": str(other.reply_recipient),
+        "mailbox_token": other.token.hex()})
+    assert r.status_code == 404 and error(r) == CMSG["mailbox"]
