@@ -185,3 +185,30 @@ def test_fingerprint_is_short_and_stable() -> None:
     fp = fingerprint(b"some key")
     assert fp == fingerprint(b"some key") and fp != fingerprint(b"some kez")
     assert len(fp) == 24 and fp.count("-") == 4
+
+
+def test_background_encryptor_matches_and_propagates_errors(x25519: X25519Identity) -> None:
+    data = os.urandom(40 * CHUNK + 3)
+    out = io.BytesIO()
+    enc = Encryptor([x25519.recipient()], out, background=True)
+    for i in range(0, len(data), 300_001):
+        enc.write(data[i : i + 300_001])
+    enc.close()
+    assert decrypt(out.getvalue(), [x25519]) == data
+
+    class Full(io.BytesIO):
+        def write(self, b):  # a disk that fills up mid-stream
+            if self.tell() > 3 * CHUNK:
+                raise OSError(28, "No space left on device")
+            return super().write(b)
+
+    enc = Encryptor([x25519.recipient()], Full(), background=True)
+    with pytest.raises(OSError, match="No space"):
+        for _ in range(40):
+            enc.write(os.urandom(CHUNK))
+        enc.close()
+    enc.abort()
+    # an aborted encryptor leaves no thread behind
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("age-seal")]

@@ -33,7 +33,15 @@ class _Sink:
 class Encryptor:
     """Incremental encryptor: the header is written at once, then ``write`` and ``close``."""
 
-    def __init__(self, recipients: Sequence[Recipient], sink: BinaryIO, *, armor: bool = False):
+    def __init__(
+        self,
+        recipients: Sequence[Recipient],
+        sink: BinaryIO,
+        *,
+        armor: bool = False,
+        background: bool = False,
+    ) -> None:
+        """``background=True``: seal and write on a helper thread (see StreamWriter)."""
         recipients = list(recipients)
         check_recipient_mix(recipients)
         self._armor = ArmorWriter(sink) if armor else None
@@ -43,7 +51,7 @@ class Encryptor:
         nonce = os.urandom(NONCE_SIZE)
         self._out.write(encode_header(stanzas, file_key) + nonce)
         self._key = payload_key(file_key, nonce)
-        self._stream = StreamWriter(self._key, self._out.write)
+        self._stream = StreamWriter(self._key, self._out.write, background=background)
         self.bytes_in = 0
 
     @property
@@ -72,12 +80,18 @@ class Encryptor:
             self._armor.close()
             self._armor = None
 
+    def abort(self) -> None:
+        """Stop without finishing the file (its partial output is to be discarded)."""
+        self._stream.abort()
+
     def __enter__(self) -> "Encryptor":
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is None:
             self.close()
+        else:
+            self.abort()
 
 
 def _start(src: BinaryIO, armor: bool | None) -> tuple[BinaryIO, bytes]:

@@ -39,14 +39,23 @@ def _nonce(counter: int, last: bool) -> bytes:
 
 
 class StreamWriter:
-    """Incrementally encrypts plaintext into age STREAM chunks passed to ``emit``."""
+    """Incrementally encrypts plaintext into age STREAM chunks passed to ``emit``.
 
-    def __init__(self, key: bytes, emit: Writer) -> None:
+    With ``background=True`` sealing and ``emit`` run on one helper thread, fed 1 MiB batches in
+    order through a short queue: the caller (the web server's multipart parser, which also
+    hashes the plaintext) and the encryption then use two cores.  ``emit`` is always called in
+    chunk order, from one thread at a time; its errors surface on the next ``write``/``close``.
+    """
+
+    def __init__(self, key: bytes, emit: Writer, *, background: bool = False) -> None:
         self._key = key
         self._emit = emit
         self._buf = bytearray()
         self._counter = 0
         self._closed = False
+        self._pool = ThreadPoolExecutor(1, "age-seal") if background else None
+        self._pending: deque[Future[None]] = deque()
+        self._batch = BATCH * CHUNK if background else CHUNK
 
     @property
     def started(self) -> bool:
@@ -55,30 +64,59 @@ class StreamWriter:
     def close_unused(self) -> None:
         """Hand the stream over to :func:`seal_stream` (which does its own chunking)."""
         self._closed = True
+        self._shutdown()
 
     def write(self, data: bytes) -> None:
         if self._closed:
             raise ValueError("write to a closed age encryptor")
         self._buf += data
-        if len(self._buf) <= CHUNK:
+        if len(self._buf) <= self._batch:
             return
-        full = (len(self._buf) - 1) // CHUNK  # keep at least one byte back: it may be last
-        view = memoryview(self._buf)
-        for i in range(full):
-            self._seal(bytes(view[i * CHUNK : (i + 1) * CHUNK]), last=False)
-        view.release()
-        del self._buf[: full * CHUNK]
+        # keep at least one byte back: the chunk holding it may be the last one
+        take = (len(self._buf) - 1) // self._batch * self._batch
+        block = bytes(self._buf[:take])
+        del self._buf[:take]
+        for i in range(0, take, self._batch):
+            self._submit(block[i : i + self._batch], last=False)
 
     def close(self) -> None:
         if self._closed:
             return
-        self._seal(bytes(self._buf), last=True)
-        self._buf = bytearray()
         self._closed = True
+        try:
+            self._submit(bytes(self._buf), last=True)
+            self._buf = bytearray()
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._shutdown()
 
-    def _seal(self, chunk: bytes, last: bool) -> None:
-        self._emit(_seal(chunk, None, _nonce(self._counter, last), self._key))
-        self._counter += 1
+    def abort(self) -> None:
+        """Stop without writing a final chunk (the output is to be discarded)."""
+        self._closed = True
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _submit(self, block: bytes, last: bool) -> None:
+        chunks = [block[i : i + CHUNK] for i in range(0, len(block), CHUNK)] or [b""]
+        first = self._counter
+        self._counter += len(chunks)
+        if self._pool is None:
+            self._seal_emit(first, chunks, last)
+            return
+        self._pending.append(self._pool.submit(self._seal_emit, first, chunks, last))
+        while len(self._pending) > 2 or (self._pending and self._pending[0].done()):
+            self._pending.popleft().result()  # re-raises a failed emit
+
+    def _seal_emit(self, first: int, chunks: list[bytes], last: bool) -> None:
+        for sealed in _seal_batch(self._key, first, chunks, last):
+            self._emit(sealed)
 
 
 class StreamReader:

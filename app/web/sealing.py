@@ -377,7 +377,8 @@ class Sealer:
             self._file = record
             self._hash = hashlib.sha256()
             self._blob = self._sub.open_blob(record.role)
-            self._enc = Encryptor(self._recipients, self._blob)
+            # background: seal + write on a second core while this thread parses and hashes
+            self._enc = Encryptor(self._recipients, self._blob, background=True)
         record = self._file
         record.size += len(data)
         if record.size > self.limits.max_file_bytes:
@@ -491,6 +492,8 @@ class Sealer:
         self._codename = None
         self.fields.clear()
         self._buf = bytearray()
+        if self._enc is not None:
+            self._enc.abort()  # stop its sealing thread; the output is discarded below
         self._enc = self._blob = None  # the store aborts (and deletes) every staged writer
         if self._cm is not None:
             cm, self._cm, self._sub = self._cm, None, None
