@@ -430,3 +430,21 @@ def test_server_sealed_testimony_shape_is_understood(env: Env) -> None:
     assert "SHA-256 verified" in text
     custody = json.loads((env.sub_dir("sealed") / "custody.json").read_text())
     assert custody["warnings"] == [] and custody["protection"] == "server-sealed"
+
+
+def test_reply_text_from_dollar_editor(env: Env) -> None:
+    env.import_(env.bundle("b.tar", 1, [("s1", "2026-11-26", None, env.parts("hello"))]))
+    script = env.tmp / "fake-editor.sh"
+    script.write_text('#!/bin/sh\nprintf "written in the editor" > "$1"\n')
+    script.chmod(0o700)
+    proc = run_editor("reply", str(env.sub_dir("s1")), "--keyring", str(env.keyring),
+                      env={"EDITOR": str(script), "VISUAL": ""})
+    assert "queued" in proc.stdout
+    (age_file,) = (env.keyring / "outbox").glob("*.age")
+    assert b"written in the editor" in decrypt(age_file.read_bytes(), [env.mailbox.reply_identity])
+    empty = env.tmp / "empty-editor.sh"
+    empty.write_text("#!/bin/sh\n: > \"$1\"\n")
+    empty.chmod(0o700)
+    proc = run_editor("reply", str(env.sub_dir("s1")), "--keyring", str(env.keyring),
+                      env={"EDITOR": str(empty), "VISUAL": ""}, check=False)
+    assert proc.returncode == 1 and "empty" in proc.stderr

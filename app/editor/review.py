@@ -47,7 +47,6 @@ from .trust import ImportState, pinned_server, server_fingerprint
 MAX_MESSAGE = 16 * 1024 * 1024
 CUSTODY = "custody.json"
 INDEX = "index.html"
-Say = Callable[[str], None]
 
 PROTECTION_TEXT = {
     "browser-encrypted": "encrypted in the witness's browser; the server never saw plaintext",
@@ -230,7 +229,6 @@ def import_bundle(
     unlock: Callable[[], Keyring],
     *,
     allow_replay: bool = False,
-    say: Say = print,
     progress: Callable[[int], object] | None = None,
 ) -> ImportResult:
     """Verify and decrypt one export bundle into ``review`` (see the module docstring)."""
