@@ -50,9 +50,15 @@ if [ ! -f "$GUWAH_DATA_DIR/guwah.sqlite3" ]; then
   .venv/bin/guwah init --data-dir "$GUWAH_DATA_DIR" >/dev/null
   .venv/bin/guwah recipients add "$KEYRING/editor.pub" --data-dir "$GUWAH_DATA_DIR" >/dev/null
 fi
-mkdir -p "$DEMO/tmp"
-chmod 700 "$DEMO/tmp"
-export TMPDIR="$DEMO/tmp"
+# TMPDIR must be private (0700); RAM-backed when /dev/shm is there, so nothing reaches disk
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  TMPDIR=$(mktemp -d /dev/shm/guwah-demo.XXXXXX)
+else
+  mkdir -p "$DEMO/tmp"
+  TMPDIR="$DEMO/tmp"
+fi
+chmod 700 "$TMPDIR"
+export TMPDIR
 
 cat <<MSG
 
@@ -61,11 +67,13 @@ Guwah demo
   demo editor key:   $KEYRING   (passphrase in $PASS)
   data (ciphertext): $GUWAH_DATA_DIR
 
-Decrypt what witnesses sent:
-  .venv/bin/guwah export --to /tmp/bundle.tar --data-dir "$GUWAH_DATA_DIR"   (editor round trip)
-  or one submission's files directly:
-  .venv/bin/guwah-editor decrypt "$GUWAH_DATA_DIR"/blobs/<file> --out decrypted \\
+Read what witnesses sent (the editor round trip; in real life on an air-gapped laptop):
+  .venv/bin/guwah server-key --data-dir "$GUWAH_DATA_DIR" > "$DEMO/server.key"
+  .venv/bin/guwah-editor trust-server "$DEMO/server.key" --keyring "$KEYRING"
+  .venv/bin/guwah export --to "$DEMO/export.tar" --data-dir "$GUWAH_DATA_DIR"
+  .venv/bin/guwah-editor import "$DEMO/export.tar" --review "$DEMO/review" \\
       --keyring "$KEYRING" --passphrase-file "$PASS"
+  then open $DEMO/review/index.html (no JavaScript) in a browser.
 Stop with Ctrl-C.
 MSG
 exec .venv/bin/guwah serve --port "$PORT" --data-dir "$GUWAH_DATA_DIR"
