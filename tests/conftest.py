@@ -21,6 +21,14 @@ import pytest
 TEST_DATABASE_URL = os.environ.get("GUWAH_TEST_DATABASE_URL", "")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that gets a database (directly or through a fixture) is marked `database`,
+    so tests/run.sh runs it again against PostgreSQL: none can be forgotten."""
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.database)
+
+
 def pg_schema_url(base_url: str, schema: str) -> str:
     """``base_url`` with libpq ``options=-csearch_path=<schema>`` so every table lands there."""
     separator = "&" if "?" in base_url else "?"
