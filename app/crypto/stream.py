@@ -74,17 +74,20 @@ class StreamWriter:
             return
         # keep at least one byte back: the chunk holding it may be the last one
         take = (len(self._buf) - 1) // self._batch * self._batch
-        block = bytes(self._buf[:take])
+        with memoryview(self._buf) as view:  # one copy per chunk, straight from the buffer
+            chunks = [bytes(view[i : i + CHUNK]) for i in range(0, take, CHUNK)]
         del self._buf[:take]
-        for i in range(0, take, self._batch):
-            self._submit(block[i : i + self._batch], last=False)
+        per_batch = self._batch // CHUNK
+        for i in range(0, len(chunks), per_batch):
+            self._submit(chunks[i : i + per_batch], last=False)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            self._submit(bytes(self._buf), last=True)
+            tail = bytes(self._buf)
+            self._submit([tail[i : i + CHUNK] for i in range(0, len(tail), CHUNK)] or [b""], True)
             self._buf = bytearray()
             while self._pending:
                 self._pending.popleft().result()
@@ -103,8 +106,7 @@ class StreamWriter:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def _submit(self, block: bytes, last: bool) -> None:
-        chunks = [block[i : i + CHUNK] for i in range(0, len(block), CHUNK)] or [b""]
+    def _submit(self, chunks: list[bytes], last: bool) -> None:
         first = self._counter
         self._counter += len(chunks)
         if self._pool is None:

@@ -437,7 +437,8 @@ async def _seal_request(web: Web, request: Request,
     async def produce() -> None:
         nonlocal reserved
         received = 0
-        buf = bytearray()
+        buf: list[bytes] = []
+        size = 0
         try:
             async with sender:
                 async for chunk in request.stream():
@@ -448,12 +449,13 @@ async def _seal_request(web: Web, request: Request,
                         if web.inflight > settings.max_pending_bytes:
                             outcome["refusal"] = Refusal(429, MSG["pending"])
                             return
-                    buf += chunk
-                    if len(buf) >= FEED_CHUNK:
-                        await sender.send(bytes(buf))
-                        buf.clear()
+                    buf.append(chunk)
+                    size += len(chunk)
+                    if size >= FEED_CHUNK:
+                        await sender.send(b"".join(buf))
+                        buf, size = [], 0
                 if buf:
-                    await sender.send(bytes(buf))
+                    await sender.send(b"".join(buf))
                 outcome["complete"] = True
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the sealer stopped reading (it refused): it has its answer

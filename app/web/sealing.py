@@ -258,7 +258,7 @@ class Sealer:
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._kind == "file":
-            self._file_data(data[start:end])
+            self._file_data(memoryview(data)[start:end])  # no copy: hashed, then encrypted
         elif self._kind == "text":
             self._buf += data[start:end]
             if len(self._buf) > 4 * self.caps[self._name] + 4:
@@ -364,7 +364,7 @@ class Sealer:
         self._gate_open = True
 
     # ---------------------------------------------------------------- files
-    def _file_data(self, data: bytes) -> None:
+    def _file_data(self, data: bytes | memoryview) -> None:
         if self._file is None:
             if not data:
                 return
