@@ -87,7 +87,8 @@ def send_follow_up(page, text: str, file_path: Path) -> None:
     assert page.locator("#follow-up-received").is_visible()
 
 
-def check_follow_up(server, first_id: str, text: str, file_bytes: bytes) -> None:
+def check_follow_up(server, first_id: str, text: str, file_bytes: bytes,
+                    protection: str = "server-sealed") -> None:
     with server_store(server) as store:
         first = store.submission(first_id)
         [follow] = [s for s in store.list_submissions() if s.id != first_id]
@@ -97,7 +98,10 @@ def check_follow_up(server, first_id: str, text: str, file_bytes: bytes) -> None
         message = store.open_blob_for_read(follow.id, "message").read()
         attachment = store.open_blob_for_read(follow.id, "file-1").read()
     doc = json.loads(decrypt(message, [server.identity]).rstrip(b" "))
-    assert doc["parent_id"] == first_id and doc["protection"] == "server-sealed"
+    assert doc["protection"] == protection
+    # the server links it (store row above); the browser is never told the first id
+    assert doc["parent_id"] == (first_id if protection == "server-sealed" else None)
+    assert doc["reply_recipient"] == first.reply_recipient
     assert doc["testimony"] == text
     [meta] = doc["files"]
     assert decrypt(attachment, [server.identity])[: meta["size"]] == file_bytes
@@ -161,6 +165,7 @@ def test_return_js_on_decrypts_in_the_browser(chromium, guwah_server, make_reply
     server = guwah_server
     codename = submit_js_off(chromium, server, "Testimony for the JS-on return.")
     reply_text = "JS-on reply canary 7f3a: please keep the photo safe."
+    follow_text = "JS-on follow-up canary 91c2: here is the photo."
     with server_store(server) as store:
         [first] = store.list_submissions()
         make_reply(store, first.id, reply_text)
@@ -170,6 +175,7 @@ def test_return_js_on_decrypts_in_the_browser(chromium, guwah_server, make_reply
         "codename": [codename, codename.replace(" ", "+"), urllib.parse.quote(codename),
                      codename.upper()],
         "reply identity": [str(mailbox.reply_identity)],
+        "follow-up text": [follow_text],
     }
 
     context = chromium.new_context(java_script_enabled=True, locale="en-US")
@@ -198,6 +204,7 @@ def test_return_js_on_decrypts_in_the_browser(chromium, guwah_server, make_reply
     page.on("request", on_request)
     page.on("response", on_response)
     page.on("pageerror", lambda e: errors.append(str(e)))
+    photo = b"\xff\xd8\xff\xe0" + os.urandom(20_000)
     try:
         page.goto(server.url + "/return")
         # the script (SRI-checked) took over the form
@@ -223,51 +230,110 @@ def test_return_js_on_decrypts_in_the_browser(chromium, guwah_server, make_reply
         assert page.locator("#replies .reply-text").inner_text() == reply_text
         assert first.day.isoformat() in page.locator("#replies .day").inner_text()
         assert page.locator("#codename").input_value() == ""
-        assert page.url.endswith("/return")  # no navigation: the page never posted the form
         shot(page, "json-3-mailbox")
-    finally:
-        reading_requests = list(requests)
-        reading_bodies = list(bodies)
 
-    try:
-        assert errors == [], errors
-        assert foreign == [], foreign
-        assert not [r for r in reading_requests if r["method"] == "POST"
-                    and r["url"].endswith("/return")]
-        api = [r for r in reading_requests if r["url"] == server.url + "/api/mailbox"]
-        assert len(api) == 2 and all(r["method"] == "POST" for r in api)
-        assert json.loads(api[1]["body"]) == {"token": token_hex}
-        for r in reading_requests:
-            where = f"{r['method']} {r['url']}"
-            blob = r["url"] + r["headers"] + r["body"].decode("latin-1")
-            for what, forms in secrets_out.items():
-                for form in forms:
-                    assert form not in blob, f"the {what} was sent in {where}"
-            # the token: only ever in the body of POST /api/mailbox
-            assert token_hex not in r["url"] + r["headers"], where
-            if r is not api[1]:
-                assert token_hex not in r["body"].decode("latin-1"), where
-        for url, body in reading_bodies:
-            assert reply_text.encode() not in body, f"reply text in plaintext from {url}"
-            assert b"canary 7f3a" not in body, url
-
-        # follow-up: the witness chooses the server-sealed form (the codename goes once)
-        page.get_by_role("button", name="Open the follow-up form").click()
-        page.wait_for_selector("#follow-up-form")
-        assert page.locator("#replies .reply-text").inner_text() == reply_text
-        shot(page, "json-4-follow-up-form")
+        # follow-up, encrypted in the browser and committed with the mailbox token
         attachment = tmp_path / "photo.jpg"
-        photo = b"\xff\xd8\xff\xe0" + os.urandom(20_000)
         attachment.write_bytes(photo)
-        send_follow_up(page, "Here is the photo.", attachment)
-        shot(page, "json-5-follow-up-received")
+        page.locator("#follow-up-text").fill(follow_text)
+        page.locator("#follow-up-files").set_input_files([str(attachment)])
+        page.get_by_role("button", name="Send the follow-up").click()
+        page.wait_for_selector("#follow-up-received", timeout=60_000)
+        shot(page, "json-4-follow-up-received")
+        assert page.url.endswith("/return")  # no navigation: the page never posted a form
         assert context.cookies() == []
         storage = page.evaluate("[localStorage.length, sessionStorage.length]")
         assert storage == [0, 0]
     finally:
         context.close()
-    check_follow_up(server, first.id, "Here is the photo.", photo)
+
+    assert errors == [], errors
+    assert foreign == [], foreign
+    assert not [r for r in requests if r["method"] == "POST" and r["url"].endswith("/return")]
+    api = [r for r in requests if r["url"] == server.url + "/api/mailbox"]
+    assert len(api) == 2 and all(r["method"] == "POST" for r in api)
+    assert json.loads(api[1]["body"]) == {"token": token_hex}
+    commits = [r for r in requests if r["url"].startswith(server.url + "/api/submissions")]
+    [commit] = commits
+    assert json.loads(commit["body"])["mailbox_token"] == token_hex
+    token_bodies = (api[1], commit)
+    for r in requests:
+        where = f"{r['method']} {r['url']}"
+        blob = r["url"] + r["headers"] + r["body"].decode("latin-1")
+        for what, forms in secrets_out.items():
+            for form in forms:
+                assert form not in blob, f"the {what} was sent in {where}"
+        assert photo[:2000] not in r["body"], f"the photo in plaintext in {where}"
+        # the token: never in a URL or header; in a body only to find or link the mailbox
+        assert token_hex not in r["url"] + r["headers"], where
+        if not any(r is t for t in token_bodies):
+            assert token_hex not in r["body"].decode("latin-1"), where
+    for url, body in bodies:
+        assert reply_text.encode() not in body, f"reply text in plaintext from {url}"
+        assert b"canary 7f3a" not in body and b"canary 91c2" not in body, url
+
+    check_follow_up(server, first.id, follow_text, photo, protection="browser-encrypted")
     # the server never logged any of it
     logs = server.stdout.read_bytes() + server.stderr.read_bytes()
-    for needle in (codename, token_hex, reply_text, mailbox.token_hash):
+    for needle in (codename, token_hex, reply_text, follow_text, mailbox.token_hash):
         assert needle.encode() not in logs
+
+
+def test_return_js_on_post_quantum_desk(chromium, guwah_server, make_reply, tmp_path):
+    """A hybrid (ML-KEM-768 + X25519) desk: the browser opens the reply with the hybrid reply
+    identity made from the same seed, and its follow-up carries the hybrid reply recipient."""
+    import base64
+    import secrets as _secrets
+
+    from app.crypto import HybridIdentity, fingerprint
+
+    server = guwah_server
+    editor = HybridIdentity.generate()
+    with server_store(server) as store:
+        store.add_desk("pq", "Post-quantum desk")
+        ed_pub = _secrets.token_bytes(32)
+        store.add_recipient("pq", "PQ Editor", str(editor.recipient()),
+                            base64.b64encode(ed_pub).decode(), fingerprint(ed_pub))
+    context = chromium.new_context(java_script_enabled=False, locale="en-US")
+    page = context.new_page()
+    page.goto(server.url + "/submit")
+    page.get_by_label("pq").check()
+    page.locator("#testimony").fill("testimony to the pq desk")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_load_state("load")
+    codename = page.locator("#codename").inner_text().strip()
+    context.close()
+    with server_store(server) as store:
+        [first] = store.list_submissions()
+        assert first.desk == "pq" and first.reply_recipient.startswith("age1pq1")
+        make_reply(store, first.id, "hybrid reply for the browser")
+
+    context = chromium.new_context(java_script_enabled=True, locale="en-US")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(server.url + "/return")
+        page.wait_for_function(
+            "document.getElementById('return-protection').textContent.includes('JavaScript is on')")
+        page.locator("#codename").fill(codename)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.wait_for_selector("#mailbox-js #replies", timeout=60_000)
+        assert page.locator("#replies .reply-text").inner_text() == "hybrid reply for the browser"
+        page.locator("#follow-up-text").fill("pq follow-up from the browser")
+        page.get_by_role("button", name="Send the follow-up").click()
+        page.wait_for_selector("#follow-up-received, #follow-up-status .error", timeout=60_000)
+        assert page.locator("#follow-up-received").count() == 1, page.locator(
+            "#follow-up-status").inner_text()
+        shot(page, "json-pq-follow-up-received")
+    finally:
+        context.close()
+    assert errors == [], errors
+    with server_store(server) as store:
+        [follow] = [s for s in store.list_submissions() if s.id != first.id]
+        assert follow.parent_id == first.id and follow.desk == "pq"
+        assert follow.reply_recipient == first.reply_recipient
+        message = store.open_blob_for_read(follow.id, "message").read()
+    doc = json.loads(decrypt(message, [editor]).rstrip(b" "))
+    assert doc["testimony"] == "pq follow-up from the browser"
+    assert doc["protection"] == "browser-encrypted"

@@ -136,7 +136,7 @@ def test_bad_codenames_are_refused_before_the_kdf(web_client, monkeypatch):
 
 # ----------------------------------------------------------------------------- JSON API
 def test_api_returns_ciphertext_only_and_the_same_shape_for_unknown(web_client, store,
-                                                                    make_reply):
+                                                                    make_reply, editor_identity):
     codename = first_submission(web_client)
     [sub] = store.list_submissions()
     make_reply(store, sub.id, "api canary reply")
@@ -150,12 +150,25 @@ def test_api_returns_ciphertext_only_and_the_same_shape_for_unknown(web_client, 
     doc = json.loads(plain.rstrip(b" "))
     assert doc == {"format": "guwah-reply/1", "submission_id": sub.id,
                    "day": doc["day"], "text": "api canary reply"}
-    # unknown token: the same shape, empty
+    desk = {"name": "default", "kind": "X25519",
+            "recipients": [str(editor_identity.recipient())]}
+    assert r.json()["desk"] == desk
+    # unknown token: the same shape, no replies, the same desk (a follow-up would go there)
     unknown = web_client.post("/api/mailbox", json={"token": "ab" * 32})
-    assert unknown.status_code == 200 and unknown.json() == {"replies": []}
+    assert unknown.status_code == 200 and unknown.json() == {"replies": [], "desk": desk}
     # the token hash (what a leaked database holds) opens nothing
     by_hash = web_client.post("/api/mailbox", json={"token": mailbox.token_hash})
-    assert by_hash.json() == {"replies": []}
+    assert by_hash.json() == {"replies": [], "desk": desk}
+
+
+def test_api_answer_is_identical_for_unknown_and_reply_less_mailboxes(web_client, store):
+    codename = first_submission(web_client)
+    token = derive_mailbox(codename, "X25519").token.hex()
+    known = web_client.post("/api/mailbox", json={"token": token})
+    unknown = web_client.post("/api/mailbox", json={"token": "cd" * 32})
+    assert known.status_code == unknown.status_code == 200
+    assert known.content == unknown.content
+    assert dict(known.headers) == dict(unknown.headers)
 
 
 @pytest.mark.parametrize(

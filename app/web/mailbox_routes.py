@@ -11,9 +11,13 @@ Routes (registered by ``create_app``):
   session, no cookie.  A codename that opens no mailbox gets *the same page* as a mailbox with
   no reply yet, at the same cost (the KDF always runs, the same lookups are made), so the
   answer never tells whether a mailbox exists.
-- ``POST /api/mailbox`` ``{"token": "<64 hex>"}`` → ``{"replies": [{"day", "age"}]}`` (age =
-  base64 of the reply's age file); an unknown token gets ``{"replies": []}``.  The token is
-  only ever in this body (never in a URL); the server hashes it and keeps nothing.
+- ``POST /api/mailbox`` ``{"token": "<64 hex>"}`` → ``{"replies": [{"day", "age"}], "desk":
+  {"name", "kind", "recipients"}}`` (age = base64 of the reply's age file; desk = where a
+  follow-up goes, see :func:`follow_up_desk`); an unknown token gets no replies and the first
+  desk, like a mailbox without reply on that desk.  The token is only ever in this body (never
+  in a URL); the server hashes it and keeps nothing.  A follow-up with JavaScript on is
+  encrypted in the browser and committed through ``POST /api/submissions`` with
+  ``mailbox_token`` (app/web/commit.py), which links it to the first submission.
 - ``POST /mailbox/follow-up`` (JavaScript off, multipart): sealed exactly like a first
   submission (app/web/sealing.py, ``follow_up=``) and linked to the mailbox.
 
@@ -175,6 +179,35 @@ def read_replies(store: Any, token: bytes, seed: bytes) -> list[ShownReply]:
     return shown
 
 
+def follow_up_desk(store: Any, hashed: str) -> Any:
+    """The desk a follow-up into this mailbox goes to (the same rule as sealing.py).
+
+    The desk of the mailbox's first submission; for a mailbox nobody has used, the first desk
+    (a follow-up there opens that mailbox). So on a one-desk site the answer is the same for
+    every mailbox; with several desks it names the desk of a mailbox that exists, which only
+    someone holding its codename can ask about.
+    """
+    available = [d for d in store.list_desks() if d.recipients]
+    earlier = store.list_submissions(token_hash=hashed)
+    firsts = [s for s in earlier if s.parent_id is None] or earlier
+    if firsts:
+        return next((d for d in available if d.name == firsts[0].desk), None)
+    return available[0] if available else None
+
+
+def mailbox_answer(store: Any, token: bytes) -> dict[str, Any]:
+    """The JSON answer of POST /api/mailbox: ciphertexts, and where a follow-up goes."""
+    desk = follow_up_desk(store, token_hash(token))
+    return {
+        "replies": reply_ciphertexts(store, token),
+        "desk": None if desk is None else {
+            "name": desk.name,
+            "kind": desk.kind,
+            "recipients": [k.age_recipient for k in desk.recipients],
+        },
+    }
+
+
 def reply_ciphertexts(store: Any, token: bytes) -> list[dict[str, str]]:
     hashed = token_hash(token)
     out: list[dict[str, str]] = []
@@ -226,7 +259,8 @@ def mailbox_router(web: Any) -> APIRouter:
     @router.get("/return", response_class=HTMLResponse)
     async def return_form(request: Request) -> Response:
         return render(web, request.scope, "return.html", token=web.tokens.issue(),
-                      words=CODENAME_WORDS, js=script)
+                      words=CODENAME_WORDS, js=script, max_files=web.settings.max_files,
+                      max_file_bytes=web.settings.max_file_bytes)
 
     @router.post("/return", response_class=HTMLResponse)
     async def return_check(request: Request) -> Response:
@@ -256,7 +290,9 @@ def mailbox_router(web: Any) -> APIRouter:
     @router.post("/api/mailbox")
     async def api_mailbox(request: Request) -> Response:
         def refuse(status: int, message: str) -> Response:
-            return JSONResponse({"error": message}, status_code=status)
+            lang = web.catalogs.pick(request.scope.get("guwah.lang")).code
+            return JSONResponse({"error": web.catalogs.get(lang).gettext(message)},
+                                status_code=status)
 
         if cross_site(dict(request.headers), request.headers.get("host")):
             return refuse(403, MSG["cross_site"])
@@ -279,9 +315,9 @@ def mailbox_router(web: Any) -> APIRouter:
         finally:
             body.clear()
         del doc, hexed
-        replies = await anyio.to_thread.run_sync(reply_ciphertexts, web.store, token)
+        answer = await anyio.to_thread.run_sync(mailbox_answer, web.store, token)
         del token
-        return JSONResponse({"replies": replies})
+        return JSONResponse(answer)
 
     @router.post("/mailbox/follow-up", response_class=HTMLResponse)
     async def follow_up(request: Request) -> Response:

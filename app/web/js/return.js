@@ -7,12 +7,22 @@
 // page; the server only hashes the token to find the mailbox, and answers an unknown mailbox
 // with the same empty list it gives a mailbox with no reply yet.
 //
+// A follow-up is encrypted here too (worker.js, to the editor keys of the mailbox's desk that
+// /api/mailbox names), uploaded as ciphertext (upload-client.js) and committed through
+// POST /api/submissions with the mailbox token, so the server links it to the first
+// submission. Browsers without Web Workers get a button to the server-sealed form instead.
+//
 // Without this script (JavaScript off, or SRI mismatch) the same form posts to the server,
 // which does the same in memory.
 
 import { bech32 } from "@scure/base";
 import { bytesToHex } from "@noble/hashes/utils.js";
+import { identityToRecipient } from "age-encryption";
 import { CodenameError, decryptReply, deriveMailbox, normalizeCodename } from "./mailbox.js";
+import { Refused, commitSubmission, encryptAndUpload } from "./upload-client.js";
+
+/** The worker next to this script (same origin: allowed by script-src 'self'). */
+const WORKER_URL = new URL("./worker.js", import.meta.url).href;
 
 const form = document.getElementById("return-form");
 const msgs = document.getElementById("return-js");
@@ -67,36 +77,142 @@ function showError(text) {
   p.textContent = text;
 }
 
-function renderMailbox(replies, onFollowUp) {
-  const main = form.parentElement;
-  const section = el("section", { id: "mailbox-js", "aria-live": "polite" });
+function renderReplies(section, replies) {
   section.append(el("h2", {}, msg("msgReplies")));
   if (replies.length === 0) {
     section.append(el("p", { id: "no-replies" }, msg("msgNone")));
-  } else {
-    const list = el("ol", { class: "replies", id: "replies" });
-    for (const reply of replies) {
-      const li = el("li", { class: "reply" });
-      li.append(el("p", { class: "day" }, msg("msgReceived").replace("{day}", reply.day)));
-      if (reply.text === null) {
-        li.append(el("p", { class: "reply-text unreadable" }, msg("msgUnreadable")));
-      } else {
-        const div = el("div", { class: "reply-text" });
-        reply.text.split("\n").forEach((line, i) => {
-          if (i > 0) div.append(el("br"));
-          div.append(document.createTextNode(line));
-        });
-        li.append(div);
-      }
-      list.append(li);
-    }
-    section.append(list);
+    return;
   }
-  section.append(el("h2", { id: "follow-up" }, msg("msgFollowUp")));
+  const list = el("ol", { class: "replies", id: "replies" });
+  for (const reply of replies) {
+    const li = el("li", { class: "reply" });
+    li.append(el("p", { class: "day" }, msg("msgReceived").replace("{day}", reply.day)));
+    if (reply.text === null) {
+      li.append(el("p", { class: "reply-text unreadable" }, msg("msgUnreadable")));
+    } else {
+      const div = el("div", { class: "reply-text" });
+      reply.text.split("\n").forEach((line, i) => {
+        if (i > 0) div.append(el("br"));
+        div.append(document.createTextNode(line));
+      });
+      li.append(div);
+    }
+    list.append(li);
+  }
+  section.append(list);
+}
+
+/** The server-sealed way: post the codename form itself (the witness chose it). */
+function fallbackFollowUp(section, onFollowUp) {
   section.append(el("p", {}, msg("msgFollowUpNote")));
   const button = el("button", { type: "button", id: "follow-up-open" }, msg("msgFollowUpButton"));
   button.addEventListener("click", onFollowUp);
   section.append(button);
+}
+
+/** The browser-encrypted follow-up form; `mailbox` = {tokenHex, tokenHash, replyRecipient}. */
+function followUpForm(section, desk, mailbox) {
+  const s = { ...msgs.dataset };
+  const box = el("form", { id: "follow-up-js" });
+  box.append(el("p", {}, msg("msgFollowUpJs")));
+  box.append(el("label", { for: "follow-up-text" }, msg("msgAdd")));
+  const text = el("textarea", { id: "follow-up-text", rows: "8", spellcheck: "false" });
+  box.append(text);
+  box.append(el("label", { for: "follow-up-files" }, msg("msgFiles")));
+  const files = el("input", { id: "follow-up-files", type: "file", multiple: "" });
+  box.append(files);
+  box.append(el("p", { class: "protection" }, msg("msgFollowUpProtection")));
+  const send = el("button", { type: "submit" }, msg("msgSend"));
+  box.append(send);
+  const status = el("div", { id: "follow-up-status", role: "status" });
+  box.append(status);
+  const say = (line, cls = null) => {
+    const p = el("p", cls ? { class: cls } : {}, line);
+    status.replaceChildren(p);
+  };
+  box.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (send.disabled) return;
+    const chosen = [...(files.files ?? [])];
+    const testimony = text.value;
+    if (!testimony.trim() && chosen.length === 0) return say(msg("msgEmpty"), "error");
+    if (chosen.length > Number(msgs.dataset.maxFiles || 20)) return say(msg("msgTooMany"), "error");
+    const maxBytes = Number(msgs.dataset.maxFileBytes || 0);
+    if (maxBytes && chosen.some((f) => f.size > maxBytes)) return say(msg("msgTooBig"), "error");
+    send.disabled = true;
+    const ctx = {
+      s,
+      csrf: form.querySelector('input[name="csrf"]').value,
+      lang: document.documentElement.lang || "en",
+      desk: desk.name,
+      recipients: desk.recipients,
+      worker: new Worker(WORKER_URL),
+      status: (line) => say(line),
+    };
+    try {
+      say(msg("msgSending"));
+      const described = [];
+      for (let i = 0; i < chosen.length; i++) {
+        const f = chosen[i];
+        const role = `file-${i + 1}`;
+        const r = await encryptAndUpload(ctx, f, role, "attachment");
+        described.push({
+          role,
+          name: f.name,
+          content_type: f.type || "application/octet-stream",
+          size: f.size,
+          sha256: r.sha256,
+          upload: r.id,
+        });
+      }
+      const doc = {
+        format: "guwah-testimony/1",
+        protection: "browser-encrypted",
+        day: new Date().toISOString().slice(0, 10),
+        desk: desk.name,
+        lang: ctx.lang,
+        testimony,
+        answers: { where: "", when: "", consent: "", never_name: "" },
+        files: described.map(({ upload, ...rest }) => rest),
+        reply_recipient: mailbox.replyRecipient,
+        // the server links it (it knows the first submission of the mailbox; the browser
+        // is not told, so that an unused codename looks like any other)
+        parent_id: null,
+      };
+      const message = new Blob([new TextEncoder().encode(JSON.stringify(doc))]);
+      const m = await encryptAndUpload(ctx, message, "message", "testimony");
+      await commitSubmission(ctx, {
+        csrf: ctx.csrf,
+        desk: desk.name,
+        message_upload: m.id,
+        files: described.map((d) => ({ role: d.role, upload: d.upload })),
+        token_hash: mailbox.tokenHash,
+        reply_recipient: mailbox.replyRecipient,
+        mailbox_token: mailbox.tokenHex,
+      });
+      const done = el("div", { id: "follow-up-received" });
+      done.append(el("h3", {}, msg("msgSent")), el("p", {}, msg("msgSentNote")));
+      box.replaceWith(done);
+    } catch (err) {
+      say(err instanceof Refused ? err.message : msg("failed"), "error");
+      send.disabled = false;
+    } finally {
+      ctx.worker.terminate();
+    }
+  });
+  section.append(box);
+}
+
+function renderMailbox(replies, desk, mailbox, onFollowUp) {
+  const main = form.parentElement;
+  const section = el("section", { id: "mailbox-js", "aria-live": "polite" });
+  renderReplies(section, replies);
+  section.append(el("h2", { id: "follow-up" }, msg("msgFollowUp")));
+  if (desk && typeof Worker !== "undefined" && typeof ReadableStream !== "undefined") {
+    followUpForm(section, desk, mailbox);
+  } else {
+    fallbackFollowUp(section, onFollowUp);
+  }
   main.append(section);
 }
 
@@ -155,7 +271,16 @@ function start() {
         replies.push({ day, text: doc ? doc.text : null });
       }
       input.value = "";
-      renderMailbox(replies, () => {
+      const desk = answer.desk && Array.isArray(answer.desk.recipients) ? answer.desk : null;
+      const followUp = {
+        tokenHex: bytesToHex(mailbox.token),
+        tokenHash: mailbox.tokenHash,
+        replyRecipient:
+          desk?.kind === "mlkem768x25519"
+            ? await identityToRecipient(pq ?? hybridIdentity(x25519))
+            : mailbox.replyRecipient,
+      };
+      renderMailbox(replies, desk, followUp, () => {
         // The follow-up form needs the server to seal the parts (JavaScript-off path): the
         // witness chose this, so the codename goes to the server once, as without JavaScript.
         input.value = normalized;
