@@ -125,7 +125,9 @@ def export_bundle(
 
     write_bundle_file(to, manifest, key, open_member, progress)
     try:
-        recorded = store.record_export(desk_name, [s["id"] for s in manifest["submissions"]])
+        recorded = store.record_export(
+            desk_name, [s["id"] for s in manifest["submissions"]], sequence=seq
+        )
         if recorded != seq:
             raise BundleError("another export ran at the same time: run guwah export again")
     except BaseException:

@@ -662,23 +662,43 @@ class Store:
 
     # ------------------------------------------------------------------ exports (issue 5)
 
-    def record_export(self, desk_name: str, submission_ids: list[str]) -> int:
-        """Record a desk's export bundle; returns its sequence number (1, 2, …)."""
+    def record_export(
+        self, desk_name: str, submission_ids: list[str], sequence: int | None = None
+    ) -> int:
+        """Record a desk's export bundle; returns its sequence number (1, 2, …).
+
+        ``sequence`` is the number the bundle already carries. If another export took it in
+        the meantime (two app nodes exporting at once, docs/multinode.md), nothing is recorded
+        and StoreError says so: a row recorded under another number would mark submissions
+        as exported that no surviving bundle carries. The desk row is locked for the
+        transaction (PostgreSQL; SQLite has one writer anyway) and the unique (desk, sequence)
+        constraint is the last word.
+        """
         desk = self.get_desk(desk_name)
-        with self.engine.begin() as conn:
-            last = conn.execute(
-                select(func.max(ExportRow.sequence)).where(ExportRow.desk_id == desk.id)
-            ).scalar_one()
-            sequence = (last or 0) + 1
-            conn.execute(
-                insert(ExportRow).values(
-                    desk_id=desk.id,
-                    sequence=sequence,
-                    day=today(),
-                    submission_ids=json.dumps(sorted(submission_ids)),
+        conflict = (
+            f"another export of desk {desk.name} ran at the same time: nothing recorded, "
+            "run guwah export again"
+        )
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(select(DeskRow.id).where(DeskRow.id == desk.id).with_for_update())
+                last = conn.execute(
+                    select(func.max(ExportRow.sequence)).where(ExportRow.desk_id == desk.id)
+                ).scalar_one()
+                next_sequence = (last or 0) + 1
+                if sequence is not None and sequence != next_sequence:
+                    raise StoreError(conflict)
+                conn.execute(
+                    insert(ExportRow).values(
+                        desk_id=desk.id,
+                        sequence=next_sequence,
+                        day=today(),
+                        submission_ids=json.dumps(sorted(submission_ids)),
+                    )
                 )
-            )
-        return sequence
+        except IntegrityError:
+            raise StoreError(conflict) from None
+        return next_sequence
 
     def exported_ids(self, desk_name: str) -> set[str]:
         desk = self.get_desk(desk_name)
