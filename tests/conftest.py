@@ -335,3 +335,65 @@ def make_reply():  # type: ignore[no-untyped-def]
 # ============================================================================================
 # End of the mailbox engineer's block.
 # ============================================================================================
+
+
+# ============================================================================================
+# Browser-encrypted submissions — owner: issue-4 engineer (app/web/uploads.py, commit.py,
+# tests/test_uploads*.py, tests/test_browser_json*.py). Reuses run_guwah_server above.
+# ============================================================================================
+def restart_guwah_server(server: GuwahServer, *, down_seconds: float = 0.0) -> None:
+    """Stop ``server`` (SIGTERM, as systemd does) and start it again on the same data dir and
+    port, after ``down_seconds``; ``server.process`` is replaced. Waits until it listens."""
+    server.process.terminate()
+    try:
+        server.process.wait(10)
+    except _subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+    _time.sleep(down_seconds)
+    port = int(server.url.rsplit(":", 1)[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUWAH_")}
+    env.update({"TMPDIR": str(server.tmpdir), "GUWAH_DATABASE_URL": server.database_url,
+                "GUWAH_DATA_DIR": str(server.data_dir), "PYTHONUNBUFFERED": "1"})
+    with server.stdout.open("ab") as out, server.stderr.open("ab") as err:
+        server.process = _subprocess.Popen(_serve_command(server.data_dir, port), env=env,
+                                           stdout=out, stderr=err, cwd=server.data_dir.parent)
+    deadline = _time.monotonic() + 30
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError("guwah serve exited: " + server.stderr.read_text()[-2000:])
+        with _contextlib.suppress(OSError), _socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        if _time.monotonic() > deadline:
+            raise RuntimeError("guwah serve did not start listening again")
+        _time.sleep(0.1)
+
+
+@pytest.fixture
+def restartable_server(tmp_path: Path, database_url: str) -> Iterator[GuwahServer]:
+    """``guwah serve`` (one X25519 desk) that a test may restart with restart_guwah_server;
+    whichever process is running at the end is stopped."""
+    with run_guwah_server(tmp_path, database_url) as server:
+        # As after `guwah init`: a server key, from which form tokens are derived, so a form
+        # issued before a restart is still good after it. Restart once to pick it up.
+        from app.settings import load_settings
+
+        key_file = load_settings(server.data_dir, database_url=server.database_url).server_key_file
+        key_file.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+        key_file.chmod(0o600)
+        restart_guwah_server(server)
+        try:
+            yield server
+        finally:
+            if server.process.poll() is None:
+                server.process.terminate()
+                try:
+                    server.process.wait(10)
+                except _subprocess.TimeoutExpired:
+                    server.process.kill()
+                    server.process.wait()
+
+
+# ============================================================================================
+# End of the issue-4 block.
+# ============================================================================================

@@ -18,19 +18,21 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import GuwahServer, run_guwah_server
+from conftest import GuwahServer, restart_guwah_server, run_guwah_server
 from playwright.sync_api import Route, sync_playwright
 
 from app.crypto import decrypt, padme
 from app.settings import load_settings
 from app.store import Store
 
-pytestmark = [pytest.mark.browser, pytest.mark.database]
+pytestmark = [pytest.mark.browser, pytest.mark.database, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -77,9 +79,11 @@ def make_files(folder: Path, big: int) -> list[tuple[Path, bytes]]:
 
 
 class Recorder:
-    """Records every request the page sends (method, url, body) and can cut PATCHes."""
+    """Records every request the page sends (method, url, body) and can cut PATCHes, or
+    call ``on_patch(n)`` before the n-th PATCH goes out (e.g. to restart the server)."""
 
-    def __init__(self, cut_every: int = 0, cuts: int = 0) -> None:
+    def __init__(self, cut_every: int = 0, cuts: int = 0, on_patch: Any = None) -> None:
+        self.on_patch = on_patch
         self.requests: list[tuple[str, str, bytes | None]] = []
         self.headers: list[str] = []
         self.cut_every = cut_every
@@ -95,6 +99,8 @@ class Recorder:
         self.headers.append(json.dumps(req.headers))
         if req.method == "PATCH":
             self.patches += 1
+            if self.on_patch is not None:
+                self.on_patch(self.patches)
             if self.cut_every and self.cuts_left and self.patches % self.cut_every == 0:
                 self.cuts_left -= 1
                 self.cut += 1
@@ -106,7 +112,9 @@ class Recorder:
 
 def submit_in_browser(server: GuwahServer, files: list[tuple[Path, bytes]], name: str,
                       recorder: Recorder, *, jitless: bool = False,
-                      desk: str | None = None) -> dict[str, Any]:
+                      desk: str | None = None,
+                      allow_network_errors: bool = False,
+                      expect_slow_warning: bool = False) -> dict[str, Any]:
     args = CHROMIUM_ARGS + (["--js-flags=--jitless"] if jitless else [])
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
@@ -127,7 +135,15 @@ def submit_in_browser(server: GuwahServer, files: list[tuple[Path, bytes]], name
             page.set_input_files("#files", [str(f) for f, _ in files])
             SHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOTS / f"{name}-form.png"), full_page=True)
+            if expect_slow_warning:  # any speed counts as slow: the warning must appear
+                page.eval_on_selector("#submit-form", "f => { f.dataset.slowSeconds = '0'; }")
             page.click("#submit-form button[type=submit]")
+            if expect_slow_warning:
+                page.wait_for_selector("#js-continue")
+                warning = page.text_content(".js-warning")
+                assert "minutes" in warning, warning
+                page.screenshot(path=str(SHOTS / f"{name}-slow-warning.png"), full_page=True)
+                page.click("#js-continue")
             page.wait_for_function(
                 "() => { const c = document.querySelector('#codename');"
                 " return (c && c.textContent.trim().split(' ').length === 7)"
@@ -152,7 +168,8 @@ def submit_in_browser(server: GuwahServer, files: list[tuple[Path, bytes]], name
             page.click("a.leave")
             page.wait_for_url("**/leave")
             # the cut requests themselves are logged by the browser; nothing else may be
-            errors = [e for e in errors if not (recorder.cut and "ERR_CONNECTION_RESET" in e)]
+            cut = recorder.cut or allow_network_errors
+            errors = [e for e in errors if not (cut and "net::ERR_CONNECTION" in e)]
             assert errors == [], errors
             return out
         finally:
@@ -273,6 +290,10 @@ def test_js_on_text_and_three_files_no_plaintext_leaves(server, tmp_path):
     assert rec.patched_bytes == sum(f.size for f in sub.files)
     logs = server.stdout.read_text() + server.stderr.read_text()
     assert CANARY.decode() not in logs
+    assert list(server.tmpdir.iterdir()) == []  # nothing spooled to TMPDIR
+    for path in server.data_dir.rglob("*"):  # nothing readable at rest (ciphertext only)
+        if path.is_file() and path.stat().st_size < 64 * MiB:
+            assert CANARY not in path.read_bytes(), path
 
 
 def test_resume_after_cut_connections(server, tmp_path):
@@ -286,6 +307,28 @@ def test_resume_after_cut_connections(server, tmp_path):
     st.close()
     # the cut requests never reached the server; what did is exactly the ciphertext
     assert rec.patched_bytes == sum(f.size for f in sub.files)
+
+
+def test_resume_across_a_server_restart(restartable_server, tmp_path):
+    """The server goes down mid-upload (the PATCH in hand meets a closed port) and comes back
+    a few seconds later: the page re-syncs with HEAD and finishes; acknowledged bytes
+    survived the restart (start-up cleanup keeps live uploads)."""
+    server = restartable_server
+    files = make_files(tmp_path / "in", 21 * MiB)
+    restarted: list[int] = []
+
+    def restart(n: int) -> None:
+        if n == 5 and not restarted:
+            restarted.append(n)
+            threading.Thread(target=restart_guwah_server, args=(server,),
+                             kwargs={"down_seconds": 2.0}).start()
+            time.sleep(1.0)  # the request goes out while the server is down
+
+    rec = Recorder(on_patch=restart)
+    submit_in_browser(server, files, "js-on-restart", rec, allow_network_errors=True)
+    assert restarted == [5]
+    check_no_plaintext(rec)
+    check_stored(server, files, tmp_path)
 
 
 def test_jitless_small_file_with_resume(server, tmp_path):
@@ -323,6 +366,16 @@ def test_hybrid_desk_decrypts_with_guwah_editor(server, tmp_path):
     st, sub = stored(server)
     st.close()
     assert sub.desk == "pq" and sub.reply_recipient.startswith("age1pq1")
+
+
+def test_slow_browser_is_warned_before_a_large_upload(server, tmp_path):
+    """The page measures a small encryption first and, when the estimate is long, asks
+    before it starts (threshold lowered through the form's data-slow-seconds)."""
+    files = make_files(tmp_path / "in", 5 * MiB)
+    rec = Recorder()
+    submit_in_browser(server, files, "slow-warning", rec, expect_slow_warning=True)
+    check_no_plaintext(rec)
+    check_stored(server, files, tmp_path)
 
 
 def test_js_off_form_still_posts_plainly(server):

@@ -377,10 +377,69 @@ def test_follow_up_joins_the_mailbox(web_client, store, editor_identity):
         "token_hash": "", "reply_recipient": str(other.reply_recipient),
         "mailbox_token": mb.token.hex()})
     assert r.status_code == 422 and error(r) == CMSG["reply_key"]
-    # an unknown mailbox token
+    # an unknown mailbox token starts a new mailbox: the answer never tells whether a
+    # codename was used before
     r = web_client.post("/api/submissions", json={
         "csrf": form_token(web_client), "desk": "default",
         "message_upload": upload(web_client, encrypt(b" " * 256, recipients)), "files": [],
         "token_hash": "", "reply_recipient": str(other.reply_recipient),
         "mailbox_token": other.token.hex()})
-    assert r.status_code == 404 and error(r) == CMSG["mailbox"]
+    assert r.status_code == 201, r.text
+    new = store.submission(r.json()["id"])
+    assert new.parent_id is None and new.token_hash == other.token_hash
+
+
+def test_cut_mid_patch_keeps_the_prefix_and_resumes(guwah_server, editor_identity):
+    """A connection cut in the middle of a PATCH body (a dropped Tor circuit): the server keeps
+    exactly the bytes that arrived, HEAD says where to continue, and the rest completes it."""
+    import socket
+    import time
+    import urllib.parse
+
+    import httpx
+
+    data = os.urandom(3_000_000)
+    with httpx.Client(base_url=guwah_server.url) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/submit").text).group(1)
+        r = create(client, len(data), role="file-1", token=token)
+        assert r.status_code == 201
+        url = r.headers["Location"]
+        host = urllib.parse.urlsplit(guwah_server.url)
+        with socket.create_connection((host.hostname, host.port)) as sock:
+            sock.sendall(
+                f"PATCH {url} HTTP/1.1\r\nHost: {host.netloc}\r\nTus-Resumable: 1.0.0\r\n"
+                f"Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n".encode() + data[:1_234_567]
+            )
+        offset, deadline = -1, time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait for the server to notice the cut
+            head = client.head(url, headers=TUS)
+            if int(head.headers["Upload-Offset"]) == 1_234_567:
+                offset = 1_234_567
+                break
+            time.sleep(0.1)
+        assert offset == 1_234_567
+        r = patch(client, url, offset, data[offset:])
+        assert r.status_code == 204 and int(r.headers["Upload-Offset"]) == len(data)
+    settings_ = __import__("app.settings", fromlist=["load_settings"]).load_settings(
+        guwah_server.data_dir, database_url=guwah_server.database_url)
+    from app.store import Store
+
+    with Store(settings_) as st, st.uploads.open(url.rsplit("/", 1)[1]) as fh:
+        assert fh.read() == data  # every byte once, in order
+
+
+def test_one_writer_per_upload(store, desk):
+    """Two PATCHes at once on one upload: the second is refused (409), never interleaved."""
+    from app.store.uploads import UploadConflict
+
+    info = store.uploads.create(desk.id, "message", 100)
+    first = store.uploads.appender(info.id)
+    with pytest.raises(UploadConflict):
+        store.uploads.appender(info.id)
+    first.write(b"x" * 10)
+    first.finish()
+    first.close()
+    with store.uploads.appender(info.id) as again:
+        assert again.offset == 10
+    assert store.uploads.info(info.id, durable=True).offset == 10

@@ -90,6 +90,7 @@ class UploadAppender:
         self.id: str = row.id
         self.ref: str = row.blob_ref
         self.length: int = row.length
+        self._day: dt.date = row.day
         self._fd: int | None = None
         self._buffer = bytearray()
         self._seq = 0
@@ -100,7 +101,10 @@ class UploadAppender:
         try:
             if area.fs:
                 path = area.path(self.ref)
-                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                try:
+                    self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    raise _errors()[1]("no such upload") from None
                 try:
                     fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -113,6 +117,14 @@ class UploadAppender:
             self.close()
             raise
         self.offset = self.start
+
+    def expires(self, hours: int) -> dt.datetime:
+        return expires_at(self._day, hours)
+
+    @property
+    def direct(self) -> bool:
+        """True when ``write`` only appends to a file (no database round trip)."""
+        return self._fd is not None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
@@ -142,7 +154,11 @@ class UploadAppender:
         elif self._buffer:
             self._flush_chunk(bytes(self._buffer))
             self._buffer.clear()
-        self._area.touch(self.id)
+        from .store import today
+
+        if self._day != today():  # the day of the last write, updated at most once a day
+            self._area.touch(self.id)
+            self._day = today()
         return self.offset
 
     def rollback(self) -> None:
@@ -210,19 +226,29 @@ class UploadArea:
             raise NotFound("no such upload")
         return row
 
-    def _offset(self, row: Any) -> int:
+    def _offset(self, row: Any, durable: bool = False) -> int:
+        """Bytes stored. ``durable``: fsync first, so the answer never counts bytes a crash
+        could still lose (a PATCH in progress writes before it syncs)."""
         if self.fs:
             try:
-                return self.path(row.blob_ref).stat().st_size
+                if not durable:
+                    return self.path(row.blob_ref).stat().st_size
+                fd = os.open(self.path(row.blob_ref), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    size = os.fstat(fd).st_size
+                    os.fsync(fd)
+                    return size
+                finally:
+                    os.close(fd)
             except FileNotFoundError:
                 _, NotFound = _errors()
                 raise NotFound("no such upload") from None
-        return self.db_offset(row.blob_ref)[0]
+        return self.db_offset(row.blob_ref)[0]  # chunks count once their insert committed
 
-    def _info(self, row: Any) -> UploadInfo:
+    def _info(self, row: Any, durable: bool = False) -> UploadInfo:
         hours = self.store.settings.upload_expiry_hours
         return UploadInfo(
-            row.id, row.desk_id, row.role, row.length, self._offset(row), row.day,
+            row.id, row.desk_id, row.role, row.length, self._offset(row, durable), row.day,
             expires_at(row.day, hours),
         )
 
@@ -264,8 +290,8 @@ class UploadArea:
                 raise
         return self.info(upload_id)
 
-    def info(self, upload_id: str) -> UploadInfo:
-        return self._info(self._row(upload_id))
+    def info(self, upload_id: str, durable: bool = False) -> UploadInfo:
+        return self._info(self._row(upload_id), durable)
 
     def appender(self, upload_id: str) -> UploadAppender:
         return UploadAppender(self, self._row(upload_id))

@@ -250,12 +250,14 @@ def _commit_sync(web: Any, request: Request, data: dict[str, Any],
             return refuse(request, 422, CMSG["mailbox"])
         token_hash = computed
         earlier = store.list_submissions(token_hash=token_hash)
-        if not earlier:
-            return refuse(request, 404, CMSG["mailbox"])
-        if earlier[0].reply_recipient != data["reply_recipient"]:
-            return refuse(request, 422, CMSG["reply_key"])
-        firsts = [s for s in earlier if s.parent_id is None] or earlier
-        parent_id = firsts[0].id
+        # An unknown mailbox is not refused: like the JS-off follow-up it starts a new one, so
+        # the answer never tells whether a codename was used before (a coerced witness can
+        # "try" any codename without revealing anything).
+        if earlier:
+            if earlier[0].reply_recipient != data["reply_recipient"]:
+                return refuse(request, 422, CMSG["reply_key"])
+            firsts = [s for s in earlier if s.parent_id is None] or earlier
+            parent_id = firsts[0].id
     elif store.mailbox_exists(token_hash):
         return refuse(request, 409, CMSG["mailbox_taken"])
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import email.utils
 import math
+import queue
 import re
 import threading
 from typing import Any
@@ -34,7 +36,8 @@ from .forms import cross_site
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration"
-WRITE_BLOCK = 1024 * 1024  # bytes handed to the writing thread at a time
+WRITE_QUEUE = 16  # received pieces waiting for the writer thread, per PATCH
+IDLE_SECONDS = 120  # a PATCH that receives nothing for this long is ended (bytes kept)
 MAX_ACTIVE_PATCHES = 16  # PATCH streams written at once by this process; more -> 503
 AGE_HEADER_MAX = 1 << 20  # app.crypto.header.MAX_HEADER_BYTES
 STREAM_CHUNK = 64 * 1024
@@ -201,7 +204,8 @@ async def _live_info(request: Request, upload_id: str) -> Any:
     if not _UPLOAD_ID.match(upload_id):
         return refuse(request, 404, UMSG["upload_gone"])
     try:
-        info = await anyio.to_thread.run_sync(area.info, upload_id)
+        # only what is on disk for good: a PATCH still running may hold unsynced bytes
+        info = await anyio.to_thread.run_sync(area.info, upload_id, True)
     except NotFound:
         return refuse(request, 404, UMSG["upload_gone"])
     if info.expires <= dt.datetime.now(dt.UTC):
@@ -232,8 +236,7 @@ async def tus_head(request: Request, upload_id: str) -> Response:
 @router.patch("/api/uploads/{upload_id}")
 async def tus_patch(request: Request, upload_id: str) -> Response:
     """Append the body at ``Upload-Offset``; 204 with the new offset once it is on disk."""
-    from app.store import NotFound
-    from app.store.uploads import UploadConflict, UploadTooLong
+    from app.store.uploads import UploadTooLong
 
     from .errors import MSG
 
@@ -248,57 +251,138 @@ async def tus_patch(request: Request, upload_id: str) -> Response:
         return refuse(request, 400, UMSG["upload_bad"])
     web = request.app.state.web
     settings = web.settings
-    info = await _live_info(request, upload_id)
-    if isinstance(info, Response):
-        return info
-    if client_offset != info.offset:
-        return refuse(request, 409, UMSG["upload_offset"], {"Upload-Offset": str(info.offset)})
+    if not _UPLOAD_ID.match(upload_id):
+        return refuse(request, 404, UMSG["upload_gone"])
     if not _patch_slots.acquire(blocking=False):
         return refuse(request, 503, MSG["busy"], {"Retry-After": "5"})
     try:
-        remaining = info.length - info.offset
-        free = await anyio.to_thread.run_sync(web.store.free_bytes)
-        if free - remaining < settings.min_free_bytes:
-            return refuse(request, 507, MSG["disk"])
-        try:
-            appender = await anyio.to_thread.run_sync(web.store.uploads.appender, upload_id)
-        except UploadConflict:
-            return refuse(request, 409, UMSG["upload_busy"])
-        except NotFound:
-            return refuse(request, 404, UMSG["upload_gone"])
+        opened = await anyio.to_thread.run_sync(_open_for_patch, request, upload_id)
+        if isinstance(opened, Response):
+            return opened
+        appender = opened
         try:
             if appender.offset != client_offset:
                 return refuse(request, 409, UMSG["upload_offset"],
                               {"Upload-Offset": str(appender.offset)})
-            buf = bytearray()
             try:
-                async for chunk in request.stream():
-                    buf += chunk
-                    if len(buf) >= WRITE_BLOCK:
-                        block = bytes(buf)
-                        buf.clear()
-                        await anyio.to_thread.run_sync(appender.write, block)
-                if buf:
-                    await anyio.to_thread.run_sync(appender.write, bytes(buf))
+                await _stream_into(request, appender)
             except ClientDisconnect:
-                # keep what arrived: it is a prefix of what the client sent at this offset,
-                # and the client re-syncs with HEAD before it continues
-                if buf:
-                    await anyio.to_thread.run_sync(appender.write, bytes(buf))
+                # what arrived was written: it is a prefix of what the client sent at this
+                # offset, and the client re-syncs with HEAD before it continues
+                pass
             except UploadTooLong:
                 await anyio.to_thread.run_sync(appender.rollback)
                 return refuse(request, 413, UMSG["upload_long"])
+            except OSError:  # e.g. the disk filled up under us: keep nothing of this PATCH
+                with contextlib.suppress(OSError):
+                    await anyio.to_thread.run_sync(appender.rollback)
+                return refuse(request, 507, MSG["disk"])
             offset = await anyio.to_thread.run_sync(appender.finish)
         finally:
             await anyio.to_thread.run_sync(appender.close)
     finally:
         _patch_slots.release()
-    info = await anyio.to_thread.run_sync(web.store.uploads.info, upload_id)
+    import datetime as dt
+
+    from app.store.uploads import expires_at
+
+    expires = expires_at(dt.datetime.now(dt.UTC).date(), settings.upload_expiry_hours)
     return Response(status_code=204, headers={
         "Tus-Resumable": TUS_VERSION,
         "Upload-Offset": str(offset),
-        "Upload-Expires": _expires(info),
+        "Upload-Expires": email.utils.format_datetime(expires, usegmt=True),
     })
+
+
+async def _stream_into(request: Request, appender: Any) -> None:
+    """Copy the request body onto the upload while more of it is being received.
+
+    A writer thread does the write(2) calls (they can stall when the kernel throttles dirty
+    pages) while the event loop keeps receiving; at most WRITE_QUEUE pieces (each at most
+    what uvicorn hands over at once, a few hundred KiB) wait in between, so memory stays
+    bounded. Raises what the body stream or the writer raised (ClientDisconnect, OSError,
+    UploadTooLong) after everything received before it was written.
+    """
+    pieces: queue.Queue[bytes | None] = queue.Queue(WRITE_QUEUE)
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        while (piece := pieces.get()) is not None:
+            if failure:
+                continue  # drain: the producer must never block on a dead writer
+            try:
+                appender.write(piece)
+            except BaseException as exc:  # reported to the event loop below
+                failure.append(exc)
+
+    async def produce() -> None:
+        body = request.stream().__aiter__()
+        try:
+            while True:
+                # a circuit that dies without closing the connection must not hold the
+                # upload (one writer at a time) for ever: give up after IDLE_SECONDS
+                with anyio.move_on_after(IDLE_SECONDS) as idle:
+                    try:
+                        chunk = await body.__anext__()
+                    except StopAsyncIteration:
+                        break
+                if idle.cancelled_caught:
+                    raise ClientDisconnect()
+                if failure:
+                    break
+                if not chunk:
+                    continue
+                try:
+                    pieces.put_nowait(chunk)
+                except queue.Full:
+                    await anyio.to_thread.run_sync(pieces.put, chunk)
+        finally:
+            try:
+                pieces.put_nowait(None)
+            except queue.Full:
+                await anyio.to_thread.run_sync(pieces.put, None)
+
+    received: list[BaseException] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.to_thread.run_sync, writer)
+        try:
+            await produce()
+        except ClientDisconnect as exc:
+            received.append(exc)
+    if failure:
+        raise failure[0]
+    if received:
+        raise received[0]
+
+
+def _open_for_patch(request: Request, upload_id: str) -> Any:
+    """One thread hop: the upload's appender (one query), or the refusal that fits."""
+    import datetime as dt
+
+    from app.store import NotFound
+    from app.store.uploads import UploadConflict
+
+    from .errors import MSG
+
+    web = request.app.state.web
+    area = web.store.uploads
+    try:
+        appender = area.appender(upload_id)
+    except UploadConflict:
+        return refuse(request, 409, UMSG["upload_busy"])
+    except NotFound:
+        return refuse(request, 404, UMSG["upload_gone"])
+    if appender.expires(web.settings.upload_expiry_hours) <= dt.datetime.now(dt.UTC):
+        appender.close()
+        try:
+            area.delete(upload_id)
+        except NotFound:
+            pass
+        return refuse(request, 410, UMSG["upload_gone"])
+    if web.store.free_bytes() - (appender.length - appender.offset) < web.settings.min_free_bytes:
+        appender.close()
+        return refuse(request, 507, MSG["disk"])
+    return appender
 
 
 @router.delete("/api/uploads/{upload_id}")

@@ -128,6 +128,7 @@ class Upload {
           return res;
         }
       } catch (err) {
+        this.sawNetworkError = true;
         if (attempt >= MAX_TRIES) throw new Refused(this.ctx.s.network);
       }
       this.ctx.status(this.ctx.s.retrying);
@@ -182,10 +183,9 @@ class Upload {
       if (res && res.status === 507) throw new Refused(await errorOf(res, this.ctx.s.failed));
       if (++failures > MAX_TRIES) throw new Refused(this.ctx.s.network);
       this.ctx.status(this.ctx.s.retrying);
-      if (!res || res.status !== 409) {
-        await sleep(delay);
-        delay = Math.min(delay * 2, 15000);
-      }
+      // also after a 409: the server may still be finishing the PATCH that was cut
+      await sleep(delay);
+      delay = Math.min(delay * 2, 15000);
       this.offset = await this.head(); // re-sync: continue exactly where the server stopped
       this.onProgress(this.offset, this.length);
     }
@@ -372,7 +372,8 @@ async function run(form, s) {
       ctx.status(s.measuring);
       const speed = await probeSpeed(ctx.worker, ctx.recipients);
       const seconds = total / speed;
-      if (seconds > SLOW_SECONDS && !(await askToContinue(box, s, seconds))) {
+      const slow = Number(form.dataset.slowSeconds || SLOW_SECONDS);
+      if (seconds > slow && !(await askToContinue(box, s, seconds))) {
         box.replaceChildren();
         return;
       }
@@ -437,9 +438,15 @@ async function run(form, s) {
         cache: "no-store",
       }),
     );
-    if (res.status !== 201) throw new Refused(await errorOf(res, s.failed));
-    const result = await res.json();
-    showReceipt(ctx, codename, result, files.length);
+    if (res.status === 409 && up.sawNetworkError) {
+      // The first attempt was stored but its answer was lost on the way back: the form is
+      // now "used". The submission exists, so the witness must still get the codename.
+      showReceipt(ctx, codename, { desk: ctx.desk, keys: [] }, files.length);
+    } else {
+      if (res.status !== 201) throw new Refused(await errorOf(res, s.failed));
+      const result = await res.json();
+      showReceipt(ctx, codename, result, files.length);
+    }
   } catch (err) {
     showError(err instanceof Refused ? err.message : s.failed);
     button.disabled = false;

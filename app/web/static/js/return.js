@@ -2687,8 +2687,8 @@ function Field(ORDER, opts2 = {}) {
 function getFieldBytesLength(fieldOrder) {
   if (typeof fieldOrder !== "bigint")
     throw new Error("field order must be bigint");
-  const bitLength = fieldOrder.toString(2).length;
-  return Math.ceil(bitLength / 8);
+  const bitLength2 = fieldOrder.toString(2).length;
+  return Math.ceil(bitLength2 / 8);
 }
 function getMinHashLength(fieldOrder) {
   const length = getFieldBytesLength(fieldOrder);
@@ -7492,19 +7492,19 @@ function decryptSTREAM(key) {
     }
   });
 }
-function plaintextSize(ciphertextSize2) {
-  if (ciphertextSize2 < chacha20poly1305Overhead) {
+function plaintextSize(ciphertextSize3) {
+  if (ciphertextSize3 < chacha20poly1305Overhead) {
     throw Error("ciphertext is too small");
   }
-  if (ciphertextSize2 === chacha20poly1305Overhead) {
+  if (ciphertextSize3 === chacha20poly1305Overhead) {
     return 0;
   }
-  const fullChunks = Math.floor(ciphertextSize2 / chunkSizeWithOverhead);
-  const lastChunk = ciphertextSize2 % chunkSizeWithOverhead;
+  const fullChunks = Math.floor(ciphertextSize3 / chunkSizeWithOverhead);
+  const lastChunk = ciphertextSize3 % chunkSizeWithOverhead;
   if (0 < lastChunk && lastChunk <= chacha20poly1305Overhead) {
     throw Error("ciphertext size is invalid");
   }
-  let size = ciphertextSize2;
+  let size = ciphertextSize3;
   size -= fullChunks * chacha20poly1305Overhead;
   size -= lastChunk > 0 ? chacha20poly1305Overhead : 0;
   return size;
@@ -7779,7 +7779,234 @@ async function decryptReply(file, replyIdentity) {
   return d.decrypt(data);
 }
 
+// app/web/js/encrypt-client.js
+var nextId = 1;
+function encryptInWorker(worker, blob, recipients, options = {}) {
+  const { onChunk, framing = "attachment", chunkSize: chunkSize2, window: window2 = 4, hash = true } = options;
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    let failed = false;
+    let pending = Promise.resolve();
+    const finish = (fn, value) => {
+      worker.removeEventListener("message", listener);
+      fn(value);
+    };
+    const listener = (ev) => {
+      const m = ev.data;
+      if (!m || m.id !== id || failed) return;
+      if (m.type === "chunk") {
+        pending = pending.then(
+          () => onChunk?.(new Uint8Array(m.data), m.seq, {
+            plainDone: m.plainDone,
+            plainTotal: m.plainTotal
+          })
+        ).then(() => worker.postMessage({ type: "ack", id })).catch((err) => {
+          failed = true;
+          worker.postMessage({ type: "cancel", id });
+          finish(reject, err);
+        });
+      } else if (m.type === "done") {
+        pending.then(() => {
+          if (!failed) finish(resolve, m);
+        });
+      } else if (m.type === "error") {
+        failed = true;
+        finish(reject, new Error(m.message));
+      }
+    };
+    worker.addEventListener("message", listener);
+    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize: chunkSize2, window: window2, hash });
+  });
+}
+
+// app/web/js/padding.js
+var MIN_PADDED = 256;
+var FILL = Object.freeze({ attachment: 0, testimony: 32 });
+function bitLength(n) {
+  return n === 0 ? 0 : n.toString(2).length;
+}
+function padme(length) {
+  if (!Number.isSafeInteger(length) || length < 0) throw new RangeError("bad length");
+  if (length <= MIN_PADDED) return MIN_PADDED;
+  const e = bitLength(length) - 1;
+  const s = bitLength(e);
+  const unit = 2 ** (e - s);
+  return Math.ceil(length / unit) * unit;
+}
+
+// app/web/js/upload-client.js
+var TUS = "1.0.0";
+var CHUNK = 2 << 20;
+var WINDOW = 2;
+var STREAM_CHUNK = 65536;
+var MAX_TRIES = 10;
+var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+var Refused = class extends Error {
+};
+function headerLength(first) {
+  for (let i = 0; i + 4 < first.length; i++) {
+    if (first[i] === 10 && first[i + 1] === 45 && first[i + 2] === 45 && first[i + 3] === 45 && first[i + 4] === 32) {
+      for (let j = i + 5; j < first.length; j++) if (first[j] === 10) return j + 1;
+      break;
+    }
+  }
+  throw new Error("the encrypted file has no complete header in its first chunk");
+}
+function ciphertextSize2(header, size) {
+  const padded = padme(size);
+  return header + 16 + padded + 16 * Math.max(1, Math.ceil(padded / STREAM_CHUNK));
+}
+async function errorOf(res, fallback) {
+  try {
+    const j = await res.json();
+    if (j && typeof j.error === "string") return j.error;
+  } catch {
+  }
+  return fallback;
+}
+function withLang(ctx, url) {
+  return `${url}${url.includes("?") ? "&" : "?"}lang=${encodeURIComponent(ctx.lang)}`;
+}
+async function retrying(ctx, make) {
+  let delay = 500;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await make();
+      if (res.status >= 500 && res.status !== 507 || res.status === 429) {
+        if (attempt >= MAX_TRIES) return res;
+      } else {
+        return res;
+      }
+    } catch {
+      if (attempt >= MAX_TRIES) throw new Refused(ctx.s.network);
+    }
+    ctx.status(ctx.s.retrying);
+    await sleep(delay);
+    delay = Math.min(delay * 2, 15e3);
+  }
+}
+var Upload = class {
+  constructor(ctx, role, plainSize, onProgress) {
+    this.ctx = ctx;
+    this.role = role;
+    this.plainSize = plainSize;
+    this.onProgress = onProgress;
+    this.url = null;
+    this.id = null;
+    this.offset = 0;
+    this.logical = 0;
+    this.length = 0;
+  }
+  headers(extra = {}) {
+    return { "Tus-Resumable": TUS, ...extra };
+  }
+  async create(first) {
+    this.length = ciphertextSize2(headerLength(first), this.plainSize);
+    const desk = btoa(String.fromCharCode(...new TextEncoder().encode(this.ctx.desk)));
+    const res = await retrying(
+      this.ctx,
+      () => fetch(withLang(this.ctx, "/api/uploads"), {
+        method: "POST",
+        headers: this.headers({
+          "Upload-Length": String(this.length),
+          "Upload-Metadata": `desk ${desk},role ${btoa(this.role)}`,
+          "Guwah-Form-Token": this.ctx.csrf
+        }),
+        credentials: "omit",
+        cache: "no-store"
+      })
+    );
+    if (res.status !== 201) throw new Refused(await errorOf(res, this.ctx.s.failed));
+    this.url = res.headers.get("Location");
+    this.id = this.url.split("/").pop();
+  }
+  async head() {
+    const res = await retrying(
+      this.ctx,
+      () => fetch(withLang(this.ctx, this.url), { method: "HEAD", headers: this.headers(), cache: "no-store" })
+    );
+    if (res.status !== 200) throw new Refused(this.ctx.s.gone);
+    return Number(res.headers.get("Upload-Offset"));
+  }
+  /** Send one ciphertext chunk; resolves once the server has stored all of it. */
+  async send(data) {
+    if (this.url === null) await this.create(data);
+    const start2 = this.logical;
+    const end = start2 + data.length;
+    this.logical = end;
+    let failures = 0;
+    let delay = 500;
+    while (this.offset < end) {
+      if (this.offset < start2) throw new Refused(this.ctx.s.gone);
+      const body = data.subarray(this.offset - start2);
+      let res = null;
+      try {
+        res = await fetch(withLang(this.ctx, this.url), {
+          method: "PATCH",
+          headers: this.headers({
+            "Upload-Offset": String(this.offset),
+            "Content-Type": "application/offset+octet-stream"
+          }),
+          body,
+          cache: "no-store"
+        });
+      } catch {
+        res = null;
+      }
+      if (res && res.status === 204) {
+        this.offset = Number(res.headers.get("Upload-Offset"));
+        failures = 0;
+        delay = 500;
+        this.onProgress(this.offset, this.length);
+        continue;
+      }
+      if (res && ![409, 429, 503].includes(res.status) && res.status < 500) {
+        throw new Refused(await errorOf(res, this.ctx.s.failed));
+      }
+      if (res && res.status === 507) throw new Refused(await errorOf(res, this.ctx.s.failed));
+      if (++failures > MAX_TRIES) throw new Refused(this.ctx.s.network);
+      this.ctx.status(this.ctx.s.retrying);
+      if (!res || res.status !== 409) {
+        await sleep(delay);
+        delay = Math.min(delay * 2, 15e3);
+      }
+      this.offset = await this.head();
+      this.onProgress(this.offset, this.length);
+    }
+  }
+};
+async function encryptAndUpload(ctx, blob, role, framing, onProgress = () => void 0) {
+  const up = new Upload(ctx, role, blob.size, onProgress);
+  const summary = await encryptInWorker(ctx.worker, blob, ctx.recipients, {
+    framing,
+    chunkSize: CHUNK,
+    window: WINDOW,
+    onChunk: async (data) => {
+      await up.send(data);
+    }
+  });
+  if (up.offset !== up.length || summary.ciphertextSize !== up.length) {
+    throw new Refused(ctx.s.failed);
+  }
+  return { id: up.id, sha256: summary.sha256 };
+}
+async function commitSubmission(ctx, body) {
+  const res = await retrying(
+    ctx,
+    () => fetch(withLang(ctx, "/api/submissions"), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store"
+    })
+  );
+  if (res.status !== 201) throw new Refused(await errorOf(res, ctx.s.failed));
+  return res.json();
+}
+
 // app/web/js/return.js
+var WORKER_URL = new URL("./worker.js", import.meta.url).href;
 var form = document.getElementById("return-form");
 var msgs = document.getElementById("return-js");
 function msg(name) {
@@ -7824,36 +8051,137 @@ function showError(text) {
   }
   p.textContent = text;
 }
-function renderMailbox(replies, onFollowUp) {
-  const main = form.parentElement;
-  const section = el("section", { id: "mailbox-js", "aria-live": "polite" });
+function renderReplies(section, replies) {
   section.append(el("h2", {}, msg("msgReplies")));
   if (replies.length === 0) {
     section.append(el("p", { id: "no-replies" }, msg("msgNone")));
-  } else {
-    const list = el("ol", { class: "replies", id: "replies" });
-    for (const reply of replies) {
-      const li = el("li", { class: "reply" });
-      li.append(el("p", { class: "day" }, msg("msgReceived").replace("{day}", reply.day)));
-      if (reply.text === null) {
-        li.append(el("p", { class: "reply-text unreadable" }, msg("msgUnreadable")));
-      } else {
-        const div = el("div", { class: "reply-text" });
-        reply.text.split("\n").forEach((line, i) => {
-          if (i > 0) div.append(el("br"));
-          div.append(document.createTextNode(line));
-        });
-        li.append(div);
-      }
-      list.append(li);
-    }
-    section.append(list);
+    return;
   }
-  section.append(el("h2", { id: "follow-up" }, msg("msgFollowUp")));
+  const list = el("ol", { class: "replies", id: "replies" });
+  for (const reply of replies) {
+    const li = el("li", { class: "reply" });
+    li.append(el("p", { class: "day" }, msg("msgReceived").replace("{day}", reply.day)));
+    if (reply.text === null) {
+      li.append(el("p", { class: "reply-text unreadable" }, msg("msgUnreadable")));
+    } else {
+      const div = el("div", { class: "reply-text" });
+      reply.text.split("\n").forEach((line, i) => {
+        if (i > 0) div.append(el("br"));
+        div.append(document.createTextNode(line));
+      });
+      li.append(div);
+    }
+    list.append(li);
+  }
+  section.append(list);
+}
+function fallbackFollowUp(section, onFollowUp) {
   section.append(el("p", {}, msg("msgFollowUpNote")));
   const button = el("button", { type: "button", id: "follow-up-open" }, msg("msgFollowUpButton"));
   button.addEventListener("click", onFollowUp);
   section.append(button);
+}
+function followUpForm(section, desk, mailbox) {
+  const s = { ...msgs.dataset };
+  const box = el("form", { id: "follow-up-js" });
+  box.append(el("p", {}, msg("msgFollowUpJs")));
+  box.append(el("label", { for: "follow-up-text" }, msg("msgAdd")));
+  const text = el("textarea", { id: "follow-up-text", rows: "8", spellcheck: "false" });
+  box.append(text);
+  box.append(el("label", { for: "follow-up-files" }, msg("msgFiles")));
+  const files = el("input", { id: "follow-up-files", type: "file", multiple: "" });
+  box.append(files);
+  box.append(el("p", { class: "protection" }, msg("msgFollowUpProtection")));
+  const send = el("button", { type: "submit" }, msg("msgSend"));
+  box.append(send);
+  const status = el("div", { id: "follow-up-status", role: "status" });
+  box.append(status);
+  const say = (line, cls = null) => {
+    const p = el("p", cls ? { class: cls } : {}, line);
+    status.replaceChildren(p);
+  };
+  box.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (send.disabled) return;
+    const chosen = [...files.files ?? []];
+    const testimony = text.value;
+    if (!testimony.trim() && chosen.length === 0) return say(msg("msgEmpty"), "error");
+    if (chosen.length > Number(msgs.dataset.maxFiles || 20)) return say(msg("msgTooMany"), "error");
+    const maxBytes = Number(msgs.dataset.maxFileBytes || 0);
+    if (maxBytes && chosen.some((f) => f.size > maxBytes)) return say(msg("msgTooBig"), "error");
+    send.disabled = true;
+    const ctx = {
+      s,
+      csrf: form.querySelector('input[name="csrf"]').value,
+      lang: document.documentElement.lang || "en",
+      desk: desk.name,
+      recipients: desk.recipients,
+      worker: new Worker(WORKER_URL),
+      status: (line) => say(line)
+    };
+    try {
+      say(msg("msgSending"));
+      const described = [];
+      for (let i = 0; i < chosen.length; i++) {
+        const f = chosen[i];
+        const role = `file-${i + 1}`;
+        const r = await encryptAndUpload(ctx, f, role, "attachment");
+        described.push({
+          role,
+          name: f.name,
+          content_type: f.type || "application/octet-stream",
+          size: f.size,
+          sha256: r.sha256,
+          upload: r.id
+        });
+      }
+      const doc = {
+        format: "guwah-testimony/1",
+        protection: "browser-encrypted",
+        day: (/* @__PURE__ */ new Date()).toISOString().slice(0, 10),
+        desk: desk.name,
+        lang: ctx.lang,
+        testimony,
+        answers: { where: "", when: "", consent: "", never_name: "" },
+        files: described.map(({ upload, ...rest }) => rest),
+        reply_recipient: mailbox.replyRecipient,
+        // the server links it (it knows the first submission of the mailbox; the browser
+        // is not told, so that an unused codename looks like any other)
+        parent_id: null
+      };
+      const message = new Blob([new TextEncoder().encode(JSON.stringify(doc))]);
+      const m = await encryptAndUpload(ctx, message, "message", "testimony");
+      await commitSubmission(ctx, {
+        csrf: ctx.csrf,
+        desk: desk.name,
+        message_upload: m.id,
+        files: described.map((d) => ({ role: d.role, upload: d.upload })),
+        token_hash: mailbox.tokenHash,
+        reply_recipient: mailbox.replyRecipient,
+        mailbox_token: mailbox.tokenHex
+      });
+      const done = el("div", { id: "follow-up-received" });
+      done.append(el("h3", {}, msg("msgSent")), el("p", {}, msg("msgSentNote")));
+      box.replaceWith(done);
+    } catch (err) {
+      say(err instanceof Refused ? err.message : msg("failed"), "error");
+      send.disabled = false;
+    } finally {
+      ctx.worker.terminate();
+    }
+  });
+  section.append(box);
+}
+function renderMailbox(replies, desk, mailbox, onFollowUp) {
+  const main = form.parentElement;
+  const section = el("section", { id: "mailbox-js", "aria-live": "polite" });
+  renderReplies(section, replies);
+  section.append(el("h2", { id: "follow-up" }, msg("msgFollowUp")));
+  if (desk && typeof Worker !== "undefined" && typeof ReadableStream !== "undefined") {
+    followUpForm(section, desk, mailbox);
+  } else {
+    fallbackFollowUp(section, onFollowUp);
+  }
   main.append(section);
 }
 function start() {
@@ -7910,7 +8238,13 @@ function start() {
         replies.push({ day, text: doc ? doc.text : null });
       }
       input.value = "";
-      renderMailbox(replies, () => {
+      const desk = answer.desk && Array.isArray(answer.desk.recipients) ? answer.desk : null;
+      const followUp = {
+        tokenHex: bytesToHex(mailbox.token),
+        tokenHash: mailbox.tokenHash,
+        replyRecipient: desk?.kind === "mlkem768x25519" ? await identityToRecipient(pq ?? hybridIdentity(x255193)) : mailbox.replyRecipient
+      };
+      renderMailbox(replies, desk, followUp, () => {
         input.value = normalized;
         form.submit();
       });

@@ -6486,6 +6486,7 @@ var Upload = class {
           return res;
         }
       } catch (err) {
+        this.sawNetworkError = true;
         if (attempt >= MAX_TRIES) throw new Refused(this.ctx.s.network);
       }
       this.ctx.status(this.ctx.s.retrying);
@@ -6538,10 +6539,8 @@ var Upload = class {
       if (res && res.status === 507) throw new Refused(await errorOf(res, this.ctx.s.failed));
       if (++failures > MAX_TRIES) throw new Refused(this.ctx.s.network);
       this.ctx.status(this.ctx.s.retrying);
-      if (!res || res.status !== 409) {
-        await sleep(delay);
-        delay = Math.min(delay * 2, 15e3);
-      }
+      await sleep(delay);
+      delay = Math.min(delay * 2, 15e3);
       this.offset = await this.head();
       this.onProgress(this.offset, this.length);
     }
@@ -6716,7 +6715,8 @@ async function run(form, s) {
       ctx.status(s.measuring);
       const speed = await probeSpeed(ctx.worker, ctx.recipients);
       const seconds = total / speed;
-      if (seconds > SLOW_SECONDS && !await askToContinue(box, s, seconds)) {
+      const slow = Number(form.dataset.slowSeconds || SLOW_SECONDS);
+      if (seconds > slow && !await askToContinue(box, s, seconds)) {
         box.replaceChildren();
         return;
       }
@@ -6779,9 +6779,13 @@ async function run(form, s) {
         cache: "no-store"
       })
     );
-    if (res.status !== 201) throw new Refused(await errorOf(res, s.failed));
-    const result = await res.json();
-    showReceipt(ctx, codename, result, files.length);
+    if (res.status === 409 && up.sawNetworkError) {
+      showReceipt(ctx, codename, { desk: ctx.desk, keys: [] }, files.length);
+    } else {
+      if (res.status !== 201) throw new Refused(await errorOf(res, s.failed));
+      const result = await res.json();
+      showReceipt(ctx, codename, result, files.length);
+    }
   } catch (err) {
     showError(err instanceof Refused ? err.message : s.failed);
     button.disabled = false;
