@@ -53,7 +53,7 @@ CHROMIUM_ARGS = [
 # The witness site's policy (DESIGN.md §6) plus connect-src 'self' for chunk uploads.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 INDEX = b"""<!doctype html><html><head><meta charset="utf-8"><title>t</title>
 <script type="module" src="mailbox.js"></script></head><body>ok</body></html>

@@ -19,7 +19,7 @@ from app.web.security import SECURITY_HEADERS
 REQUIRED = {
     "content-security-policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "referrer-policy": "no-referrer",
     "x-content-type-options": "nosniff",
@@ -532,7 +532,9 @@ def test_css_uses_logical_properties():
     )
     assert physical == []
     assert "margin-inline" in css and "padding-inline" in css and "@import" not in css
-    assert "url(" not in css
+    # the only url()s are the bundled fonts, on this origin
+    urls = re.findall(r"url\(([^)]*)\)", css)
+    assert urls and all(u.startswith("/static/fonts/") and u.endswith(".woff2") for u in urls)
 
 
 def test_every_message_is_in_the_english_catalog():

@@ -19,12 +19,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("guwah.web")
 
-# DESIGN.md section 6.  ``connect-src 'self'`` is the one addition: the JavaScript-on path
-# (issue 4) uploads ciphertext with fetch() to this origin, which ``default-src 'none'`` would
-# forbid.  It allows no other origin.
+# DESIGN.md section 6, plus two same-origin additions that ``default-src 'none'`` would
+# forbid: ``connect-src 'self'`` (the JavaScript-on path uploads ciphertext with fetch()) and
+# ``font-src 'self'`` (the bundled Arabic-script font for Uyghur).  Neither allows any other
+# origin.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
 PERMISSIONS_POLICY = ", ".join(
     f"{feature}=()"
