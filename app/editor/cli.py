@@ -28,6 +28,7 @@ from app.crypto.passphrase import DEFAULT_WORK_FACTOR
 from . import backup as backup_mod
 from .errors import EditorError
 from .keyring import Keyring, create_keyring, default_keyring, open_keyring, read_public
+from .options import KeyringOpt, PassFileOpt
 from .prompts import read_passphrase
 from .safe_output import atomic_output, ensure_out_dir, output_name_for
 
@@ -41,21 +42,6 @@ app = typer.Typer(
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
-KeyringOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--keyring",
-        help="Keyring folder (default: $GUWAH_KEYRING, then ~/.local/share/guwah-editor).",
-        show_default=False,
-    ),
-]
-PassFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--passphrase-file",
-        help="Read the passphrase from the first line of FILE instead of asking (scripts, tests).",
-    ),
-]
 
 
 def _keyring_dir(keyring: Path | None) -> Path:

@@ -31,22 +31,7 @@ from . import scrub as scrub_mod
 from . import trust as trust_mod
 from .errors import EditorError
 from .keyring import read_public
-
-KeyringOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--keyring",
-        help="Keyring folder (default: $GUWAH_KEYRING, then ~/.local/share/guwah-editor).",
-        show_default=False,
-    ),
-]
-PassFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--passphrase-file",
-        help="Read the passphrase from the first line of FILE instead of asking (scripts, tests).",
-    ),
-]
+from .options import KeyringOpt, PassFileOpt
 
 
 class _Cli:
