@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy import update as sa_update
+from sqlalchemy.exc import IntegrityError
 
 from app.bundles import OUTBOX_FORMAT, BundleError, open_bundle
 from app.crypto import AgeError, read_header
@@ -160,47 +161,55 @@ def import_outbox(store: Store, settings: Settings, path: Path) -> ImportOutboxR
         for sid in m["done"]:
             if sid not in rows:
                 result.notes.append(f"submission {sid} was deleted already")
-        with store.engine.begin() as conn:
-            for w, r in keep:
+        doomed_refs: list[str] = []
+        try:
+            with store.engine.begin() as conn:
+                # the bundle id first: a second import of this same bundle racing on another
+                # node blocks here and then fails on the primary key, before changing anything
                 conn.execute(
-                    insert(ReplyRow).values(
-                        id=new_id(),
-                        token_hash=rows[r["submission_id"]][1],
-                        day=_today(),
-                        blob_ref=w.ref,
-                        size=w.size,
-                        sha256=w.sha256,
+                    insert(OutboxBundleRow).values(
+                        bundle_id=m["bundle_id"], desk_id=desk.id, day=_today()
                     )
                 )
-            store.blobs.in_commit(conn, refs)
-            doomed_refs: list[str] = []
-            if doomed:
-                doomed_refs = [
-                    ref
-                    for (ref,) in conn.execute(
-                        select(SubmissionFileRow.blob_ref).where(
-                            SubmissionFileRow.submission_id.in_(doomed)
+                for w, r in keep:
+                    conn.execute(
+                        insert(ReplyRow).values(
+                            id=new_id(),
+                            token_hash=rows[r["submission_id"]][1],
+                            day=_today(),
+                            blob_ref=w.ref,
+                            size=w.size,
+                            sha256=w.sha256,
                         )
                     )
-                ]
-                conn.execute(
-                    sa_update(SubmissionRow)
-                    .where(SubmissionRow.parent_id.in_(doomed))
-                    .values(parent_id=None)
-                )
-                conn.execute(
-                    delete(SubmissionFileRow).where(SubmissionFileRow.submission_id.in_(doomed))
-                )
-                conn.execute(delete(SubmissionRow).where(SubmissionRow.id.in_(doomed)))
-                conn.execute(
-                    insert(TombstoneRow),
-                    [{"submission_id": sid, "day": _today()} for sid in doomed],
-                )
-            conn.execute(
-                insert(OutboxBundleRow).values(
-                    bundle_id=m["bundle_id"], desk_id=desk.id, day=_today()
-                )
-            )
+                store.blobs.in_commit(conn, refs)
+                if doomed:
+                    doomed_refs = [
+                        ref
+                        for (ref,) in conn.execute(
+                            select(SubmissionFileRow.blob_ref).where(
+                                SubmissionFileRow.submission_id.in_(doomed)
+                            )
+                        )
+                    ]
+                    conn.execute(
+                        sa_update(SubmissionRow)
+                        .where(SubmissionRow.parent_id.in_(doomed))
+                        .values(parent_id=None)
+                    )
+                    conn.execute(
+                        delete(SubmissionFileRow).where(SubmissionFileRow.submission_id.in_(doomed))
+                    )
+                    conn.execute(delete(SubmissionRow).where(SubmissionRow.id.in_(doomed)))
+                    conn.execute(
+                        insert(TombstoneRow),
+                        [{"submission_id": sid, "day": _today()} for sid in doomed],
+                    )
+        except IntegrityError:
+            raise BundleError(
+                f"outbox bundle {m['bundle_id']} was applied by another import at the same "
+                "time: replay refused, nothing changed"
+            ) from None
         staged = []
         store.blobs.delete(doomed_refs)
         result.replies, result.deleted = len(keep), len(doomed)

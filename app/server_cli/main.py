@@ -8,6 +8,7 @@ operator may be a journalist, not an administrator.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import sys
@@ -590,6 +591,9 @@ def _fail(message: str) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs a command; any error becomes one line and exit status 1."""
     os.umask(0o077)  # nothing we create is readable by others
+    # psycopg logs a second copy of a failed pipeline's database error as a warning; the
+    # command already reports it as its one line
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.bundles import BundleError
