@@ -487,3 +487,15 @@ def test_failed_commit_keeps_nothing(any_store, any_desk):
     with store.engine.connect() as conn:  # the parent's blobs went with it; ours were discarded
         assert conn.execute(select(BlobChunkRow.ref)).first() is None
         assert conn.execute(select(BlobStagingRow.ref)).first() is None
+
+
+def test_export_bookkeeping_never_hands_a_submission_out_twice(store, desk) -> None:
+    """Two nodes exporting at once: B chose its submissions before A recorded them, but took
+    its sequence number after; recording B's bundle must fail (docs/multinode.md)."""
+    ids = [submit(store, desk, {"message": b"testimony"}) for _ in range(2)]
+    assert store.record_export(desk.name, ids, sequence=1, only_new=True) == 1
+    with pytest.raises(StoreError, match="another export"):
+        store.record_export(desk.name, ids, sequence=2, only_new=True)
+    assert store.exported_ids(desk.name) == set(ids)
+    # an explicit --all re-export may repeat them
+    assert store.record_export(desk.name, ids, sequence=2) == 2

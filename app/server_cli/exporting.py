@@ -126,7 +126,10 @@ def export_bundle(
     write_bundle_file(to, manifest, key, open_member, progress)
     try:
         recorded = store.record_export(
-            desk_name, [s["id"] for s in manifest["submissions"]], sequence=seq
+            desk_name,
+            [s["id"] for s in manifest["submissions"]],
+            sequence=seq,
+            only_new=mode == "since_last",
         )
         if recorded != seq:
             raise BundleError("another export ran at the same time: run guwah export again")

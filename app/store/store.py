@@ -663,11 +663,17 @@ class Store:
     # ------------------------------------------------------------------ exports (issue 5)
 
     def record_export(
-        self, desk_name: str, submission_ids: list[str], sequence: int | None = None
+        self,
+        desk_name: str,
+        submission_ids: list[str],
+        sequence: int | None = None,
+        *,
+        only_new: bool = False,
     ) -> int:
         """Record a desk's export bundle; returns its sequence number (1, 2, …).
 
-        ``sequence`` is the number the bundle already carries. If another export took it in
+        ``sequence`` is the number the bundle already carries; with ``only_new`` none of the
+        submissions may have been recorded by another export yet. If another export took either in
         the meantime (two app nodes exporting at once, docs/multinode.md), nothing is recorded
         and StoreError says so: a row recorded under another number would mark submissions
         as exported that no surviving bundle carries. The desk row is locked for the
@@ -688,6 +694,16 @@ class Store:
                 next_sequence = (last or 0) + 1
                 if sequence is not None and sequence != next_sequence:
                     raise StoreError(conflict)
+                # the caller chose its submissions before taking the lock: if another export
+                # recorded any of them since, this bundle would hand them out twice
+                # (``only_new``: a --since-last export, which must not repeat any of them)
+                wanted = set(submission_ids) if only_new else set()
+                if wanted:
+                    earlier = conn.execute(
+                        select(ExportRow.submission_ids).where(ExportRow.desk_id == desk.id)
+                    )
+                    if any(wanted & set(json.loads(blob)) for (blob,) in earlier):
+                        raise StoreError(conflict)
                 conn.execute(
                     insert(ExportRow).values(
                         desk_id=desk.id,
