@@ -76,4 +76,6 @@ Read what witnesses sent (the editor round trip; in real life on an air-gapped l
   then open $DEMO/review/index.html (no JavaScript) in a browser.
 Stop with Ctrl-C.
 MSG
-exec .venv/bin/guwah serve --port "$PORT" --data-dir "$GUWAH_DATA_DIR"
+# the private TMPDIR goes away with the server (it holds nothing: the server seals in memory)
+trap 'rm -rf "$TMPDIR"' EXIT
+.venv/bin/guwah serve --port "$PORT" --data-dir "$GUWAH_DATA_DIR"
