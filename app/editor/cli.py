@@ -43,7 +43,6 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
-
 def _keyring_dir(keyring: Path | None) -> Path:
     return keyring if keyring is not None else default_keyring()
 

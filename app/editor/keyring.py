@@ -33,6 +33,7 @@ from app.crypto import (
 )
 
 from .errors import EditorError
+from .safe_output import write_new_file
 
 IDENTITY_FILE = "identity.age"
 PUBLIC_FILE = "editor.pub"
@@ -163,20 +164,6 @@ def check_passphrase(passphrase: str) -> None:
         )
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Create a 0600 file that must not exist yet; write it fully, fsync, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, path)  # fails if path exists: never overwrite a key
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def create_keyring(directory: Path, keyring: Keyring, passphrase: str, work_factor: int) -> None:
     check_passphrase(passphrase)
     if (directory / IDENTITY_FILE).exists():
@@ -187,8 +174,8 @@ def create_keyring(directory: Path, keyring: Keyring, passphrase: str, work_fact
     if stat.S_IMODE(directory.stat().st_mode) & 0o077:
         os.chmod(directory, 0o700)
     sealed = encrypt(keyring.identity_text().encode(), [ScryptRecipient(passphrase, work_factor)])
-    _write_private(directory / IDENTITY_FILE, sealed)
-    _write_private(directory / PUBLIC_FILE, keyring.public.to_text().encode())
+    write_new_file(directory / IDENTITY_FILE, sealed)
+    write_new_file(directory / PUBLIC_FILE, keyring.public.to_text().encode())
     os.chmod(directory / PUBLIC_FILE, 0o644)
 
 

@@ -16,7 +16,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from app.crypto import AgeError, encrypt, padme, parse_recipient
 from .custody import load_submission
 from .errors import EditorError
 from .keyring import Keyring, read_public
-from .safe_output import safe_name
+from .safe_output import safe_name, write_new_file
 
 OUTBOX = "outbox"
 REPLY_FORMAT = "guwah-reply/1"
@@ -42,21 +41,6 @@ def outbox_dir(keyring_dir: Path) -> Path:
         raise EditorError(f"{path} is a symbolic link: refusing to use it")
     path.mkdir(mode=0o700, exist_ok=True)
     return path
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, path)
-    except FileExistsError:
-        raise EditorError(f"{path} already exists") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _today() -> str:
@@ -97,16 +81,16 @@ def queue_reply(submission: Path, text: str, keyring_dir: Path) -> tuple[str, Pa
     ciphertext = encrypt(body, [witness, own])
     rid = secrets.token_urlsafe(16)
     queue = outbox_dir(keyring_dir)
-    _write_new(queue / f"{rid}.age", ciphertext)
+    write_new_file(queue / f"{rid}.age", ciphertext)
     meta = {
         "kind": "reply",
         "id": rid,
         "submission_id": record["submission_id"],
         "desk": record["desk"],
     }
-    _write_new(queue / f"{rid}.json", json.dumps(meta).encode())
+    write_new_file(queue / f"{rid}.json", json.dumps(meta).encode())
     sent = submission / safe_name(f"reply-{_today()}-{rid}.txt")
-    _write_new(sent, text.encode())
+    write_new_file(sent, text.encode())
     return rid, sent
 
 
@@ -117,7 +101,7 @@ def queue_done(submission: Path, keyring_dir: Path) -> bool:
     if path.exists():
         return False
     meta = {"kind": "done", "submission_id": record["submission_id"], "desk": record["desk"]}
-    _write_new(path, json.dumps(meta).encode())
+    write_new_file(path, json.dumps(meta).encode())
     return True
 
 

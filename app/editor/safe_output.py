@@ -7,6 +7,7 @@ authenticated, so a tampered or truncated file leaves nothing behind.
 
 import os
 import re
+import secrets
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,6 +75,23 @@ def atomic_output(directory: Path, name: str) -> Iterator[BinaryIO]:
             os.link(tmp, target)
         except FileExistsError:
             raise EditorError(f"{target} already exists: refusing to overwrite it") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (0600) holding ``data``, fully written and fsynced, or fail: a key, a
+    queued reply or a scrubbed copy is never half-written and never replaces an existing file."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)  # fails if path exists
+    except FileExistsError:
+        raise EditorError(f"{path} already exists: refusing to overwrite it") from None
     finally:
         tmp.unlink(missing_ok=True)
 

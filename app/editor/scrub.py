@@ -18,15 +18,14 @@ no new dependency, chosen by magic bytes rather than by the witness's file name:
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 from .errors import EditorError
+from .safe_output import write_new_file
 
 JPEG_KEEP_APP = {0xE0, 0xE2, 0xEE}  # APP0 JFIF, APP2 ICC, APP14 Adobe
 PNG_DROP = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
@@ -214,7 +213,7 @@ def scrub_pdf(path: Path, dest: Path) -> list[str]:
             pdf.save(dest)
         return ["used pikepdf"]
     data, notes = scrub_pdf_pure(path.read_bytes())
-    _write(dest, data)
+    write_new_file(dest, data)
     return [*notes, "pure-Python PDF scrub: best effort (install pikepdf for a full rewrite)"]
 
 
@@ -233,21 +232,6 @@ def scrub_office(data_path: Path) -> bytes:
     except (zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
         raise EditorError(f"the Office file is not a readable zip: {exc}") from None
     return out.getvalue()
-
-
-def _write(dest: Path, data: bytes) -> None:
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, dest)
-    except FileExistsError:
-        raise EditorError(f"{dest} already exists: refusing to overwrite it") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def scrubbed_name(path: Path) -> Path:
@@ -278,7 +262,7 @@ def scrub(path: Path) -> tuple[Path, str, list[str]]:
                     raise EditorError(f"{path.name} is a zip archive, not an Office document")
             data, notes = run()
             if data is not None:
-                _write(dest, data)
+                write_new_file(dest, data)
             return dest, kind, notes
     raise EditorError(
         f"{path.name}: scrubbing supports JPEG, PNG, PDF and Office files; this is none of them"
