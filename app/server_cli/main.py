@@ -17,6 +17,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from app.web.i18n import Catalogs
+
 app = typer.Typer(
     name="guwah",
     help="Operate a Guwah server: data dir, desks, editor keys, serving, backups.",
@@ -497,8 +499,23 @@ def self_check(data_dir: DataDir = None) -> None:
             ok(f"{free} bytes free")
         pending = store.pending_bytes()
         (ok if pending == 0 else warn)(f"{pending} bytes in unfinished uploads")
+    for line, is_draft in language_report():
+        (warn if is_draft else ok)(line)
     if failures:
         raise typer.Exit(1)
+
+
+def language_report(translations_dir: Path | None = None) -> list[tuple[str, bool]]:
+    """One line per language the site offers, with its catalog's review status.
+
+    A draft translation is a warning, not a failure: the pages say it is a draft.
+    """
+    catalogs = Catalogs(translations_dir)
+    return [
+        (f"language {lang.code} ({lang.name}): {catalogs.review_status(lang.code)}",
+         catalogs.is_draft(lang.code))
+        for lang in catalogs.available
+    ]
 
 
 # ---------------------------------------------------------------------------------- bundles

@@ -171,16 +171,26 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> Environment:
 def page_context(web: Web, scope: Scope) -> dict[str, Any]:
     lang: Language = web.catalogs.pick(scope.get("guwah.lang"))
     base = "" if lang.code == DEFAULT else "/" + lang.code
-    path = scope.get("path", "/")
+    path = local_path(scope.get("path", "/"))
     return {
         "lang": lang,
         "base": base,
         "path": path,
+        "draft_translation": web.catalogs.is_draft(lang.code),
         "languages": [
             (other, ("" if other.code == DEFAULT else "/" + other.code) + path)
             for other in web.catalogs.available
         ],
     }
+
+
+def local_path(path: str) -> str:
+    """``path`` as a link that can only stay on this site.
+
+    Language links are built from the request path; ``/ug//evil.example/x`` would otherwise
+    give ``//evil.example/x``, which a browser reads as another host (so would ``/\\evil``).
+    """
+    return "/" + path.replace("\\", "/").lstrip("/")
 
 
 def render(web: Web, scope: Scope, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
