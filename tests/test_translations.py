@@ -69,8 +69,7 @@ def test_catalog_is_complete_and_keeps_placeholders(code: str):
             # a plural form may leave the number out ("one file"), never invent a name
             if not got <= wanted or (len(forms) == 1 and got != wanted):
                 problems.append(f"placeholders {sorted(got)} != {sorted(wanted)}: {label}")
-        problems.extend(f"{label}: {err}" for err in catalog.check_message(message)
-                        if hasattr(catalog, "check_message"))
+        problems.extend(f"{label}: {err}" for err in message.check(catalog))
     assert not problems, f"{code}:\n" + "\n".join(problems)
 
 
