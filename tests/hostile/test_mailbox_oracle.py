@@ -76,7 +76,10 @@ def _follow_up(client: httpx.Client, codename: str) -> httpx.Response:
 
 def _routes(desk: dict[str, Any]) -> dict[str, Callable[[httpx.Client, str], httpx.Response]]:
     other = str(derive_mailbox(new_codename(), "X25519").reply_recipient)
-    return {
+    return {  # read-only routes first: the others add submissions to the used mailbox
+        "POST /api/mailbox": lambda c, n: c.post(
+            "/api/mailbox", json={"token": derive_mailbox(n, "X25519").token.hex()}),
+        "POST /return": _return,
         "POST /api/submissions, token_hash": lambda c, n: _commit(c, desk, n),
         "POST /api/submissions, mailbox_token": lambda c, n: _commit(
             c, desk, n, token_hash="", mailbox_token=lambda m: m.token.hex()),
@@ -85,9 +88,6 @@ def _routes(desk: dict[str, Any]) -> dict[str, Callable[[httpx.Client, str], htt
             reply_recipient=other),
         "POST /api/submissions, token_hash, unknown uploads": lambda c, n: _commit(
             c, desk, n, message_upload="no-such-upload"),
-        "POST /api/mailbox": lambda c, n: c.post(
-            "/api/mailbox", json={"token": derive_mailbox(n, "X25519").token.hex()}),
-        "POST /return": _return,
         "POST /mailbox/follow-up": _follow_up,
     }
 
