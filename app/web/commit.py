@@ -4,10 +4,15 @@ The witness's browser sends JSON naming its uploads. Before anything becomes vis
 server reads each upload's age header (no key needed) and checks that it is a well-formed
 age file for exactly this desk: one stanza per desk recipient, all of the desk's kind, with
 the right argument and body sizes, and a payload whose length fits age's STREAM layout
-(16-byte nonce, 64 KiB chunks each with a 16-byte tag, only the last one short). Plaintext,
-another desk's file or a truncated upload is refused with a translated sentence, and the
-uploads it named are removed (nothing kept). Then one store transaction adopts the uploads
-(a rename per file, no copy) and the submission appears.
+(16-byte nonce, 64 KiB chunks each with a 16-byte tag, only the last one short), ephemeral
+shares that a key generation can output, and a payload that looks like ciphertext. Plaintext,
+another desk's file, a made-up header or a truncated upload is refused with a translated
+sentence, and the uploads it named are removed (nothing kept). Then one store transaction
+adopts the uploads (a rename per file, no copy) and the submission appears.
+
+What no check without keys can catch — a well-formed file for another key of the desk's kind —
+is quarantined by ``guwah-editor import`` (app/editor/layout.py). No answer here depends on
+whether a mailbox was used before (:func:`_mailbox`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from python_multipart.multipart import parse_options_header
 
-from app.crypto import AgeError, padme
+from app.crypto import AgeError, NotAgeFileError, padme
 from app.crypto.header import parse_header
 from app.crypto.mailbox import token_hash as hash_token
 from app.crypto.x25519 import is_generated_share
@@ -117,9 +122,10 @@ def check_age_file(src: Any, size: int, desk: Any) -> str:
     reader = _Hashing(src)
     try:
         header, rest = parse_header(reader)  # type: ignore[arg-type]
-    except AgeError as exc:
-        raise Invalid("not_age" if type(exc).__name__ == "NotAgeFileError" else "truncated") \
-            from None
+    except NotAgeFileError:
+        raise Invalid("not_age") from None
+    except AgeError:
+        raise Invalid("truncated") from None
     header_len = reader.consumed - len(rest)
     check_stanzas(header.stanzas, desk)
     if not stream_payload_ok(size - header_len):
