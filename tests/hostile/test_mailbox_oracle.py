@@ -22,6 +22,8 @@ import pytest
 
 from app.crypto import encrypt, parse_recipient
 from app.crypto.mailbox import derive_mailbox, new_codename
+from app.settings import load_settings
+from app.store import Store
 from tests.conftest import run_guwah_server
 from tests.test_uploads import create, form_token, patch
 
@@ -76,10 +78,11 @@ def _follow_up(client: httpx.Client, codename: str) -> httpx.Response:
 
 def _routes(desk: dict[str, Any]) -> dict[str, Callable[[httpx.Client, str], httpx.Response]]:
     other = str(derive_mailbox(new_codename(), "X25519").reply_recipient)
-    return {  # read-only routes first: the others add submissions to the used mailbox
+    return {  # first the routes that leave no new first submission in the used mailbox
         "POST /api/mailbox": lambda c, n: c.post(
             "/api/mailbox", json={"token": derive_mailbox(n, "X25519").token.hex()}),
         "POST /return": _return,
+        "POST /mailbox/follow-up": _follow_up,
         "POST /api/submissions, token_hash": lambda c, n: _commit(c, desk, n),
         "POST /api/submissions, mailbox_token": lambda c, n: _commit(
             c, desk, n, token_hash="", mailbox_token=lambda m: m.token.hex()),
@@ -88,7 +91,6 @@ def _routes(desk: dict[str, Any]) -> dict[str, Callable[[httpx.Client, str], htt
             reply_recipient=other),
         "POST /api/submissions, token_hash, unknown uploads": lambda c, n: _commit(
             c, desk, n, message_upload="no-such-upload"),
-        "POST /mailbox/follow-up": _follow_up,
     }
 
 
@@ -103,16 +105,26 @@ def _used_codename(client: httpx.Client, desk_name: str) -> str:
     return re.search(r'id="codename"[^>]*>([^<]+)<', r.text).group(1).strip()
 
 
-@pytest.mark.parametrize("desks", [1, 2])
+def _orphan(server: Any, desk: str) -> None:
+    """Remove every editor key of ``desk`` (its submissions stay)."""
+    with Store(load_settings(server.data_dir, database_url=server.database_url)) as store:
+        for key in store.get_desk(desk).recipients:
+            store.remove_recipient(desk, key.fingerprint)
+
+
+@pytest.mark.parametrize("setup", ["one desk", "two desks", "two desks, the used one keyless"])
 def test_used_and_unused_mailboxes_get_the_same_answers(
-    tmp_path: Path, database_url: str, desks: int
+    tmp_path: Path, database_url: str, setup: str
 ) -> None:
+    desks = 1 if setup == "one desk" else 2
     with run_guwah_server(tmp_path, database_url, desks=desks) as server, \
             httpx.Client(base_url=server.url, timeout=120) as client:
         names = ["default"] if desks == 1 else ["desk-1", "desk-2"]
         recipient = str(server.identity.recipient())  # type: ignore[attr-defined]
         first = {"name": names[0], "recipients": [recipient]}
         used = _used_codename(client, names[-1])  # with two desks: not the first one
+        if setup.endswith("keyless"):
+            _orphan(server, names[-1])
         for name, route in _routes(first).items():
             answers: dict[str, list[tuple[int, Any]]] = {"used": [], "unused": []}
             times: dict[str, list[float]] = {"used": [], "unused": []}
