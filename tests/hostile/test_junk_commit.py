@@ -112,3 +112,25 @@ def test_junk_and_chosen_plaintext_are_refused_while_honest_commits_succeed(guwa
                              database_url=guwah_server.database_url)) as store:
         assert len(store.list_submissions()) == 4  # the honest ones, nothing else
         assert store.pending_bytes() == 0  # every refused upload was removed
+
+
+@pytest.mark.browser
+def test_a_browser_commit_succeeds_while_junk_is_refused(guwah_server, tmp_path):
+    """The honest witness here is Chromium with JavaScript on (the real submit.js and its
+    npm age-encryption), sending while the junk and chosen plaintext arrive."""
+    from tests.test_browser_json import Recorder, submit_in_browser
+
+    attacks = _attacks(guwah_server.identity.recipient())
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(os.urandom(300_000))
+    with ThreadPoolExecutor(4) as pool:
+        refused = [pool.submit(_attack, guwah_server.url, data)
+                   for data, _sentence in attacks.values() for _ in range(2)]
+        out = submit_in_browser(guwah_server, [(photo, photo.read_bytes())], "hostile-junk",
+                                Recorder())
+        assert [f.result().status_code for f in refused] == [422] * len(refused)
+    assert len(out["codename"].split()) == 7
+    with Store(load_settings(guwah_server.data_dir,
+                             database_url=guwah_server.database_url)) as store:
+        assert len(store.list_submissions()) == 1
+        assert store.pending_bytes() == 0
