@@ -230,16 +230,23 @@ def test_bad_bundles_are_refused_with_one_line_and_nothing_written(env: Env) -> 
         assert not Path("/tmp/guwah-x").exists()
 
 
-def test_bundle_not_encrypted_to_this_editor_is_refused_whole(env: Env) -> None:
+def test_submission_not_encrypted_to_this_editor_is_quarantined_alone(env: Env) -> None:
+    """One submission for another key no longer hides the others (tests/test_editor_quarantine.py
+    has every other reason)."""
     stranger = X25519Identity.generate().recipient()
     mine = env.parts("fine")
     theirs = seal([stranger], "not for you", [], env.mailbox.reply_recipient)
     bundle = env.bundle("b.tar", 1, [("s1", "2026-11-26", None, mine),
                                     ("s2", "2026-11-26", None, theirs)])
-    before = tree_snapshot(env.tmp)
     proc = env.import_(bundle, check=False)
-    assert proc.returncode == 1 and "s2" in proc.stderr and "none of your keys" in proc.stderr
-    assert tree_snapshot(env.tmp) == before  # s1 was decrypted to staging, then removed
+    assert proc.returncode == 3, proc.stderr
+    assert "s2" in proc.stderr and "none of your keys" in proc.stderr
+    assert "Imported 1 submission(s)" in proc.stdout and "1 submission(s) QUARANTINED" in proc.stdout
+    assert "fine" in (env.sub_dir("s1") / "testimony.txt").read_text()
+    held = env.review / "default" / "bundle-000001" / "quarantine" / "2026-11-26_s2"
+    assert sorted(p.name for p in held.iterdir()) == ["quarantine.json", "reason.txt"]
+    assert b"not for you" not in b"".join(p.read_bytes() for p in env.review.rglob("*")
+                                          if p.is_file())
 
 
 def _docm() -> bytes:

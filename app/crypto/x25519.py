@@ -6,7 +6,11 @@ Interoperable with every age implementation, including Debian's ``age`` 1.1.
 import os
 from dataclasses import dataclass
 
-from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
+from nacl.bindings import (
+    crypto_core_ed25519_is_valid_point,
+    crypto_scalarmult,
+    crypto_scalarmult_base,
+)
 from nacl.exceptions import CryptoError
 from nacl.exceptions import RuntimeError as NaclRuntimeError
 
@@ -99,3 +103,24 @@ class X25519Identity:
             if file_key is not None:
                 return file_key
         return None
+
+
+_P = 2**255 - 19
+
+
+def is_generated_share(share: bytes) -> bool:
+    """Whether ``share`` can be an X25519 public key made the usual way: a canonical
+    u-coordinate (below p, so the top bit is clear) of a point in the prime-order subgroup.
+
+    Why: an ephemeral share is ``clamp(e)·G``, and a clamped scalar is a multiple of the
+    cofactor, so every honest share passes; 32 random bytes pass about one time in 32 (top
+    bit, curve or twist, subgroup). It needs no key, so the server can refuse junk headers with
+    it. Checked on the Edwards form, y = (u - 1) / (u + 1), with libsodium.
+    """
+    if len(share) != 32:
+        return False
+    u = int.from_bytes(share, "little")
+    if u >= _P or (u + 1) % _P == 0:
+        return False
+    y = (u - 1) * pow(u + 1, _P - 2, _P) % _P
+    return bool(crypto_core_ed25519_is_valid_point(y.to_bytes(32, "little")))

@@ -25,6 +25,7 @@ from rich.progress import (
 )
 
 from . import custody as custody_mod
+from . import quarantine as quarantine_mod
 from . import replies as replies_mod
 from . import review as review_mod
 from . import scrub as scrub_mod
@@ -91,7 +92,10 @@ def import_(
         bool, typer.Option("--allow-replay", help="Import a bundle older than the last one.")
     ] = False,
 ) -> None:
-    """Verify, decrypt and lay out an export bundle in the review folder (atomic)."""
+    """Verify, decrypt and lay out an export bundle in the review folder (atomic).
+
+    Each submission stands alone: one that does not open or read goes to the quarantine
+    section, the others are laid out; the exit status is then 3 (see the summary)."""
     review_dir = review or default_review()
     keyring_dir = _cli._keyring_dir(keyring)
     read_public(keyring_dir)
@@ -125,17 +129,40 @@ def import_(
         )
     finally:
         bar.stop()
-    if result.already:
-        _cli.out.print(f"Already imported into {result.folder}: nothing changed.")
-        return
+    _report_import(result, review_dir)
+
+
+def _report_import(result: review_mod.ImportResult, review_dir: Path) -> None:
+    """Warnings, alerts, the summary; exit status 3 when anything was quarantined."""
     for warning in result.warnings:
         _cli.err.print(f"warning: {warning}", markup=False, highlight=False)
     for alert in result.alerts:
         _cli.err.print(f"ALERT: {alert}", style="bold red", markup=False, highlight=False)
-    _cli.out.print(
-        f"Imported {result.submissions} submission(s) into {result.folder}", markup=False
-    )
+    for sid, reason in result.quarantined:
+        _cli.err.print(f"QUARANTINED: submission {sid}: {reason}", style="bold red",
+                       markup=False, highlight=False)
+    if result.already and not result.retried and not result.quarantined:
+        _cli.out.print(f"Already imported into {result.folder}: nothing changed.", markup=False)
+        return
+    if result.already:
+        _cli.out.print(
+            f"Already imported into {result.folder}: {result.retried} quarantined submission(s) "
+            "opened this time and were laid out.", markup=False,
+        )
+    else:
+        _cli.out.print(
+            f"Imported {result.submissions} submission(s) into {result.folder}", markup=False
+        )
+    if result.quarantined:
+        _cli.out.print(
+            f"{len(result.quarantined)} submission(s) QUARANTINED: they could not be opened or "
+            f"read; see the quarantine section of {review_dir / review_mod.INDEX}. Import the "
+            "same bundle again to retry them, or 'guwah-editor done' their folder to delete "
+            "them from the server.", markup=False,
+        )
     _cli.out.print(f"Open {review_dir / review_mod.INDEX} to review them.", markup=False)
+    if result.quarantined:
+        raise typer.Exit(quarantine_mod.EXIT_CODE)
 
 
 def scrub(
@@ -219,7 +246,8 @@ def done(
     submission: Annotated[Path, typer.Argument(help="The submission folder to delete.")],
     keyring: KeyringOpt = None,
 ) -> None:
-    """Queue a request to delete this submission's ciphertext from the server."""
+    """Queue a request to delete this submission's ciphertext from the server (a quarantined
+    submission's folder too)."""
     queued = replies_mod.queue_done(submission, _cli._keyring_dir(keyring))
     _cli.out.print("Deletion queued." if queued else "Deletion was already queued.", markup=False)
 

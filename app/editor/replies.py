@@ -28,6 +28,7 @@ from app.crypto import AgeError, encrypt, padme, parse_recipient
 from .custody import load_submission
 from .errors import EditorError
 from .keyring import Keyring, read_public
+from .quarantine import load_record
 from .safe_output import safe_name, write_new_file
 
 OUTBOX = "outbox"
@@ -95,8 +96,9 @@ def queue_reply(submission: Path, text: str, keyring_dir: Path) -> tuple[str, Pa
 
 
 def queue_done(submission: Path, keyring_dir: Path) -> bool:
-    """Queue a deletion request; False when it is queued already."""
-    record = load_submission(submission)
+    """Queue a deletion request (a laid-out or a quarantined submission); False when it is
+    queued already."""
+    record = load_record(submission)
     path = outbox_dir(keyring_dir) / f"done-{record['submission_id']}.json"
     if path.exists():
         return False

@@ -4,10 +4,15 @@ The witness's browser sends JSON naming its uploads. Before anything becomes vis
 server reads each upload's age header (no key needed) and checks that it is a well-formed
 age file for exactly this desk: one stanza per desk recipient, all of the desk's kind, with
 the right argument and body sizes, and a payload whose length fits age's STREAM layout
-(16-byte nonce, 64 KiB chunks each with a 16-byte tag, only the last one short). Plaintext,
-another desk's file or a truncated upload is refused with a translated sentence, and the
-uploads it named are removed (nothing kept). Then one store transaction adopts the uploads
-(a rename per file, no copy) and the submission appears.
+(16-byte nonce, 64 KiB chunks each with a 16-byte tag, only the last one short), ephemeral
+shares that a key generation can output, and a payload that looks like ciphertext. Plaintext,
+another desk's file, a made-up header or a truncated upload is refused with a translated
+sentence, and the uploads it named are removed (nothing kept). Then one store transaction
+adopts the uploads (a rename per file, no copy) and the submission appears.
+
+What no check without keys can catch — a well-formed file for another key of the desk's kind —
+is quarantined by ``guwah-editor import`` (app/editor/layout.py). No answer here depends on
+whether a mailbox was used before (:func:`_mailbox`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import binascii
 import hashlib
 import json
 import re
+import zlib
 from typing import Any
 
 import anyio.to_thread
@@ -24,9 +30,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from python_multipart.multipart import parse_options_header
 
-from app.crypto import AgeError, padme
+from app.crypto import AgeError, NotAgeFileError, padme
 from app.crypto.header import parse_header
 from app.crypto.mailbox import token_hash as hash_token
+from app.crypto.x25519 import is_generated_share
 
 from .errors import MSG, N_
 from .forms import cross_site
@@ -37,6 +44,9 @@ STREAM_CHUNK = 64 * 1024
 TAG = 16
 NONCE = 16
 READ = 1024 * 1024
+SAMPLE = 64 * 1024  # of each payload, tested for looking like ciphertext
+MIN_SAMPLE = 272  # the smallest payload after its nonce: 256 padded bytes + a 16-byte tag
+PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 # stanza type -> (decoded size of its one argument, size of its body)
@@ -59,10 +69,8 @@ CMSG = {
         "Not all parts of your submission have finished uploading. Please wait for the "
         "upload to finish."
     ),
+    "not_ciphertext": MSG["not_ciphertext"],
     "mailbox": N_("No earlier testimony belongs to this codename. Please check it."),
-    "mailbox_taken": N_(
-        "This mailbox already exists. Please reload the page to get a new codename."
-    ),
     "reply_key": N_(
         "The reply key does not match this codename's mailbox. Please reload the page."
     ),
@@ -77,11 +85,11 @@ class Invalid(Exception):
         self.key = key
 
 
-def _b64_len(arg: str) -> int:
+def _b64(arg: str) -> bytes | None:
     try:
-        return len(base64.b64decode(arg + "=" * (-len(arg) % 4), validate=True))
+        return base64.b64decode(arg + "=" * (-len(arg) % 4), validate=True)
     except (binascii.Error, ValueError):
-        return -1
+        return None
 
 
 def stream_plaintext_length(payload: int) -> int | None:
@@ -114,26 +122,61 @@ def check_age_file(src: Any, size: int, desk: Any) -> str:
     reader = _Hashing(src)
     try:
         header, rest = parse_header(reader)  # type: ignore[arg-type]
-    except AgeError as exc:
-        raise Invalid("not_age" if type(exc).__name__ == "NotAgeFileError" else "truncated") \
-            from None
+    except NotAgeFileError:
+        raise Invalid("not_age") from None
+    except AgeError:
+        raise Invalid("truncated") from None
     header_len = reader.consumed - len(rest)
-    kinds = {k.kind for k in desk.recipients}
-    if len(header.stanzas) != len(desk.recipients) or kinds != {desk.kind}:
-        raise Invalid("wrong_desk")
-    shape = STANZA_SHAPES.get(desk.kind or "")
-    for stanza in header.stanzas:
-        if stanza.type != desk.kind or shape is None or len(stanza.args) != 1:
-            raise Invalid("wrong_desk")
-        if _b64_len(stanza.args[0]) != shape[0] or len(stanza.body) != shape[1]:
-            raise Invalid("wrong_desk")
+    check_stanzas(header.stanzas, desk)
     if not stream_payload_ok(size - header_len):
         raise Invalid("truncated")
-    while reader.read(READ):
-        pass
+    sample = bytearray(rest[:SAMPLE])
+    while chunk := reader.read(READ):
+        if len(sample) < SAMPLE:
+            sample += chunk[: SAMPLE - len(sample)]
     if reader.consumed != size:
         raise Invalid("truncated")
+    if not looks_random(bytes(sample)):
+        raise Invalid("not_ciphertext")
     return reader.digest.hexdigest()
+
+
+def check_stanzas(stanzas: list[Any], desk: Any) -> None:
+    """One stanza per desk key, all of the desk's kind and shape, each with an ephemeral
+    X25519 share that a key generation can output, no share twice. Raises Invalid."""
+    kinds = {k.kind for k in desk.recipients}
+    if len(stanzas) != len(desk.recipients) or kinds != {desk.kind}:
+        raise Invalid("wrong_desk")
+    shape = STANZA_SHAPES.get(desk.kind or "")
+    shares = set()
+    for stanza in stanzas:
+        if stanza.type != desk.kind or shape is None or len(stanza.args) != 1:
+            raise Invalid("wrong_desk")
+        arg = _b64(stanza.args[0])
+        if arg is None or len(arg) != shape[0] or len(stanza.body) != shape[1]:
+            raise Invalid("wrong_desk")
+        share = arg[-32:]  # X25519: the share; hybrid: ML-KEM ciphertext ‖ X25519 share
+        if share in shares or not is_generated_share(share):
+            raise Invalid("not_ciphertext")
+        shares.add(share)
+
+
+def looks_random(sample: bytes) -> bool:
+    """Whether the start of a payload can be age ciphertext (a nonce, then ChaCha20-Poly1305
+    output: indistinguishable from random bytes).
+
+    Two tests, each failing for random bytes with probability below 2^-100 at the smallest
+    Guwah payload (16 + 256 + 16 = 288 bytes): at most 88 % printable text (random: 38 %;
+    Hoeffding gives e^(-2n·0.5²)), and zlib cannot shrink it by a tenth (at most 2^(8m+1) inputs
+    compress to m bytes). So plain text, zeros or repeated blocks dressed in a header are
+    refused; compressed or encrypted bytes of the sender's choosing are not (docs/threat-model.md).
+    """
+    if len(sample) < MIN_SAMPLE:
+        return True
+    printable = sum(sample.count(b) for b in PRINTABLE)
+    if printable > 0.883 * len(sample):
+        return False
+    return len(zlib.compress(sample, 6)) >= 0.9 * len(sample)
 
 
 class _Hashing:
@@ -242,24 +285,9 @@ def _commit_sync(web: Any, request: Request, data: dict[str, Any],
         return refuse(request, 422, MSG["unknown_desk"])
     if not desk.recipients:
         return refuse(request, 422, MSG["unknown_desk"])
-    token_hash = data["token_hash"]
-    parent_id = None
-    if data.get("mailbox_token") is not None:
-        computed = hash_token(bytes.fromhex(data["mailbox_token"]))
-        if token_hash and token_hash != computed:
-            return refuse(request, 422, CMSG["mailbox"])
-        token_hash = computed
-        earlier = store.list_submissions(token_hash=token_hash)
-        # An unknown mailbox is not refused: like the JS-off follow-up it starts a new one, so
-        # the answer never tells whether a codename was used before (a coerced witness can
-        # "try" any codename without revealing anything).
-        if earlier:
-            if earlier[0].reply_recipient != data["reply_recipient"]:
-                return refuse(request, 422, CMSG["reply_key"])
-            firsts = [s for s in earlier if s.parent_id is None] or earlier
-            parent_id = firsts[0].id
-    elif store.mailbox_exists(token_hash):
-        return refuse(request, 409, CMSG["mailbox_taken"])
+    token_hash, parent_id = _mailbox(store, data)
+    if token_hash is None:
+        return refuse(request, 422, CMSG["mailbox"])
 
     import datetime as dt
 
@@ -285,9 +313,11 @@ def _commit_sync(web: Any, request: Request, data: dict[str, Any],
             return refuse(request, 422, CMSG[exc.key])
         hashes[role] = (upload_id, sha)
     try:
-        submission_id = area.adopt(desk, token_hash, data["reply_recipient"], parent_id, hashes)
-    except NotFound:
-        return refuse(request, 404, CMSG["mailbox"])
+        try:
+            submission_id = area.adopt(desk, token_hash, data["reply_recipient"], parent_id,
+                                       hashes)
+        except NotFound:  # the first submission was deleted meanwhile: start the mailbox anew
+            submission_id = area.adopt(desk, token_hash, data["reply_recipient"], None, hashes)
     except StoreError as exc:
         text = str(exc)
         if "already used" in text:
@@ -298,6 +328,26 @@ def _commit_sync(web: Any, request: Request, data: dict[str, Any],
             return refuse(request, 400, MSG["bad_form"])
         return refuse(request, 500, MSG["server"])
     return {"id": submission_id, "desk": desk}
+
+
+def _mailbox(store: Any, data: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(token hash, parent id) of the commit; (None, None) if token and hash disagree.
+
+    No answer may depend on whether the mailbox was used before (a person made to hand over
+    a codename must be able to say it was never used): a first submission whose token hash
+    names a used mailbox is stored like any other, and a follow-up (``mailbox_token``) into a
+    mailbox nobody used starts it, with whatever reply recipient it brings, exactly as the
+    JavaScript-off paths do. Only a follow-up proves the token, so only it is linked.
+    """
+    token_hash = data["token_hash"]
+    if data.get("mailbox_token") is None:
+        return token_hash, None
+    computed = hash_token(bytes.fromhex(data["mailbox_token"]))
+    if token_hash and token_hash != computed:
+        return None, None
+    earlier = store.list_submissions(token_hash=computed)
+    firsts = [s for s in earlier if s.parent_id is None] or earlier
+    return computed, (firsts[0].id if firsts else None)
 
 
 def _remove(area: Any, roles: dict[str, str]) -> None:

@@ -68,6 +68,10 @@ MSG = {
         "The service is short of storage space. Nothing was kept. Please try again later."
     ),
     "busy": N_("The service is busy. Please try again in a minute."),
+    "not_ciphertext": N_(
+        "A part of your submission does not look like it was encrypted for the editors of "
+        "this desk. Nothing was kept. Please reload the page and send again."
+    ),
     "codename_words": N_("A codename has exactly seven words. Please check what you typed."),
     "codename_word": N_("One of the words is not a codename word. Please check the spelling."),
 }

@@ -13,8 +13,8 @@ Routes (registered by ``create_app``):
   answer never tells whether a mailbox exists.
 - ``POST /api/mailbox`` ``{"token": "<64 hex>"}`` → ``{"replies": [{"day", "age"}], "desk":
   {"name", "kind", "recipients"}}`` (age = base64 of the reply's age file; desk = where a
-  follow-up goes, see :func:`follow_up_desk`); an unknown token gets no replies and the first
-  desk, like a mailbox without reply on that desk.  The token is only ever in this body (never
+  follow-up goes, see :func:`follow_up_desk`); an unknown token gets exactly what a used
+  mailbox without reply gets.  The token is only ever in this body (never
   in a URL); the server hashes it and keeps nothing.  A follow-up with JavaScript on is
   encrypted in the browser and committed through ``POST /api/submissions`` with
   ``mailbox_token`` (app/web/commit.py), which links it to the first submission.
@@ -179,27 +179,32 @@ def read_replies(store: Any, token: bytes, seed: bytes) -> list[ShownReply]:
     return shown
 
 
-def follow_up_desk(store: Any, hashed: str) -> Any:
-    """The desk a follow-up into this mailbox goes to (the same rule as sealing.py).
+def follow_up_desk(store: Any, hashed: str, *, has_replies: bool) -> Any:
+    """The desk a browser-encrypted follow-up into this mailbox is encrypted to, or None.
 
-    The desk of the mailbox's first submission; for a mailbox nobody has used, the first desk
-    (a follow-up there opens that mailbox). So on a one-desk site the answer is the same for
-    every mailbox; with several desks it names the desk of a mailbox that exists, which only
-    someone holding its codename can ask about.
+    With one desk, that desk, for every mailbox. With several, the desk of the mailbox's first
+    submission only when the mailbox holds replies (whoever reads them knows the mailbox is
+    used); otherwise None for used and unused mailboxes alike, and the page offers the
+    follow-up sealed by the server, which links it to the right desk without saying which
+    (sealing.py). Naming the desk there would tell a person holding a codename that it was used.
     """
     available = [d for d in store.list_desks() if d.recipients]
+    if len(available) == 1:
+        return available[0]
+    if not has_replies:
+        return None
     earlier = store.list_submissions(token_hash=hashed)
     firsts = [s for s in earlier if s.parent_id is None] or earlier
-    if firsts:
-        return next((d for d in available if d.name == firsts[0].desk), None)
-    return available[0] if available else None
+    named = next((d for d in available if firsts and d.name == firsts[0].desk), None)
+    return named or (available[0] if available else None)
 
 
 def mailbox_answer(store: Any, token: bytes) -> dict[str, Any]:
     """The JSON answer of POST /api/mailbox: ciphertexts, and where a follow-up goes."""
-    desk = follow_up_desk(store, token_hash(token))
+    replies = reply_ciphertexts(store, token)
+    desk = follow_up_desk(store, token_hash(token), has_replies=bool(replies))
     return {
-        "replies": reply_ciphertexts(store, token),
+        "replies": replies,
         "desk": None if desk is None else {
             "name": desk.name,
             "kind": desk.kind,

@@ -1,0 +1,435 @@
+"""Laying out an export bundle's submissions, each one on its own (review.py has the folder).
+
+Every submission is decrypted into its own ``<day>_<id>`` folder inside the import's staging
+folder. Its message (at most 16 MiB) is decrypted and authenticated whole, in memory, and its
+testimony document checked against the bundle's manifest before anything of the submission is
+written; attachments then stream to their files, and only chunks whose authentication tag
+verified are ever written. Whatever fails for one submission — another key, junk, a payload
+that does not authenticate, bad padding, bad JSON, a testimony document of the wrong shape, a
+file missing or extra — removes that submission's folder (before anything is published) and
+records it in the quarantine section (quarantine.py) with one line of why; the import goes on
+with the next submission. Problems of the bundle itself (signature, hashes, order) are not a
+submission's fault and still refuse the whole bundle (``BundleError``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import re
+import secrets
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.bundles import OpenedBundle
+from app.crypto import AgeError, Decryptor, HeaderError, NoIdentityMatchError, PayloadError, padme
+
+from . import quarantine
+from .keyring import Keyring
+from .quarantine import Quarantine
+from .risk import RiskScanner
+from .safe_output import safe_name
+
+MAX_MESSAGE = 16 * 1024 * 1024
+CUSTODY = "custody.json"
+TESTIMONY_FORMAT = "guwah-testimony/1"
+MAX_REASON = 300
+_ROLE = re.compile(r"^file-[1-9][0-9]{0,3}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+PROTECTION_TEXT = {
+    "browser-encrypted": "encrypted in the witness's browser; the server never saw plaintext",
+    "server-sealed": "JavaScript was off: the server encrypted each part in memory as it arrived",
+}
+
+
+def write_new(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    """Create a new 0600 file (staging files are fsynced together by ``_fsync_tree``)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+
+
+def testimony_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """Normalise the testimony document (formats.md §5, and the server-sealed variant)."""
+    answers = doc.get("answers") if isinstance(doc.get("answers"), dict) else {}
+    text = doc.get("testimony")
+    if not isinstance(text, str):
+        text = answers.get("testimony", "") if isinstance(answers.get("testimony"), str) else ""
+    files = [f for f in doc.get("files") or [] if isinstance(f, dict)]
+    return {
+        "text": text,
+        "answers": {k: str(v) for k, v in answers.items() if k != "testimony"},
+        "files": files,
+        "protection": str(doc.get("protection", "")),
+        "reply_recipient": str(doc.get("reply_recipient", "")),
+        "lang": str(doc.get("lang", "")),
+    }
+
+
+def _testimony_text(sub: dict[str, Any], fields: dict[str, Any], custody: dict[str, Any]) -> str:
+    lines = [
+        f"Submission {sub['id']}",
+        f"Desk: {custody['desk']}    Day received: {sub['day']}    "
+        f"Bundle: {custody['bundle']['sequence']}",
+        f"Protection: {fields['protection'] or 'unknown'}"
+        + (
+            f" ({PROTECTION_TEXT[fields['protection']]})"
+            if fields["protection"] in PROTECTION_TEXT
+            else ""
+        ),
+    ]
+    if sub.get("parent_id"):
+        lines.append(f"Follow-up to submission: {sub['parent_id']}")
+    if fields["lang"]:
+        lines.append(f"Language of the form: {fields['lang']}")
+    labels = {
+        "where": "Where",
+        "when": "When",
+        "consent": "Consent to publish",
+        "never_name": "Never name",
+    }
+    if fields["answers"]:
+        lines += ["", "Answers:"]
+        for key, value in fields["answers"].items():
+            lines.append(f"  {labels.get(key, key)}: {value}")
+    lines += ["", "Testimony:", fields["text"] or "(no text)", "", "Attachments:"]
+    if not custody["files"]:
+        lines.append("  (none)")
+    for f in custody["files"]:
+        status = "SHA-256 verified" if f["match"] else "SHA-256 MISMATCH"
+        risk = f"  RISKY: {'; '.join(f['risks'])}" if f["risks"] else ""
+        lines.append(
+            f"  {f['role']}: {f['saved_as']}  ({f['size']} bytes, {f['content_type'] or '?'})  "
+            f"{status}{risk}"
+        )
+    for warning in custody["warnings"]:
+        lines.append(f"WARNING: {warning}")
+    return "\n".join(lines) + "\n"
+
+
+class PlainSink:
+    """Receives decrypted chunks: keeps the first ``size`` bytes, hashes, scans, checks padding.
+
+    Hashing, scanning and writing run on a helper thread (hashlib and file writes release the
+    GIL), so they overlap with reading, the ciphertext hash and decryption on the main thread
+    and the decryption pool. ``finish()`` must be called; it re-raises a write error.
+    """
+
+    def __init__(self, fh: Any, size: int, scanner: RiskScanner) -> None:
+        self.fh = fh
+        self.limit = size
+        self.written = 0
+        self.total = 0
+        self.hash = hashlib.sha256()
+        self.scanner = scanner
+        self.padding_ok = True
+        self._queue: queue.Queue[list[memoryview] | None] = queue.Queue(maxsize=8)
+        self._batch: list[memoryview] = []  # ~1 MiB per queue item: fewer thread round trips
+        self._batched = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="guwah-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    for part in batch:
+                        self.fh.write(part)
+                        self.hash.update(part)
+                        self.scanner.feed(part)
+                except BaseException as exc:
+                    self._error = exc
+
+    def _flush(self) -> None:
+        if self._batch:
+            self._queue.put(self._batch)
+            self._batch, self._batched = [], 0
+
+    def __call__(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self.total += len(chunk)
+        keep = max(0, min(len(chunk), self.limit - self.written))
+        if keep:
+            self._batch.append(memoryview(chunk)[:keep])
+            self._batched += keep
+            self.written += keep
+            if self._batched >= 1 << 20:
+                self._flush()
+        if keep < len(chunk) and chunk[keep:].count(0) != len(chunk) - keep:
+            self.padding_ok = False
+
+    def finish(self) -> None:
+        self._flush()
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+
+class Syncer(Protocol):
+    def submit(self, path: Path) -> None: ...
+
+
+@dataclass
+class ImportResult:
+    folder: Path | None
+    submissions: int = 0
+    already: bool = False
+    retried: int = 0  # quarantined submissions that opened when the bundle was imported again
+    warnings: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (submission id, reason)
+
+
+def check_testimony(doc: Any) -> dict[str, Any]:
+    """``doc`` if it has the shape of formats.md §5 (or its server-sealed variant)."""
+    if not isinstance(doc, dict):
+        raise Quarantine("the testimony is not a JSON object")
+    if doc.get("format", TESTIMONY_FORMAT) != TESTIMONY_FORMAT:
+        raise Quarantine(f"unknown testimony format {str(doc.get('format'))[:40]!r}")
+    for key in ("testimony", "protection", "reply_recipient", "lang", "desk", "day"):
+        if key in doc and not isinstance(doc[key], str):
+            raise Quarantine(f"the testimony's {key!r} is not text")
+    answers = doc.get("answers", {})
+    if not isinstance(answers, dict) or not all(isinstance(v, str) for v in answers.values()):
+        raise Quarantine("the testimony's answers are not text")
+    files = doc.get("files", [])
+    if not isinstance(files, list):
+        raise Quarantine("the testimony's file list is not a list")
+    roles = set()
+    for f in files:
+        ok = (
+            isinstance(f, dict)
+            and isinstance(f.get("role"), str) and bool(_ROLE.match(f["role"]))
+            and isinstance(f.get("name", ""), str)
+            and isinstance(f.get("content_type", ""), str)
+            and isinstance(f.get("size"), int) and not isinstance(f["size"], bool)
+            and f["size"] >= 0
+            and isinstance(f.get("sha256"), str) and bool(_HEX64.match(f["sha256"]))
+        )
+        if not ok or f["role"] in roles:
+            raise Quarantine("the testimony describes a file in a malformed or repeated entry")
+        roles.add(f["role"])
+    return doc
+
+
+def one_line(reason: str) -> str:
+    """A reason as one short line (an error text may quote bytes the sender chose)."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in reason).split())
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+
+def age_reason(role: str, exc: AgeError) -> str:
+    if isinstance(exc, NoIdentityMatchError):
+        return f"{role}: not encrypted to your key (another key, or junk): {exc}"
+    if isinstance(exc, HeaderError):
+        return f"{role}: not a valid age file: {exc}"
+    if isinstance(exc, PayloadError):
+        return f"{role}: the encrypted data does not authenticate (damaged or forged): {exc}"
+    return f"{role}: cannot decrypt: {exc}"
+
+
+@dataclass
+class _Open:
+    """A submission being laid out: its manifest entry, testimony and folder."""
+
+    sub: dict[str, Any]
+    fields: dict[str, Any]
+    custody: dict[str, Any]
+    dir: Path
+    names: set[str] = field(default_factory=set)
+
+
+class Layout:
+    """Decrypts a bundle's submissions into ``staging``, quarantining each that fails."""
+
+    def __init__(self, bundle: OpenedBundle, staging: Path, ring: Keyring,
+                 result: ImportResult, progress: Callable[[int], object] | None,
+                 bundle_info: dict[str, Any]) -> None:
+        self.bundle, self.staging, self.ring = bundle, staging, ring
+        self.result, self.progress, self.bundle_info = result, progress, bundle_info
+        self.desk: str = bundle.manifest["desk"]
+        self.subs = {s["id"]: s for s in bundle.manifest["submissions"]}
+        self.laid_out: list[str] = []
+        self.quarantined: list[str] = []
+
+    def folder_name(self, sid: str) -> str:
+        return f"{self.subs[sid]['day']}_{sid}"
+
+    def run(self, syncer: Syncer | None, only: set[str] | None = None) -> None:
+        """Every submission (or those in ``only``); the bundle is read once, in order."""
+        current: _Open | None = None
+        for entry, stream in self.bundle.members():
+            sid, role = entry.path.split("/")[1], entry.path.split("/")[2].removesuffix(".age")
+            if only is not None and sid not in only:
+                continue  # still read and hash-checked by the bundle reader
+            if role == "message":
+                self._close(current, syncer)
+                current = None
+                try:
+                    current = self._open(sid, entry.size, stream)
+                except Quarantine as q:
+                    self._reject(None, sid, q.reason)
+                except AgeError as exc:
+                    self._reject(None, sid, age_reason(role, exc))
+                continue
+            if current is None or current.sub["id"] != sid:
+                continue  # the rest of a quarantined submission: never decrypted
+            try:
+                self._file(current, role, stream)
+            except Quarantine as q:
+                self._reject(current, sid, q.reason)
+                current = None
+            except AgeError as exc:
+                self._reject(current, sid, age_reason(role, exc))
+                current = None
+        self._close(current, syncer)
+
+    def _reject(self, current: _Open | None, sid: str, reason: str) -> None:
+        """Drop what was written of ``sid`` and record it in the quarantine section."""
+        if current is not None:
+            shutil.rmtree(current.dir)
+        reason = one_line(reason)
+        folder = self.staging / quarantine.FOLDER / self.folder_name(sid)
+        folder.parent.mkdir(mode=0o700, exist_ok=True)
+        folder.mkdir(mode=0o700)
+        rec = quarantine.record(self.subs[sid], self.desk, self.bundle_info, reason)
+        write_new(folder / quarantine.RECORD, json_bytes(rec))
+        write_new(folder / quarantine.REASON, reason.encode() + b"\n")
+        self.quarantined.append(sid)
+        self.result.quarantined.append((sid, reason))
+
+    def _open(self, sid: str, size: int, stream: Any) -> _Open:
+        """Decrypt and check the message in memory; only then create the folder."""
+        sub = self.subs[sid]
+        if size > MAX_MESSAGE:
+            raise Quarantine(f"message: implausibly large ({size} bytes)")
+        padded = Decryptor(stream, [self.ring.identity]).read()  # type: ignore[arg-type]
+        if self.progress:
+            self.progress(size)
+        body = padded.rstrip(b" ")
+        if padme(len(body)) != len(padded):
+            raise Quarantine(
+                f"message: bad padding ({len(padded)} bytes for a {len(body)}-byte testimony)"
+            )
+        try:
+            doc = check_testimony(json.loads(body.decode("utf-8")))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise Quarantine("message: the testimony is not UTF-8 JSON") from None
+        fields = testimony_fields(doc)
+        described = {f["role"] for f in fields["files"]}
+        stored = {f["role"] for f in sub["files"]} - {"message"}
+        if described - stored:
+            raise Quarantine(f"the testimony lists {', '.join(sorted(described - stored))}, "
+                             "which the bundle does not hold")
+        if stored - described:
+            raise Quarantine(f"the bundle holds {', '.join(sorted(stored - described))}, "
+                             "which the testimony does not describe")
+        folder = self.staging / self.folder_name(sid)
+        folder.mkdir(mode=0o700)
+        write_new(folder / "testimony.json", body)
+        return _Open(sub, fields, self._custody(sub, fields, body), folder)
+
+    def _custody(self, sub: dict[str, Any], fields: dict[str, Any], body: bytes) -> dict:
+        return {
+            "format": "guwah-custody-record/1",
+            "submission_id": sub["id"],
+            "desk": self.desk,
+            "day": sub["day"],
+            "parent_id": sub["parent_id"],
+            "protection": fields["protection"],
+            "bundle": self.bundle_info,
+            "ciphertexts": [
+                {"role": f["role"], "path": f["path"], "size": f["size"], "sha256": f["sha256"]}
+                for f in sub["files"]
+            ],
+            "message": {
+                "size": len(body),
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "testimony_sha256_of": "testimony.json",
+            },
+            "files": [],
+            "warnings": [],
+        }
+
+    def _file(self, current: _Open, role: str, stream: Any) -> None:
+        """Stream one attachment into the submission's folder, then check and record it."""
+        recorded = next(f for f in current.fields["files"] if f["role"] == role)
+        name, size = str(recorded.get("name", "")), int(recorded["size"])
+        out_name = safe_name(f"{role}_{safe_name(name, 'attachment')}")
+        while out_name in current.names:
+            out_name = safe_name(f"{role}_{secrets.token_hex(2)}_{name}")
+        current.names.add(out_name)
+        scanner = RiskScanner(name or out_name)
+        out_path = current.dir / out_name
+        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb", buffering=0) as fh:
+            sink = PlainSink(fh, size, scanner)
+            try:
+                Decryptor(stream, [self.ring.identity]).read_all_into(sink, self.progress)  # type: ignore[arg-type]
+            finally:
+                sink.finish()
+        if sink.total != padme(size):
+            raise Quarantine(f"{role}: bad padding ({sink.total} bytes for a {size}-byte file)")
+        if not sink.padding_ok:
+            raise Quarantine(f"{role}: the padding after the file is not zeros")
+        self._record_file(current, role, recorded, out_name, sink, scanner.finish(out_path))
+
+    def _record_file(self, current: _Open, role: str, recorded: dict[str, Any], out_name: str,
+                     sink: PlainSink, risks: list[str]) -> None:
+        sid = current.sub["id"]
+        digest = sink.hash.hexdigest()
+        expected = str(recorded["sha256"])
+        match = secrets.compare_digest(digest, expected) and sink.written == recorded["size"]
+        current.custody["files"].append({
+            "role": role,
+            "name": str(recorded.get("name", "")),
+            "saved_as": out_name,
+            "content_type": str(recorded.get("content_type", "")),
+            "size": sink.written,
+            "size_recorded": recorded["size"],
+            "sha256": digest,
+            "sha256_recorded": expected,
+            "match": match,
+            "risks": risks,
+        })
+        if not match:
+            alert = (f"submission {sid} {role} ({out_name}): SHA-256 MISMATCH with what the "
+                     "witness's side recorded")
+            current.custody["warnings"].append(alert)
+            self.result.alerts.append(alert)
+        if risks:
+            self.result.alerts.append(
+                f"submission {sid} {role} ({out_name}) is RISKY: {'; '.join(risks)}"
+            )
+
+    def _close(self, current: _Open | None, syncer: Syncer | None) -> None:
+        """Write the testimony text and custody record of a laid-out submission."""
+        if current is None:
+            return
+        text = _testimony_text(current.sub, current.fields, current.custody)
+        write_new(current.dir / "testimony.txt", text.encode())
+        write_new(current.dir / CUSTODY, json_bytes(current.custody))
+        if syncer is not None:
+            for path in sorted(current.dir.iterdir()):
+                syncer.submit(path)
+            syncer.submit(current.dir)  # the folder's entries too
+        self.laid_out.append(current.sub["id"])
