@@ -34,10 +34,13 @@ class _Entry:
 
 
 class QuotaExceeded(Exception):
-    """A create the ledger refuses; ``message`` is an untranslated msgid."""
+    """A create the ledger refuses: 429 for one form's limits (that client asks too much),
+    507 for the process-wide count (no room for anyone: the page offers the plain form);
+    ``message`` is an untranslated msgid."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
+        self.status = status
         self.message = message
 
 
@@ -60,11 +63,11 @@ class UploadLedger:
         with self._lock:
             mine = [e for e in self._entries.values() if e.token == token]
             if len(mine) >= self.per_token:
-                raise QuotaExceeded(MSG["token_uploads"])
+                raise QuotaExceeded(429, MSG["token_uploads"])
             if sum(e.declared for e in mine) + declared > self.bytes_per_token:
-                raise QuotaExceeded(MSG["token_uploads"])
+                raise QuotaExceeded(429, MSG["token_uploads"])
             if len(self._entries) + self._foreign >= self.max_open:
-                raise QuotaExceeded(MSG["pending"])
+                raise QuotaExceeded(507, MSG["pending"])
             key = f"pending:{next(self._placeholders)}"
             self._entries[key] = _Entry(token, declared, time.monotonic())
             return key

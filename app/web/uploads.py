@@ -170,7 +170,7 @@ async def tus_create(request: Request) -> Response:
     try:
         slot = web.ledger.admit(nonce, length)
     except QuotaExceeded as exc:
-        return refuse(request, 507, exc.message)
+        return refuse(request, exc.status, exc.message)
     try:
         info = await anyio.to_thread.run_sync(_create, request, meta.get("desk", ""), role,
                                               length)
