@@ -230,25 +230,7 @@ def create_app(settings: Any = None, *, store: Any = None,
 
         store = Store(settings)
 
-    catalogs = Catalogs(translations_dir)
-    web = Web(
-        settings=settings,
-        store=store,
-        catalogs=catalogs,
-        env=make_env(),
-        tokens=FormTokens(_form_key(settings)),
-        kdf_slots=threading.BoundedSemaphore(settings.kdf_concurrency),
-        seal_limiter=anyio.CapacityLimiter(SEAL_THREADS),
-        budget=Budget(settings.max_pending_bytes, settings.min_free_bytes,
-                      lambda: _free_bytes(_disk_path(settings))),
-        ledger=UploadLedger(per_token=settings.token_max_uploads,
-                            bytes_per_token=settings.token_max_reserved_bytes,
-                            max_open=settings.max_open_uploads,
-                            idle_seconds=settings.upload_idle_seconds),
-        pacing=Pacing.from_settings(settings),
-        write_limiter=anyio.CapacityLimiter(WRITE_THREADS),
-        js=_load_sri(),
-    )
+    web = _make_web(settings, store, translations_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -282,6 +264,28 @@ def create_app(settings: Any = None, *, store: Any = None,
     app.include_router(commit_router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app
+
+
+def _make_web(settings: Any, store: Any, translations_dir: Path | None) -> Web:
+    """The shared state: catalogs, templates, form tokens, and the resource limits."""
+    return Web(
+        settings=settings,
+        store=store,
+        catalogs=Catalogs(translations_dir),
+        env=make_env(),
+        tokens=FormTokens(_form_key(settings)),
+        kdf_slots=threading.BoundedSemaphore(settings.kdf_concurrency),
+        seal_limiter=anyio.CapacityLimiter(SEAL_THREADS),
+        budget=Budget(settings.max_pending_bytes, settings.min_free_bytes,
+                      lambda: _free_bytes(_disk_path(settings))),
+        ledger=UploadLedger(per_token=settings.token_max_uploads,
+                            bytes_per_token=settings.token_max_reserved_bytes,
+                            max_open=settings.max_open_uploads,
+                            idle_seconds=settings.upload_idle_seconds),
+        pacing=Pacing.from_settings(settings),
+        write_limiter=anyio.CapacityLimiter(WRITE_THREADS),
+        js=_load_sri(),
+    )
 
 
 def _form_key(settings: Any) -> bytes:
@@ -440,20 +444,19 @@ async def _seal_request(web: Web, request: Request,
         raise Refusal(413, MSG["file_big"])
     feeder = _Feeder(web, desks, boundary, sealer_options)
     ticket = web.budget.open()
-    complete = stalled = False
+    complete = False
     try:
         async for chunk in paced_body(request.stream(), web.pacing):
             await web.budget.take(ticket, len(chunk), settings.budget_wait_seconds)
             await feeder.add(chunk, ticket)
         complete = True
         return await feeder.finish(ticket)
-    except BodyStalled:
-        stalled = True
+    except BodyStalled:  # the client went quiet: no drain, nothing kept, 408
         await feeder.abort(Refusal(408, MSG["stalled"]))
         raise Refusal(408, MSG["stalled"]) from None
     except BaseException as exc:
         await feeder.abort(exc)
-        if isinstance(exc, Refusal) and not complete and not stalled:
+        if isinstance(exc, Refusal) and not complete:
             await _drain(request)
         raise
     finally:
