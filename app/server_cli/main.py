@@ -326,7 +326,8 @@ def serve(
 
         options.update(UVICORN_OPTIONS)
         # a header-read deadline and security headers on uvicorn's own 400s (see its docstring)
-        options["http"] = guarded_protocol(settings.header_timeout_seconds)
+        options["http"] = guarded_protocol(settings.header_timeout_seconds,
+                                           settings.body_idle_seconds)
     except ImportError:
         pass
     options.update(

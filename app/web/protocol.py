@@ -13,8 +13,11 @@ headers every other answer carries (app/web/security.py owns that list).
 * A connection answered before its request body ended is closed (uvicorn would otherwise
   keep reading and dropping a trickled body on a kept-alive socket).
 
-Request *bodies* are paced by the app (app/web/pacing.py), which can answer 408 and discard
-what it built.
+* A request body from which nothing arrives for ``body_idle`` seconds, while uvicorn is
+  reading (not paused because the app is busy), closes the connection. This is a backstop for
+  routes that read a small body without app/web/pacing.py; the routes that stream large bodies
+  pace them themselves (shorter, and answer 408 after discarding what they built), so the
+  backstop is set to twice the app's idle time.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ class GuardedH11Protocol(H11Protocol):
     """H11Protocol + a header-read deadline + security headers on its own 400s."""
 
     header_timeout: float = 20.0
+    body_idle: float = 120.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._body_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -45,14 +50,20 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_deadline()
+        self._disarm_body_deadline()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # the headers are complete
             self._disarm_header_deadline()
+        if self.conn.their_state is h11.SEND_BODY:
+            self._arm_body_deadline()
+        else:
+            self._disarm_body_deadline()
 
     def on_response_complete(self) -> None:
+        self._disarm_body_deadline()
         if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
             # answered before the body ended (a refusal, a stall cut-off): uvicorn would keep
             # reading and dropping the rest for as long as the client trickles it
@@ -92,7 +103,28 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def guarded_protocol(header_timeout: float) -> type[GuardedH11Protocol]:
-    """The protocol class for uvicorn's ``http=`` option, with this header deadline."""
+    # ------------------------------------------------------------------ body backstop
+    def _arm_body_deadline(self) -> None:
+        self._disarm_body_deadline()
+        self._body_deadline = self.loop.call_later(self.body_idle, self._body_late)
+
+    def _disarm_body_deadline(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
+    def _body_late(self) -> None:
+        self._body_deadline = None
+        if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the app is not reading yet: not the client's silence
+            self._arm_body_deadline()
+            return
+        self.transport.close()
+
+
+def guarded_protocol(header_timeout: float, body_idle: float) -> type[GuardedH11Protocol]:
+    """The protocol class for uvicorn's ``http=`` option: this header deadline, and a body
+    backstop of twice the app's ``body_idle_seconds``."""
     return type("GuardedH11Protocol", (GuardedH11Protocol,),
-                {"header_timeout": float(header_timeout)})
+                {"header_timeout": float(header_timeout), "body_idle": 2.0 * float(body_idle)})

@@ -226,6 +226,22 @@ def test_slow_and_silent_headers_are_closed(hostile_server):
         slow.close()
 
 
+def test_silent_body_on_any_route_is_closed(hostile_server):
+    """Routes that read a small body (commit, mailbox) get the protocol's backstop."""
+    server = hostile_server()
+    socks = [raw(server.url, post_headers(server.url, path, 1000, ctype))
+             for path, ctype in (("/api/submissions", "application/json"),
+                                 ("/api/mailbox", "application/json"),
+                                 ("/return", "application/x-www-form-urlencoded"))]
+    try:
+        assert_honest_ok(honest_round(server.url))
+        for sock in socks:  # body idle 2 s in the app, 4 s in the protocol
+            assert closed_within(sock, 20)[0]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 @pytest.mark.parametrize("request_bytes", [
     b"\x16\x03\x01garbage\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
