@@ -16,8 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import HOSTILE_ENV, run_guwah_server
 
 from app.crypto import decrypt
+from app.settings import load_settings
+from app.store import Store
 
 from .clients import submit_js_off
 
@@ -39,9 +42,6 @@ def tiny_disk(where: Path, size_mib: int) -> Iterator[Path]:
 
 def _read_all(server) -> list[list[bytes]]:  # type: ignore[no-untyped-def]
     """The decrypted blobs of every stored submission (fails if one does not decrypt)."""
-    from app.settings import load_settings
-    from app.store import Store
-
     settings = load_settings(server.data_dir, database_url=server.database_url)
     out = []
     with Store(settings) as store:
@@ -53,8 +53,6 @@ def _read_all(server) -> list[list[bytes]]:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("min_free", [4 * MiB, 0])
 def test_full_disk_gives_507_never_500_and_loses_nothing(tmp_path, database_url, min_free):
-    from tests.conftest import HOSTILE_ENV, run_guwah_server
-
     env = {**HOSTILE_ENV, "GUWAH_MIN_FREE_BYTES": str(min_free),
            "GUWAH_MAX_PENDING_BYTES": str(1024 * MiB)}
     with tiny_disk(tmp_path / "tiny", 40) as disk, \

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.settings import load_settings
+from app.store import Store
 from app.web.security import SECURITY_HEADERS
 
 from .clients import (
@@ -48,9 +50,6 @@ def assert_honest_ok(statuses: list[int]) -> None:
 
 
 def submissions(server) -> int:  # type: ignore[no-untyped-def]
-    from app.settings import load_settings
-    from app.store import Store
-
     settings = load_settings(server.data_dir, database_url=server.database_url)
     with Store(settings) as store:
         return len(store.list_submissions())
