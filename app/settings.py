@@ -55,6 +55,20 @@ class Settings(BaseSettings):
     min_free_bytes: int = Field(default=1 * GiB, ge=0)
     upload_expiry_hours: int = Field(default=48, gt=0)
     kdf_concurrency: int = Field(default=2, gt=0)
+    # Resource control against clients that hold something by sending nothing (see
+    # docs/threat-model.md, "Flooding and stalling"). A request body that delivers no byte for
+    # body_idle_seconds, or fewer than body_min_rate bytes/s averaged over each
+    # body_rate_window_seconds, is cut off: a 20 KB/s witness on a bad Tor circuit sends
+    # 1.2 MB a minute, far above 1 KiB/s, and survives a 60 s stall of the circuit.
+    body_idle_seconds: float = Field(default=60.0, gt=0)
+    body_min_rate: int = Field(default=1024, ge=0)
+    body_rate_window_seconds: float = Field(default=60.0, gt=0)
+    header_timeout_seconds: float = Field(default=20.0, gt=0)
+    budget_wait_seconds: float = Field(default=30.0, ge=0)
+    token_max_uploads: int = Field(default=24, gt=0)
+    token_max_reserved_bytes: int = Field(default=8 * GiB, gt=0)
+    max_open_uploads: int = Field(default=2000, gt=0)
+    upload_idle_seconds: float = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
@@ -142,6 +156,15 @@ def default_config_text(settings: Settings) -> str:
         f"min_free_bytes = {settings.min_free_bytes}",
         f"upload_expiry_hours = {settings.upload_expiry_hours}",
         f"kdf_concurrency = {settings.kdf_concurrency}",
+        f"body_idle_seconds = {settings.body_idle_seconds}",
+        f"body_min_rate = {settings.body_min_rate}",
+        f"body_rate_window_seconds = {settings.body_rate_window_seconds}",
+        f"header_timeout_seconds = {settings.header_timeout_seconds}",
+        f"budget_wait_seconds = {settings.budget_wait_seconds}",
+        f"token_max_uploads = {settings.token_max_uploads}",
+        f"token_max_reserved_bytes = {settings.token_max_reserved_bytes}",
+        f"max_open_uploads = {settings.max_open_uploads}",
+        f"upload_idle_seconds = {settings.upload_idle_seconds}",
     ]
     if settings.database_url and not settings.is_sqlite:
         lines[1] = f'database_url = "{settings.database_url}"'

@@ -397,3 +397,41 @@ def restartable_server(tmp_path: Path, database_url: str) -> Iterator[GuwahServe
 # ============================================================================================
 # End of the issue-4 block.
 # ============================================================================================
+
+
+# ============================================================================================
+# Hostile-network fixtures — owner: resource-control engineer (app/web/budget.py, pacing.py,
+# quota.py, protocol.py; tests/hostile/). A real `guwah serve` started with small limits and
+# timeouts (GUWAH_* environment) so each attack and its cut-off fit in a few seconds.
+# ============================================================================================
+HOSTILE_ENV = {  # short enough for tests, far above what loopback witnesses need
+    "GUWAH_BODY_IDLE_SECONDS": "2",
+    "GUWAH_BODY_MIN_RATE": "1024",
+    "GUWAH_BODY_RATE_WINDOW_SECONDS": "3",
+    "GUWAH_HEADER_TIMEOUT_SECONDS": "2",
+    "GUWAH_UPLOAD_IDLE_SECONDS": "3",
+    "GUWAH_BUDGET_WAIT_SECONDS": "5",
+    "GUWAH_MIN_FREE_BYTES": "0",
+}
+
+
+@pytest.fixture
+def hostile_server(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
+    """A callable: ``hostile_server(**env)`` starts ``guwah serve`` with HOSTILE_ENV + env
+    (keys without the GUWAH_ prefix, e.g. ``BODY_IDLE_SECONDS="30"``); stopped at teardown."""
+    stack = _contextlib.ExitStack()
+    count = iter(range(100))
+
+    def start(**env: str) -> GuwahServer:
+        extra = {**HOSTILE_ENV, **{f"GUWAH_{k}": str(v) for k, v in env.items()}}
+        where = tmp_path / f"server-{next(count)}"
+        where.mkdir()
+        return stack.enter_context(run_guwah_server(where, database_url, env_extra=extra))
+
+    with stack:
+        yield start
+
+
+# ============================================================================================
+# End of the resource-control engineer's block.
+# ============================================================================================

@@ -236,12 +236,15 @@ def test_creation_refusals(web_app, web_client, store, settings, case, status, m
     elif case == "too_many_files":
         headers["Upload-Metadata"] = meta(desk="default", role=f"file-{settings.max_files + 1}")
     elif case == "pending":
-        web_app.state.web.settings = settings.model_copy(update={"max_pending_bytes": 1500})
-        assert create(web_client, 600).status_code == 201
+        # the cap counts bytes that arrived (600 here), never what Upload-Length announced
+        web_app.state.web.budget.cap = 1500
+        first = create(web_client, 600)
+        assert first.status_code == 201
+        assert patch(web_client, first.headers["Location"], 0, b"a" * 600).status_code == 204
     r = web_client.post("/api/uploads", headers=headers)
     assert r.status_code == status, r.text
     assert error(r) == message
-    assert store.pending_bytes() == 0
+    assert store.pending_bytes() == (600 if case == "pending" else 0)
     assert store.list_submissions() == []
     assert len(store.uploads.refs()) == (1 if case == "pending" else 0)
 

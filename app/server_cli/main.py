@@ -323,9 +323,13 @@ def serve(
 
     options: dict[str, object] = {}
     try:
+        from app.web.protocol import guarded_protocol
         from app.web.security import UVICORN_OPTIONS
 
         options.update(UVICORN_OPTIONS)
+        # a header-read deadline and security headers on uvicorn's own 400s (see its docstring)
+        options["http"] = guarded_protocol(settings.header_timeout_seconds,
+                                           settings.body_idle_seconds)
     except ImportError:
         pass
     options.update(

@@ -7,6 +7,7 @@ is listed in app/store/models.py — and nothing else is.
 from .blobs import BlobStore, BlobWriter, DbBlobStore, FsBlobStore
 from .checks import StartupError, check_data_dir, check_tmpdir, startup_checks
 from .db import DatabaseUrlError, make_engine
+from .diskfull import is_disk_full
 from .store import (
     MIGRATIONS_DIR,
     Desk,
@@ -40,6 +41,7 @@ __all__ = [
     "SubmissionInfo",
     "check_data_dir",
     "check_tmpdir",
+    "is_disk_full",
     "make_engine",
     "startup_checks",
     "today",

@@ -344,6 +344,19 @@ class UploadArea:
                 conn.execute(select(func.coalesce(func.sum(UploadRow.length), 0))).scalar_one()
             )
 
+    def live(self) -> tuple[set[str], int]:
+        """Ids of the uploads that exist and the bytes they hold so far (either backend)."""
+        with self.engine.connect() as conn:
+            ids = {r for (r,) in conn.execute(select(UploadRow.id))}
+            if self.fs:
+                return ids, self.stored_bytes()
+            total = conn.execute(
+                select(func.coalesce(func.sum(func.length(BlobChunkRow.data)), 0)).where(
+                    BlobChunkRow.ref.in_(select(UploadRow.blob_ref))
+                )
+            ).scalar_one()
+        return ids, int(total)
+
     def stored_bytes(self) -> int:
         """Bytes on disk in fs uploads (db uploads are counted by the blob store's staging)."""
         if not self.fs or not self.dir.is_dir():

@@ -32,9 +32,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .budget import Budget, Ticket
 from .errors import MSG, Refusal
 from .forms import FormTokens, cross_site
+from .housekeeping import housekeeping
 from .i18n import DEFAULT, Catalogs, Language
+from .pacing import BodyStalled, Pacing, paced_body
+from .quota import UploadLedger
 from .sealing import KDF_WAIT_SECONDS, Limits, Sealer  # noqa: F401 - tests patch it here
 from .security import (
     UVICORN_OPTIONS,
@@ -56,11 +60,11 @@ TEMPLATES_DIR = next(
     (p for p in (WEB_DIR / "templates", WEB_DIR.parent.parent / "templates") if p.is_dir()),
     WEB_DIR.parent.parent / "templates",
 )
-FEED_CHUNK = 512 * 1024  # bytes handed to the sealing thread at a time
-CHANNEL_DEPTH = 2  # chunks in flight between the event loop and the sealing thread
+FEED_CHUNK = 128 * 1024  # received bytes handed to a sealing thread at a time
 DRAIN_LIMIT = 64 * 1024 * 1024  # after a refusal, read at most this much more so the page shows
 SMALL_FORM_BYTES = 8 * 1024
-SEAL_THREADS = 32
+SEAL_THREADS = 32  # pieces sealed at once; a piece is taken only once it has arrived
+WRITE_THREADS = 16  # tus PATCH pieces written at once (waited for, never refused)
 
 _current: ContextVar[Any] = ContextVar("guwah_translations")
 
@@ -76,7 +80,10 @@ class Web:
     tokens: FormTokens
     kdf_slots: threading.BoundedSemaphore
     seal_limiter: anyio.CapacityLimiter
-    inflight: int = 0
+    budget: Budget
+    ledger: UploadLedger
+    pacing: Pacing
+    write_limiter: anyio.CapacityLimiter
     js: dict[str, str] | None = None
 
 
@@ -233,24 +240,17 @@ def create_app(settings: Any = None, *, store: Any = None,
 
         store = Store(settings)
 
-    catalogs = Catalogs(translations_dir)
-    web = Web(
-        settings=settings,
-        store=store,
-        catalogs=catalogs,
-        env=make_env(),
-        tokens=FormTokens(_form_key(settings)),
-        kdf_slots=threading.BoundedSemaphore(settings.kdf_concurrency),
-        seal_limiter=anyio.CapacityLimiter(SEAL_THREADS),
-        js=_load_sri(),
-    )
+    web = _make_web(settings, store, translations_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         cleanup = getattr(store, "cleanup_staging", None)
         if cleanup is not None:
             await anyio.to_thread.run_sync(cleanup)
-        yield
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(housekeeping, web)
+            yield
+            tg.cancel_scope.cancel()
 
     app = GuwahApp(
         title="Guwah",
@@ -274,6 +274,28 @@ def create_app(settings: Any = None, *, store: Any = None,
     app.include_router(commit_router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app
+
+
+def _make_web(settings: Any, store: Any, translations_dir: Path | None) -> Web:
+    """The shared state: catalogs, templates, form tokens, and the resource limits."""
+    return Web(
+        settings=settings,
+        store=store,
+        catalogs=Catalogs(translations_dir),
+        env=make_env(),
+        tokens=FormTokens(_form_key(settings)),
+        kdf_slots=threading.BoundedSemaphore(settings.kdf_concurrency),
+        seal_limiter=anyio.CapacityLimiter(SEAL_THREADS),
+        budget=Budget(settings.max_pending_bytes, settings.min_free_bytes,
+                      lambda: _free_bytes(_disk_path(settings))),
+        ledger=UploadLedger(per_token=settings.token_max_uploads,
+                            bytes_per_token=settings.token_max_reserved_bytes,
+                            max_open=settings.max_open_uploads,
+                            idle_seconds=settings.upload_idle_seconds),
+        pacing=Pacing.from_settings(settings),
+        write_limiter=anyio.CapacityLimiter(WRITE_THREADS),
+        js=_load_sri(),
+    )
 
 
 def _form_key(settings: Any) -> bytes:
@@ -382,10 +404,14 @@ async def _small_form(request: Request) -> dict[str, str]:
     if cross_site(dict(request.headers), request.headers.get("host")):
         raise Refusal(403, MSG["cross_site"])
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > SMALL_FORM_BYTES:
-            raise Refusal(413, MSG["field_long"])
+    web: Web = request.app.state.web
+    try:
+        async for chunk in paced_body(request.stream(), web.pacing):
+            body += chunk
+            if len(body) > SMALL_FORM_BYTES:
+                raise Refusal(413, MSG["field_long"])
+    except BodyStalled:
+        raise Refusal(408, MSG["stalled"]) from None
     try:
         pairs = urllib.parse.parse_qsl(body.decode("ascii"), keep_blank_values=True,
                                        strict_parsing=False, max_num_fields=8)
@@ -400,8 +426,12 @@ async def _small_form(request: Request) -> dict[str, str]:
 # --------------------------------------------------------------------------- sealing glue
 async def _seal_request(web: Web, request: Request,
                         desks: Callable[[], list[Any]], **sealer_options: Any) -> Any:
-    """Stream the multipart body into a Sealer running in a worker thread.
+    """Stream the multipart body, piece by piece, into a Sealer run on worker threads.
 
+    Nothing is reserved from ``Content-Length``: each received piece is charged to the budget
+    (app/web/budget.py) before it is sealed, and a sealing thread is taken only for a piece
+    that has arrived (why: a connection that sends headers and then nothing must hold no
+    thread and no budget).  A body that stalls is cut off (app/web/pacing.py).
     ``sealer_options`` go to the Sealer (``follow_up=`` for a follow-up into a mailbox).
     """
     settings = web.settings
@@ -422,82 +452,76 @@ async def _seal_request(web: Web, request: Request,
                + 4 * (settings.max_text_chars + 20_000) + 1024 * 1024)
     if declared > largest:  # more than any acceptable form: refuse before reading a byte
         raise Refusal(413, MSG["file_big"])
-    disk_path = _disk_path(settings)
-    if _free_bytes(disk_path) - declared < settings.min_free_bytes:
-        raise Refusal(507, MSG["disk"])
-    if web.inflight + declared > settings.max_pending_bytes:
-        raise Refusal(429, MSG["pending"])
-
-    available = await anyio.to_thread.run_sync(desks)
-    sealer = Sealer(
-        boundary=boundary,
-        store=web.store,
-        desks=available,
-        limits=Limits(settings.max_file_bytes, settings.max_files, settings.max_text_chars,
-                      settings.min_free_bytes, disk_path),
-        tokens=web.tokens,
-        kdf_slots=web.kdf_slots,
-        **sealer_options,
-    )
-    sender, receiver = anyio.create_memory_object_stream[bytes](CHANNEL_DEPTH)
-    reserved = declared
-    web.inflight += reserved
-    outcome: dict[str, Any] = {}
-
-    async def produce() -> None:
-        nonlocal reserved
-        received = 0
-        buf: list[bytes] = []
-        size = 0
-        try:
-            async with sender:
-                async for chunk in request.stream():
-                    received += len(chunk)
-                    if received > reserved:  # chunked or lying Content-Length
-                        web.inflight += received - reserved
-                        reserved = received
-                        if web.inflight > settings.max_pending_bytes:
-                            outcome["refusal"] = Refusal(429, MSG["pending"])
-                            return
-                    buf.append(chunk)
-                    size += len(chunk)
-                    if size >= FEED_CHUNK:
-                        await sender.send(b"".join(buf))
-                        buf, size = [], 0
-                if buf:
-                    await sender.send(b"".join(buf))
-                outcome["complete"] = True
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # the sealer stopped reading (it refused): it has its answer
-        except Exception as exc:  # ClientDisconnect and the like: the sealer sees a short body
-            outcome["stream_error"] = type(exc).__name__
-
-    def consume() -> Any:
-        def next_chunk() -> bytes:
-            try:
-                return anyio.from_thread.run(receiver.receive)
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                return b""
-        try:
-            return sealer.run(next_chunk)
-        except BaseException as exc:
-            return exc
-        finally:
-            anyio.from_thread.run_sync(receiver.close)
-
+    feeder = _Feeder(web, desks, boundary, sealer_options)
+    ticket = web.budget.open()
+    complete = False
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(produce)
-            result = await anyio.to_thread.run_sync(consume, limiter=web.seal_limiter)
-        if "refusal" in outcome:  # the pending-bytes cap stopped the stream
-            result = outcome["refusal"]
-        if isinstance(result, BaseException):
-            if not outcome.get("complete") and "stream_error" not in outcome:
-                await _drain(request)
-            raise result
-        return result
+        async for chunk in paced_body(request.stream(), web.pacing):
+            await web.budget.take(ticket, len(chunk), settings.budget_wait_seconds)
+            await feeder.add(chunk, ticket)
+        complete = True
+        return await feeder.finish(ticket)
+    except BodyStalled:  # the client went quiet: no drain, nothing kept, 408
+        await feeder.abort(Refusal(408, MSG["stalled"]))
+        raise Refusal(408, MSG["stalled"]) from None
+    except BaseException as exc:
+        await feeder.abort(exc)
+        if isinstance(exc, Refusal) and not complete:
+            await _drain(request)
+        raise
     finally:
-        web.inflight -= reserved
+        web.budget.close(ticket)
+
+
+class _Feeder:
+    """Batches received pieces and hands them to the Sealer on a sealing thread."""
+
+    def __init__(self, web: Web, desks: Callable[[], list[Any]], boundary: bytes,
+                 options: dict[str, Any]) -> None:
+        self.web, self.desks, self.boundary, self.options = web, desks, boundary, options
+        self.sealer: Sealer | None = None
+        self.batch = bytearray()
+
+    async def _sealer(self) -> Sealer:
+        if self.sealer is None:
+            web, settings = self.web, self.web.settings
+            available = await anyio.to_thread.run_sync(self.desks)
+            self.sealer = Sealer(
+                boundary=self.boundary,
+                store=web.store,
+                desks=available,
+                limits=Limits(settings.max_file_bytes, settings.max_files,
+                              settings.max_text_chars, settings.min_free_bytes,
+                              _disk_path(settings)),
+                tokens=web.tokens,
+                kdf_slots=web.kdf_slots,
+                **self.options,
+            )
+        return self.sealer
+
+    async def add(self, chunk: bytes, ticket: Ticket) -> None:
+        self.batch += chunk
+        if len(self.batch) >= FEED_CHUNK:
+            await self._flush(ticket)
+
+    async def _flush(self, ticket: Ticket) -> None:
+        sealer = await self._sealer()
+        piece, self.batch = bytes(self.batch), bytearray()
+        await anyio.to_thread.run_sync(sealer.feed, piece, limiter=self.web.seal_limiter)
+        self.web.budget.landed(ticket, len(piece))
+
+    async def finish(self, ticket: Ticket) -> Any:
+        if self.batch or self.sealer is None:
+            await self._flush(ticket)
+        assert self.sealer is not None
+        return await anyio.to_thread.run_sync(self.sealer.finish, limiter=self.web.seal_limiter)
+
+    async def abort(self, exc: BaseException) -> None:
+        """Roll the sealer back, even when the request is being cancelled."""
+        self.batch = bytearray()
+        if self.sealer is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.sealer.abort, exc)
 
 
 async def _drain(request: Request) -> None:

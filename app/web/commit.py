@@ -34,6 +34,7 @@ from app.crypto import AgeError, NotAgeFileError, padme
 from app.crypto.header import parse_header
 from app.crypto.mailbox import token_hash as hash_token
 from app.crypto.x25519 import is_generated_share
+from app.store import is_disk_full
 
 from .errors import MSG, N_
 from .forms import cross_site
@@ -326,6 +327,8 @@ def _commit_sync(web: Any, request: Request, data: dict[str, Any],
             return refuse(request, 422, CMSG["reply_key"])
         if "token hash" in text:
             return refuse(request, 400, MSG["bad_form"])
+        if is_disk_full(exc):  # the rename or the database commit found no space
+            return refuse(request, 507, MSG["disk"])
         return refuse(request, 500, MSG["server"])
     return {"id": submission_id, "desk": desk}
 

@@ -72,6 +72,14 @@ MSG = {
         "A part of your submission does not look like it was encrypted for the editors of "
         "this desk. Nothing was kept. Please reload the page and send again."
     ),
+    "stalled": N_(
+        "The connection stopped sending for too long, so the server gave up. Nothing of this "
+        "request was kept. Please send it again."
+    ),
+    "token_uploads": N_(
+        "This form already has as many uploads as it may hold. Nothing more was kept. "
+        "Open the form again to send more."
+    ),
     "codename_words": N_("A codename has exactly seven words. Please check what you typed."),
     "codename_word": N_("One of the words is not a codename word. Please check the spelling."),
 }

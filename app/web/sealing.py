@@ -52,6 +52,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from app.crypto import Encryptor, HybridIdentity, X25519Identity, padme, parse_recipient
 from app.crypto.mailbox import derive_mailbox, kdf, new_codename, token_hash
 from app.crypto.padding import write_padding
+from app.store import StoreError, is_disk_full
 
 from .errors import MSG, Refusal
 from .i18n import KNOWN
@@ -194,14 +195,39 @@ class Sealer:
                 chunk = next_chunk()
                 if not chunk:
                     break
-                self._write(chunk)
-            self.parser.finalize()
-            if not self._ended:
-                raise Refusal(400, MSG["bad_form"])
-            return self._finish()
+                self.feed(chunk)
+            return self.finish()
         except BaseException as exc:
-            self._abort(exc)
+            self.abort(exc)
             raise
+
+    def feed(self, chunk: bytes) -> None:
+        """Parse and seal one piece of the body (any worker thread; one call at a time).
+
+        Why pieces instead of one thread that reads a channel: a thread is then held only
+        while there are bytes to seal, never while the witness's connection is quiet.
+        """
+        self._write(chunk)
+
+    def finish(self) -> Receipt:
+        """The body ended: check it was complete, seal the testimony and commit."""
+        self.parser.finalize()
+        if not self._ended:
+            raise Refusal(400, MSG["bad_form"])
+        try:
+            return self._finish()
+        except StoreError as exc:
+            if is_disk_full(exc):
+                raise Refusal(507, MSG["disk"]) from None
+            raise
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise Refusal(507, MSG["disk"]) from None
+            raise
+
+    def abort(self, exc: BaseException) -> None:
+        """Leave nothing behind after ``feed``/``finish`` failed or the body was cut off."""
+        self._abort(exc)
 
     def _write(self, chunk: bytes) -> None:
         if self._ended:
@@ -210,6 +236,10 @@ class Sealer:
             self.parser.write(chunk)
         except MultipartParseError:
             raise Refusal(400, MSG["bad_form"]) from None
+        except OSError as exc:  # a staging blob could not be written: the disk is full
+            if is_disk_full(exc):
+                raise Refusal(507, MSG["disk"]) from None
+            raise
 
     # ---------------------------------------------------------------- callbacks
     def _part_begin(self) -> None:

@@ -17,28 +17,30 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import datetime as dt
 import email.utils
 import math
-import queue
 import re
-import threading
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from app.crypto import padme
+from app.store import NotFound, is_disk_full
+from app.store.uploads import UploadConflict, UploadTooLong, expires_at
 
-from .errors import N_
+from .budget import Ticket
+from .errors import MSG, N_, Refusal
 from .forms import cross_site
+from .pacing import BodyStalled, paced_body
+from .quota import QuotaExceeded
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration"
-WRITE_QUEUE = 16  # received pieces waiting for the writer thread, per PATCH
-IDLE_SECONDS = 120  # a PATCH that receives nothing for this long is ended (bytes kept)
-MAX_ACTIVE_PATCHES = 16  # PATCH streams written at once by this process; more -> 503
 AGE_HEADER_MAX = 1 << 20  # app.crypto.header.MAX_HEADER_BYTES
 STREAM_CHUNK = 64 * 1024
 _ROLE = re.compile(r"^(message|file-([1-9][0-9]{0,3}))$")
@@ -107,7 +109,6 @@ def parse_metadata(header: str) -> dict[str, str]:
 
 
 router = APIRouter()
-_patch_slots = threading.BoundedSemaphore(MAX_ACTIVE_PATCHES)
 
 
 def _tus_ok(request: Request) -> bool:
@@ -130,8 +131,6 @@ def _precheck(request: Request) -> JSONResponse | None:
     if not _tus_ok(request):
         return refuse(request, 412, UMSG["tus_version"], {"Tus-Version": TUS_VERSION})
     if cross_site(dict(request.headers), request.headers.get("host")):
-        from .errors import MSG
-
         return refuse(request, 403, MSG["cross_site"])
     return None
 
@@ -139,13 +138,12 @@ def _precheck(request: Request) -> JSONResponse | None:
 @router.post("/api/uploads")
 async def tus_create(request: Request) -> Response:
     """Create an upload: ``Upload-Length`` (required), ``Upload-Metadata`` desk + role."""
-    from .errors import MSG
-
     if (bad := _precheck(request)) is not None:
         return bad
     web = request.app.state.web
     settings = web.settings
-    if web.tokens.check(request.headers.get("guwah-form-token", "")) is None:
+    nonce = web.tokens.check(request.headers.get("guwah-form-token", ""))
+    if nonce is None:
         return refuse(request, 403, MSG["csrf"])
     if "upload-defer-length" in request.headers:
         return refuse(request, 400, UMSG["upload_bad"])
@@ -164,27 +162,25 @@ async def tus_create(request: Request) -> Response:
         settings.max_file_bytes)
     if length > limit:
         return refuse(request, 413, MSG["file_big"] if role != "message" else MSG["text_long"])
-    store = web.store
-
-    def create() -> Any:
-        from app.store import NotFound
-
-        try:
-            desk = store.get_desk(meta.get("desk", ""))
-        except NotFound:
-            return refuse(request, 422, MSG["unknown_desk"])
-        if not desk.recipients:
-            return refuse(request, 422, MSG["unknown_desk"])
-        area = store.uploads
-        if area.reserved_bytes() + web.inflight + length > settings.max_pending_bytes:
-            return refuse(request, 507, MSG["pending"])
-        if store.free_bytes() - length < settings.min_free_bytes:
-            return refuse(request, 507, MSG["disk"])
-        return area.create(desk.id, role, length)
-
-    info = await anyio.to_thread.run_sync(create)
+    # a hint, not a reservation: a create that could not fit right now is told at once
+    if web.budget.room() < length:
+        return refuse(request, 507, MSG["pending"])
+    if web.budget.disk_short(length):
+        return refuse(request, 507, MSG["disk"])
+    try:
+        slot = web.ledger.admit(nonce, length)
+    except QuotaExceeded as exc:
+        return refuse(request, exc.status, exc.message)
+    try:
+        info = await anyio.to_thread.run_sync(_create, request, meta.get("desk", ""), role,
+                                              length)
+    except BaseException:
+        web.ledger.drop(slot)
+        raise
     if isinstance(info, Response):
+        web.ledger.drop(slot)
         return info
+    web.ledger.bind(slot, info.id)
     return Response(status_code=201, headers={
         "Tus-Resumable": TUS_VERSION,
         "Location": f"/api/uploads/{info.id}",
@@ -193,12 +189,25 @@ async def tus_create(request: Request) -> Response:
     })
 
 
+def _create(request: Request, desk_name: str, role: str, length: int) -> Any:
+    """One thread hop: the new upload's info, or the refusal that fits."""
+    store = request.app.state.web.store
+    try:
+        desk = store.get_desk(desk_name)
+    except NotFound:
+        return refuse(request, 422, MSG["unknown_desk"])
+    if not desk.recipients:
+        return refuse(request, 422, MSG["unknown_desk"])
+    try:
+        return store.uploads.create(desk.id, role, length)
+    except Exception as exc:  # the row insert or the empty file: 507 when the disk is full
+        if is_disk_full(exc):
+            return refuse(request, 507, MSG["disk"])
+        raise
+
+
 async def _live_info(request: Request, upload_id: str) -> Any:
     """The upload's info, or a refusal (404 unknown, 410 expired: then it is removed)."""
-    import datetime as dt
-
-    from app.store import NotFound
-
     web = request.app.state.web
     area = web.store.uploads
     if not _UPLOAD_ID.match(upload_id):
@@ -235,11 +244,14 @@ async def tus_head(request: Request, upload_id: str) -> Response:
 
 @router.patch("/api/uploads/{upload_id}")
 async def tus_patch(request: Request, upload_id: str) -> Response:
-    """Append the body at ``Upload-Offset``; 204 with the new offset once it is on disk."""
-    from app.store.uploads import UploadTooLong
+    """Append the body at ``Upload-Offset``; 204 with the new offset once it is on disk.
 
-    from .errors import MSG
-
+    No slot is held while the client is quiet: each received piece is charged to the budget
+    and written by a worker thread taken for that piece only (``WRITE_THREADS`` at once,
+    waited for, never refused).  A body that stalls is cut off after what arrived was
+    written; that prefix stays (it is charged to the budget, and the client resumes from the
+    offset HEAD reports).
+    """
     if (bad := _precheck(request)) is not None:
         return bad
     if request.headers.get("content-type", "").split(";")[0].strip() != (
@@ -250,43 +262,27 @@ async def tus_patch(request: Request, upload_id: str) -> Response:
     except ValueError:
         return refuse(request, 400, UMSG["upload_bad"])
     web = request.app.state.web
-    settings = web.settings
     if not _UPLOAD_ID.match(upload_id):
         return refuse(request, 404, UMSG["upload_gone"])
-    if not _patch_slots.acquire(blocking=False):
-        return refuse(request, 503, MSG["busy"], {"Retry-After": "5"})
+    opened = await anyio.to_thread.run_sync(_open_for_patch, request, upload_id)
+    if isinstance(opened, Response):
+        return opened
+    appender = opened
+    ticket = web.budget.open(upload=True)
+    kept = 0
     try:
-        opened = await anyio.to_thread.run_sync(_open_for_patch, request, upload_id)
-        if isinstance(opened, Response):
-            return opened
-        appender = opened
-        try:
-            if appender.offset != client_offset:
-                return refuse(request, 409, UMSG["upload_offset"],
-                              {"Upload-Offset": str(appender.offset)})
-            try:
-                await _stream_into(request, appender)
-            except ClientDisconnect:
-                # what arrived was written: it is a prefix of what the client sent at this
-                # offset, and the client re-syncs with HEAD before it continues
-                pass
-            except UploadTooLong:
-                await anyio.to_thread.run_sync(appender.rollback)
-                return refuse(request, 413, UMSG["upload_long"])
-            except OSError:  # e.g. the disk filled up under us: keep nothing of this PATCH
-                with contextlib.suppress(OSError):
-                    await anyio.to_thread.run_sync(appender.rollback)
-                return refuse(request, 507, MSG["disk"])
-            offset = await anyio.to_thread.run_sync(appender.finish)
-        finally:
-            await anyio.to_thread.run_sync(appender.close)
+        if appender.offset != client_offset:
+            return refuse(request, 409, UMSG["upload_offset"],
+                          {"Upload-Offset": str(appender.offset)})
+        outcome = await _receive_into(request, appender, ticket, upload_id)
+        if outcome is not None:
+            return outcome
+        offset = await anyio.to_thread.run_sync(appender.finish)
+        kept = offset - appender.start
     finally:
-        _patch_slots.release()
-    import datetime as dt
-
-    from app.store.uploads import expires_at
-
-    expires = expires_at(dt.datetime.now(dt.UTC).date(), settings.upload_expiry_hours)
+        web.budget.close(ticket, keep=kept)
+        await anyio.to_thread.run_sync(appender.close)
+    expires = expires_at(dt.datetime.now(dt.UTC).date(), web.settings.upload_expiry_hours)
     return Response(status_code=204, headers={
         "Tus-Resumable": TUS_VERSION,
         "Upload-Offset": str(offset),
@@ -294,76 +290,43 @@ async def tus_patch(request: Request, upload_id: str) -> Response:
     })
 
 
-async def _stream_into(request: Request, appender: Any) -> None:
-    """Copy the request body onto the upload while more of it is being received.
+async def _receive_into(request: Request, appender: Any, ticket: Ticket,
+                        upload_id: str) -> Response | None:
+    """Copy the body onto the upload piece by piece; a refusal, or None when it went well.
 
-    A writer thread does the write(2) calls (they can stall when the kernel throttles dirty
-    pages) while the event loop keeps receiving; at most WRITE_QUEUE pieces (each at most
-    what uvicorn hands over at once, a few hundred KiB) wait in between, so memory stays
-    bounded. Raises what the body stream or the writer raised (ClientDisconnect, OSError,
-    UploadTooLong) after everything received before it was written.
+    A disconnect or a stall keeps what was written (a prefix of what the client sent at
+    this offset); a refusal (too long, budget, disk) keeps nothing of this PATCH.
     """
-    pieces: queue.Queue[bytes | None] = queue.Queue(WRITE_QUEUE)
-    failure: list[BaseException] = []
+    web = request.app.state.web
+    try:
+        async for piece in paced_body(request.stream(), web.pacing):
+            await web.budget.take(ticket, len(piece), web.settings.budget_wait_seconds)
+            web.ledger.fed(upload_id)
+            await anyio.to_thread.run_sync(appender.write, piece, limiter=web.write_limiter)
+            web.budget.landed(ticket, len(piece))
+    except (ClientDisconnect, BodyStalled):
+        pass  # the client re-syncs with HEAD before it continues
+    except UploadTooLong:
+        await _rollback(appender)
+        return refuse(request, 413, UMSG["upload_long"])
+    except Refusal as exc:  # the budget: no room, or the disk is short
+        await _rollback(appender)
+        return refuse(request, 507, exc.message)
+    except OSError as exc:  # e.g. the disk filled up under us: keep nothing of this PATCH
+        await _rollback(appender)
+        if not is_disk_full(exc):
+            raise
+        return refuse(request, 507, MSG["disk"])
+    return None
 
-    def writer() -> None:
-        while (piece := pieces.get()) is not None:
-            if failure:
-                continue  # drain: the producer must never block on a dead writer
-            try:
-                appender.write(piece)
-            except BaseException as exc:  # reported to the event loop below
-                failure.append(exc)
 
-    async def produce() -> None:
-        body = request.stream().__aiter__()
-        try:
-            while True:
-                # a circuit that dies without closing the connection must not hold the
-                # upload (one writer at a time) for ever: give up after IDLE_SECONDS
-                with anyio.move_on_after(IDLE_SECONDS) as idle:
-                    try:
-                        chunk = await body.__anext__()
-                    except StopAsyncIteration:
-                        break
-                if idle.cancelled_caught:
-                    raise ClientDisconnect()
-                if failure:
-                    break
-                if not chunk:
-                    continue
-                try:
-                    pieces.put_nowait(chunk)
-                except queue.Full:
-                    await anyio.to_thread.run_sync(pieces.put, chunk)
-        finally:
-            try:
-                pieces.put_nowait(None)
-            except queue.Full:
-                await anyio.to_thread.run_sync(pieces.put, None)
-
-    received: list[BaseException] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(anyio.to_thread.run_sync, writer)
-        try:
-            await produce()
-        except ClientDisconnect as exc:
-            received.append(exc)
-    if failure:
-        raise failure[0]
-    if received:
-        raise received[0]
+async def _rollback(appender: Any) -> None:
+    with contextlib.suppress(OSError), anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(appender.rollback)
 
 
 def _open_for_patch(request: Request, upload_id: str) -> Any:
     """One thread hop: the upload's appender (one query), or the refusal that fits."""
-    import datetime as dt
-
-    from app.store import NotFound
-    from app.store.uploads import UploadConflict
-
-    from .errors import MSG
-
     web = request.app.state.web
     area = web.store.uploads
     try:
@@ -379,23 +342,22 @@ def _open_for_patch(request: Request, upload_id: str) -> Any:
         except NotFound:
             pass
         return refuse(request, 410, UMSG["upload_gone"])
-    if web.store.free_bytes() - (appender.length - appender.offset) < web.settings.min_free_bytes:
-        appender.close()
-        return refuse(request, 507, MSG["disk"])
     return appender
 
 
 @router.delete("/api/uploads/{upload_id}")
 async def tus_delete(request: Request, upload_id: str) -> Response:
     """tus termination: the upload and its bytes are removed at once."""
-    from app.store import NotFound
-
     if (bad := _precheck(request)) is not None:
         return bad
     if not _UPLOAD_ID.match(upload_id):
         return refuse(request, 404, UMSG["upload_gone"])
+    web = request.app.state.web
     try:
-        await anyio.to_thread.run_sync(request.app.state.web.store.uploads.delete, upload_id)
+        info = await anyio.to_thread.run_sync(web.store.uploads.info, upload_id)
+        await anyio.to_thread.run_sync(web.store.uploads.delete, upload_id)
     except NotFound:
         return refuse(request, 404, UMSG["upload_gone"])
+    web.ledger.drop(upload_id)
+    web.budget.release_stored(info.offset)
     return Response(status_code=204, headers={"Tus-Resumable": TUS_VERSION})

@@ -48,6 +48,16 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 class Refused extends Error {}
 
+/** The server has no room for the encrypted path now (507: space, quota): the plain form
+ * (the server encrypts as it receives) still works, so it is offered instead of a dead end. */
+class NoRoom extends Refused {}
+
+/** The refusal that fits a non-success answer. */
+async function refusalOf(res, fallback) {
+  const message = await errorOf(res, fallback);
+  return res.status === 507 ? new NoRoom(message) : new Refused(message);
+}
+
 /** Length of the age header at the start of `first` (it ends with "\n--- <mac>\n"). */
 export function headerLength(first) {
   for (let i = 0; i + 4 < first.length; i++) {
@@ -111,7 +121,7 @@ class Upload {
         cache: "no-store",
       }),
     );
-    if (res.status !== 201) throw new Refused(await errorOf(res, this.ctx.s.failed));
+    if (res.status !== 201) throw await refusalOf(res, this.ctx.s.failed);
     this.url = res.headers.get("Location");
     this.id = this.url.split("/").pop();
   }
@@ -180,7 +190,7 @@ class Upload {
       if (res && ![409, 429, 503].includes(res.status) && res.status < 500) {
         throw new Refused(await errorOf(res, this.ctx.s.failed));
       }
-      if (res && res.status === 507) throw new Refused(await errorOf(res, this.ctx.s.failed));
+      if (res && res.status === 507) throw await refusalOf(res, this.ctx.s.failed);
       if (++failures > MAX_TRIES) throw new Refused(this.ctx.s.network);
       this.ctx.status(this.ctx.s.retrying);
       // also after a 409: the server may still be finishing the PATCH that was cut
@@ -443,18 +453,34 @@ async function run(form, s) {
       // now "used". The submission exists, so the witness must still get the codename.
       showReceipt(ctx, codename, { desk: ctx.desk, keys: [] }, files.length);
     } else {
-      if (res.status !== 201) throw new Refused(await errorOf(res, s.failed));
+      if (res.status !== 201) throw await refusalOf(res, s.failed);
       const result = await res.json();
       showReceipt(ctx, codename, result, files.length);
     }
   } catch (err) {
     showError(err instanceof Refused ? err.message : s.failed);
+    if (err instanceof NoRoom) offerPlainForm(form, box, s);
     button.disabled = false;
     return;
   } finally {
     forget(null);
   }
   forget(form);
+}
+
+/** After a 507 on the encrypted path: say so plainly and offer the plain form, which sends
+ * the same fields and files to the server's own sealing (form.submit() skips our handler). */
+function offerPlainForm(form, box, s) {
+  const note = document.createElement("p");
+  note.textContent = s.noRoom;
+  const plain = document.createElement("button");
+  plain.type = "button";
+  plain.textContent = s.plainSend;
+  plain.addEventListener("click", () => {
+    plain.disabled = true;
+    HTMLFormElement.prototype.submit.call(form);
+  });
+  box.append(note, plain);
 }
 
 function init() {

@@ -6417,6 +6417,12 @@ function fmt(text, values) {
 var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 var Refused = class extends Error {
 };
+var NoRoom = class extends Refused {
+};
+async function refusalOf(res, fallback) {
+  const message = await errorOf(res, fallback);
+  return res.status === 507 ? new NoRoom(message) : new Refused(message);
+}
 function headerLength(first) {
   for (let i = 0; i + 4 < first.length; i++) {
     if (first[i] === 10 && first[i + 1] === 45 && first[i + 2] === 45 && first[i + 3] === 45 && first[i + 4] === 32) {
@@ -6470,7 +6476,7 @@ var Upload = class {
         cache: "no-store"
       })
     );
-    if (res.status !== 201) throw new Refused(await errorOf(res, this.ctx.s.failed));
+    if (res.status !== 201) throw await refusalOf(res, this.ctx.s.failed);
     this.url = res.headers.get("Location");
     this.id = this.url.split("/").pop();
   }
@@ -6536,7 +6542,7 @@ var Upload = class {
       if (res && ![409, 429, 503].includes(res.status) && res.status < 500) {
         throw new Refused(await errorOf(res, this.ctx.s.failed));
       }
-      if (res && res.status === 507) throw new Refused(await errorOf(res, this.ctx.s.failed));
+      if (res && res.status === 507) throw await refusalOf(res, this.ctx.s.failed);
       if (++failures > MAX_TRIES) throw new Refused(this.ctx.s.network);
       this.ctx.status(this.ctx.s.retrying);
       await sleep(delay);
@@ -6782,18 +6788,31 @@ async function run(form, s) {
     if (res.status === 409 && up.sawNetworkError) {
       showReceipt(ctx, codename, { desk: ctx.desk, keys: [] }, files.length);
     } else {
-      if (res.status !== 201) throw new Refused(await errorOf(res, s.failed));
+      if (res.status !== 201) throw await refusalOf(res, s.failed);
       const result = await res.json();
       showReceipt(ctx, codename, result, files.length);
     }
   } catch (err) {
     showError(err instanceof Refused ? err.message : s.failed);
+    if (err instanceof NoRoom) offerPlainForm(form, box, s);
     button.disabled = false;
     return;
   } finally {
     forget(null);
   }
   forget(form);
+}
+function offerPlainForm(form, box, s) {
+  const note = document.createElement("p");
+  note.textContent = s.noRoom;
+  const plain = document.createElement("button");
+  plain.type = "button";
+  plain.textContent = s.plainSend;
+  plain.addEventListener("click", () => {
+    plain.disabled = true;
+    HTMLFormElement.prototype.submit.call(form);
+  });
+  box.append(note, plain);
 }
 function init() {
   const form = $("#submit-form");

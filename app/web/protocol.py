@@ -1,0 +1,130 @@
+"""uvicorn's h11 protocol with two additions ``guwah serve`` needs (``http=`` option).
+
+Why a subclass: uvicorn has no timeout for reading request headers (its keep-alive timer only
+runs between two requests, and any byte cancels it), so a client that connects and sends
+nothing, or one header byte at a time, holds a connection for ever (slowloris); and the
+``400 Bad Request`` uvicorn writes itself for a garbage request line, a bad header or a
+negative ``Content-Length`` never passes through the ASGI app, so it lacked the security
+headers every other answer carries (app/web/security.py owns that list).
+
+* A connection must deliver complete request headers within ``header_timeout`` seconds of
+  being opened (and of the previous response, for keep-alive); else it is closed.
+* uvicorn's own 400 carries :data:`app.web.security.SECURITY_HEADERS`.
+* A connection answered before its request body ended is closed (uvicorn would otherwise
+  keep reading and dropping a trickled body on a kept-alive socket).
+
+* A request body from which nothing arrives for ``body_idle`` seconds, while uvicorn is
+  reading (not paused because the app is busy), closes the connection. This is a backstop for
+  routes that read a small body without app/web/pacing.py; the routes that stream large bodies
+  pace them themselves (shorter, and answer 408 after discarding what they built), so the
+  backstop is set to twice the app's idle time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .security import SECURITY_HEADERS
+
+_SECURITY = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
+
+
+class GuardedH11Protocol(H11Protocol):
+    """H11Protocol + a header-read deadline + security headers on its own 400s."""
+
+    header_timeout: float = 20.0
+    body_idle: float = 120.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._body_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        self._disarm_body_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the headers are complete
+            self._disarm_header_deadline()
+        if self.conn.their_state is h11.SEND_BODY:
+            self._arm_body_deadline()
+        else:
+            self._disarm_body_deadline()
+
+    def on_response_complete(self) -> None:
+        self._disarm_body_deadline()
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            # answered before the body ended (a refusal, a stall cut-off): uvicorn would keep
+            # reading and dropping the rest for as long as the client trickles it
+            self.transport.close()
+            return
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm_header_deadline()  # the next request's headers, on a kept-alive socket
+
+    def send_400_response(self, msg: str) -> None:
+        self._disarm_header_deadline()
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"connection", b"close"),
+            *_SECURITY,
+        ]
+        output = self.conn.send(h11.Response(status_code=400, headers=headers,
+                                             reason=b"Bad Request"))
+        output += self.conn.send(h11.Data(data=b"Bad request.\n"))
+        output += self.conn.send(h11.EndOfMessage())
+        self.transport.write(output)
+        self.transport.close()
+
+    # ------------------------------------------------------------------ header deadline
+    def _arm_header_deadline(self) -> None:
+        self._disarm_header_deadline()
+        self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_late(self) -> None:
+        self._header_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+    # ------------------------------------------------------------------ body backstop
+    def _arm_body_deadline(self) -> None:
+        self._disarm_body_deadline()
+        self._body_deadline = self.loop.call_later(self.body_idle, self._body_late)
+
+    def _disarm_body_deadline(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
+    def _body_late(self) -> None:
+        self._body_deadline = None
+        if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the app is not reading yet: not the client's silence
+            self._arm_body_deadline()
+            return
+        self.transport.close()
+
+
+def guarded_protocol(header_timeout: float, body_idle: float) -> type[GuardedH11Protocol]:
+    """The protocol class for uvicorn's ``http=`` option: this header deadline, and a body
+    backstop of twice the app's ``body_idle_seconds``."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,),
+                {"header_timeout": float(header_timeout), "body_idle": 2.0 * float(body_idle)})
