@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import delete, func, insert, select, update
 
+from app.utcday import stamp, today
+
 from .blobs import CHUNK, FsBlobStore, _DbReader, fsync_dir, new_ref
 from .models import BlobChunkRow, BlobStagingRow, SubmissionFileRow, SubmissionRow, UploadRow
 
@@ -150,12 +152,11 @@ class UploadAppender:
     def finish(self) -> int:
         """Make everything written so far durable (fsync / last chunk) and return the offset."""
         if self._fd is not None:
+            stamp(self._fd)  # the day, not the second of this PATCH
             os.fsync(self._fd)
         elif self._buffer:
             self._flush_chunk(bytes(self._buffer))
             self._buffer.clear()
-        from .store import today
-
         if self._day != today():  # the day of the last write, updated at most once a day
             self._area.touch(self.id)
             self._day = today()
@@ -253,14 +254,12 @@ class UploadArea:
         )
 
     def touch(self, upload_id: str) -> None:
-        from .store import today
-
         with self.engine.begin() as conn:
             conn.execute(update(UploadRow).where(UploadRow.id == upload_id).values(day=today()))
 
     # ------------------------------------------------------------------ API
     def create(self, desk_id: int, role: str, length: int) -> UploadInfo:
-        from .store import new_id, today
+        from .store import new_id
 
         upload_id, ref = new_id(), new_ref()
         with self.engine.begin() as conn:
@@ -280,9 +279,11 @@ class UploadArea:
                 fd = os.open(self.path(ref), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                              0o600)
                 try:
+                    stamp(fd)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+                stamp(self.dir)
                 fsync_dir(self.dir)
             except BaseException:
                 with self.engine.begin() as conn:
@@ -322,6 +323,7 @@ class UploadArea:
             for ref in refs:
                 self.path(ref).unlink(missing_ok=True)
             if self.dir.is_dir():
+                stamp(self.dir)
                 fsync_dir(self.dir)
         return len(rows)
 
@@ -365,8 +367,6 @@ class UploadArea:
         commit; on failure, everything stays an upload.
         """
         StoreError, _ = _errors()
-        from .store import today
-
         if "message" not in files:
             raise StoreError("a submission needs its message")
         pending = self.store.begin_submission(desk, token_hash, reply_recipient, parent_id)
@@ -394,6 +394,7 @@ class UploadArea:
                     moved.append(row)
                     dirs.add(final.parent)
                 for path in sorted(dirs | {self.dir}):
+                    stamp(path)  # a rename dates its directories to the second
                     fsync_dir(path)
             ids = [r.id for r in rows.values()]
             refs = [r.blob_ref for r in rows.values()]
