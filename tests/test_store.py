@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import gc
+import hashlib
 import os
 import secrets
 from pathlib import Path

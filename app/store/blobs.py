@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from app.utcday import stamp, today
 
+from .disktimes import Entry, list_quietly, open_quietly
 from .models import BlobChunkRow, BlobStagingRow
 from .reflocks import RefLocks
 
@@ -211,31 +212,11 @@ class BlobStore(ABC):
 # --------------------------------------------------------------------------- filesystem
 
 
-def _scan(path: Path) -> list[os.DirEntry[str]]:
-    """The entries of ``path``, or none if it does not exist (yet)."""
-    try:
-        with os.scandir(path) as entries:
-            return list(entries)
-    except FileNotFoundError:
-        return []
-
-
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _open_noatime(path: Path) -> BinaryIO:
-    """Open for reading without updating atime (a read would stamp the exact time of an
-    export). O_NOATIME is allowed to the file's owner only: fall back without it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0))
-    except PermissionError:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    return os.fdopen(fd, "rb")
-
 
 
 class _FsWriter(BlobWriter):
@@ -400,7 +381,7 @@ class FsBlobStore(BlobStore):
 
     def open(self, ref: str) -> BinaryIO:
         try:
-            return _open_noatime(self._final(ref))
+            return open_quietly(self._final(ref))
         except FileNotFoundError:
             if self.engine is not None and self._has_chunks(ref):
                 return io.BufferedReader(_DbReader(self.engine, ref), buffer_size=CHUNK)  # type: ignore[return-value]
@@ -428,15 +409,15 @@ class FsBlobStore(BlobStore):
             with self.engine.begin() as conn:
                 conn.execute(delete(BlobChunkRow).where(BlobChunkRow.ref.in_(refs)))
 
-    def _listing(self) -> tuple[list[os.DirEntry[str]], list[os.DirEntry[str]]]:
+    def _listing(self) -> tuple[list[Entry], list[Entry]]:
         """(staging files, files in the blob and upload dirs): listed before any row is read."""
-        staged = [e for e in _scan(self.staging) if e.is_file(follow_symlinks=False)]
+        staged = [e for e in list_quietly(self.staging) if e.is_file]
         stored = [
             entry
-            for sub in _scan(self.root)
-            if sub.is_dir(follow_symlinks=False) and sub.name != "staging"
-            for entry in _scan(Path(sub.path))
-            if entry.is_file(follow_symlinks=False)
+            for sub in list_quietly(self.root)
+            if sub.is_dir and sub.name != "staging"
+            for entry in list_quietly(sub.path)
+            if entry.is_file
         ]
         return staged, stored
 
@@ -492,10 +473,10 @@ class FsBlobStore(BlobStore):
 
     def pending_bytes(self) -> int:
         total = 0
-        for entry in _scan(self.staging):
-            if entry.is_file(follow_symlinks=False):
+        for entry in list_quietly(self.staging):
+            if entry.is_file:
                 with suppress(FileNotFoundError):  # committed or removed meanwhile
-                    total += entry.stat().st_size
+                    total += os.stat(entry.path).st_size
         with self._lock:
             writers = list(self._pending.values())
         total += sum(len(w._buffer) for w in writers if not w.closed and w.inline)
@@ -503,12 +484,12 @@ class FsBlobStore(BlobStore):
 
     def all_refs(self) -> list[str]:
         """Every committed blob file (for backups and checks)."""
-        refs: list[str] = []
-        if self.root.is_dir():
-            for sub in os.scandir(self.root):
-                if sub.is_dir(follow_symlinks=False) and sub.name != "staging":
-                    refs.extend(e.name for e in os.scandir(sub.path))
-        return refs
+        return [
+            entry.name
+            for sub in list_quietly(self.root)
+            if sub.is_dir and sub.name != "staging"
+            for entry in list_quietly(sub.path)
+        ]
 
     def path_of(self, ref: str) -> Path:
         return self._final(ref)

@@ -16,8 +16,54 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 from app.utcday import floor_to_day
+
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+def _open_noatime(path: str | Path, flags: int) -> int:
+    """``os.open`` without updating atime. With relatime, the first read after a restamp
+    would write the exact time of that read; O_NOATIME is allowed to the owner only."""
+    try:
+        return os.open(path, flags | os.O_CLOEXEC | _NOATIME)
+    except PermissionError:
+        return os.open(path, flags | os.O_CLOEXEC)
+
+
+def open_quietly(path: str | Path) -> BinaryIO:
+    """A file opened for reading that leaves its atime alone."""
+    return os.fdopen(_open_noatime(path, os.O_RDONLY), "rb")
+
+
+class Entry(NamedTuple):
+    name: str
+    path: str
+    is_dir: bool
+    is_file: bool
+
+
+def list_quietly(path: str | Path) -> list[Entry]:
+    """The entries of a directory (none if it is missing), read without moving its atime.
+    Links are neither files nor directories here."""
+    try:
+        fd = _open_noatime(path, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    try:
+        with os.scandir(fd) as entries:
+            return [
+                Entry(
+                    e.name,
+                    os.path.join(path, e.name),
+                    e.is_dir(follow_symlinks=False),
+                    e.is_file(follow_symlinks=False),
+                )
+                for e in entries
+            ]
+    finally:
+        os.close(fd)
 
 
 def _restamp(path: str) -> bool:

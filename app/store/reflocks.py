@@ -8,10 +8,11 @@ anyway. A lock can: a writer *holds* its blob's lock from before the first byte 
 commit has finished or been undone; the kernel (or PostgreSQL, when the connection drops) lets
 go of it when the process dies. Cleanup removes only what it can *claim*.
 
-* ``FileRefLocks``: POSIX record locks on one byte per blob (offset from a hash of its name) of
-  one lock file, ``DATA_DIR/blob-locks`` (SQLite, or ``fs`` blobs). Why not ``flock`` on the blob file itself: the file would exist, unlocked, for
-  an instant before its writer locks it; here the lock comes first. Record locks are what NFS
-  shares between machines, so two nodes on one shared blob dir see each other's.
+* ``FileRefLocks``: POSIX record locks on one byte per blob (offset from a hash of its name)
+  of one lock file, ``DATA_DIR/blob-locks`` (SQLite, or ``fs`` blobs). Why not ``flock`` on
+  the blob file itself: the file would exist, unlocked, for an instant before its writer
+  locked it; here the lock comes first. Record locks are what NFS shares between machines,
+  so two nodes on one shared data dir see each other's.
 * ``PgRefLocks``: PostgreSQL session advisory locks, all held on one dedicated autocommit
   connection per process (why not one per upload: a pool would run dry with 32 slow uploads).
 

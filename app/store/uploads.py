@@ -25,6 +25,7 @@ import datetime as dt
 import fcntl
 import os
 import threading
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -34,6 +35,7 @@ from sqlalchemy import delete, func, insert, select, update
 from app.utcday import stamp, today
 
 from .blobs import CHUNK, FsBlobStore, _DbReader, fsync_dir, new_ref
+from .disktimes import list_quietly, open_quietly
 from .models import BlobChunkRow, BlobStagingRow, SubmissionFileRow, SubmissionRow, UploadRow
 
 if TYPE_CHECKING:
@@ -301,7 +303,7 @@ class UploadArea:
         """Read an upload's bytes (the commit checks the age header and hashes them)."""
         row = self._row(upload_id)
         if self.fs:
-            return open(self.path(row.blob_ref), "rb")
+            return open_quietly(self.path(row.blob_ref))
         import io
 
         return io.BufferedReader(_DbReader(self.engine, row.blob_ref), buffer_size=CHUNK)  # type: ignore[return-value]
@@ -350,7 +352,12 @@ class UploadArea:
         """Bytes on disk in fs uploads (db uploads are counted by the blob store's staging)."""
         if not self.fs or not self.dir.is_dir():
             return 0
-        return sum(e.stat().st_size for e in os.scandir(self.dir) if e.is_file())
+        total = 0
+        for entry in list_quietly(self.dir):
+            if entry.is_file:
+                with suppress(FileNotFoundError):  # adopted or removed meanwhile
+                    total += os.stat(entry.path).st_size
+        return total
 
     def adopt(
         self,
