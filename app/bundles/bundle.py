@@ -34,6 +34,8 @@ from typing import Any, BinaryIO
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from app.utcday import stamp
+
 from .errors import BundleError
 from .ustar import END, MAX_MEMBER_SIZE, iter_members, member_header, padding
 
@@ -340,6 +342,7 @@ def write_bundle_file(
                     writer.add(entry.path, src, progress)
             writer.close()
             fh.flush()
+            stamp(fh.fileno())  # its UTC day, not the second it was written
             os.fsync(fh.fileno())
         os.link(tmp, dest)  # never replaces an existing file
         fsync_dir(dest.parent)

@@ -10,152 +10,46 @@ Both blob backends, on SQLite and (GUWAH_TEST_DATABASE_URL) PostgreSQL.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GuwahServer, run_guwah_server
+from conftest import GuwahServer
 from sqlalchemy import select
+from witness_traffic import (
+    FILE_BYTES,
+    TUS,
+    HeldWitness,
+    jsoff_witness,
+    json_witness,
+    message_document,
+    run_guwah,
+    serve_with_backend,
+    store_of,
+    upload,
+    wait_for,
+)
 
 from app.crypto import decrypt, encrypt, padme
 from app.crypto.mailbox import derive_mailbox, new_codename
-from app.settings import load_settings
-from app.store import Store
 from app.store.models import BlobChunkRow, BlobStagingRow
 
 pytestmark = [pytest.mark.database, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-TUS = {"Tus-Resumable": "1.0.0"}
-FILE_BYTES = 700 * 1024  # above the 256 KiB inline limit: the fs backend writes a staging file
-HELD_BYTES = 2 * 1024 * 1024  # a held witness sends 1.5 MiB of it (the sealer batches 1 MiB)
-
 
 @pytest.fixture(params=["fs", "db"])
 def server(request, tmp_path: Path, database_url: str) -> Iterator[GuwahServer]:
-    extra = {"GUWAH_BLOB_BACKEND": request.param}
-    with run_guwah_server(tmp_path, database_url, env_extra=extra) as srv:
-        srv.extra["backend"] = request.param
-        yield srv
-
-
-def _store(server: GuwahServer) -> Store:
-    return Store(load_settings(server.data_dir, database_url=server.database_url,
-                               blob_backend=server.extra["backend"]))
-
-
-def _token(server: GuwahServer) -> str:
-    page = httpx.get(server.url + "/submit", timeout=60)
-    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-
-
-def _jsoff_body(token: str, marker: str, size: int) -> tuple[bytes, bytes, str]:
-    """(first part: fields and the first 1.5 MiB of the file, the rest, boundary)."""
-    boundary = "----debris" + secrets.token_hex(6)
-    fields = [("csrf", token), ("desk", "default"), ("website", ""), ("testimony", marker)]
-    head = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{n}"\r\n\r\n{v}\r\n'.encode()
-        for n, v in fields
-    )
-    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
-            f'filename="e.bin"\r\nContent-Type: application/octet-stream\r\n\r\n').encode()
-    body = head + part + os.urandom(size) + f"\r\n--{boundary}--\r\n".encode()
-    cut = len(head) + len(part) + min(size - 1, 1536 * 1024)
-    return body[:cut], body[cut:], boundary
-
-
-class HeldWitness:
-    """A JS-off witness on slow Tor: the request is half sent, the rest comes later."""
-
-    def __init__(self, server: GuwahServer, marker: str) -> None:
-        first, self.rest, boundary = _jsoff_body(_token(server), marker, HELD_BYTES)
-        port = int(server.url.rsplit(":", 1)[1])
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
-        self.sock.sendall(
-            (f"POST /submit HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-             f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-             f"Content-Length: {len(first) + len(self.rest)}\r\nConnection: close\r\n\r\n"
-             ).encode() + first)
-
-    def finish(self) -> int:
-        self.sock.sendall(self.rest)
-        answer = b""
-        while chunk := self.sock.recv(65536):
-            answer += chunk
-        self.sock.close()
-        return int(answer.split(b" ", 2)[1])
-
-
-def _jsoff(server: GuwahServer, marker: str, acks: list[str]) -> None:
-    first, rest, boundary = _jsoff_body(_token(server), marker, 1200 * 1024)
-    try:
-        r = httpx.post(server.url + "/submit", content=first + rest, timeout=120, headers={
-            "Content-Type": f"multipart/form-data; boundary={boundary}"})
-    except httpx.HTTPError:
-        return  # the server died under it: not acknowledged
-    if r.status_code == 200:
-        acks.append(marker)
-
-
-def _message(marker: str) -> bytes:
-    doc = json.dumps({"format": "guwah-testimony/1", "testimony": marker}).encode()
-    return doc + b" " * (padme(len(doc)) - len(doc))
-
-
-def _upload(client: httpx.Client, token: str, data: bytes, role: str, upto: int) -> str:
-    meta = f"desk {_b64('default')},role {_b64(role)}"
-    r = client.post("/api/uploads", headers={**TUS, "Upload-Length": str(len(data)),
-                                             "Upload-Metadata": meta, "Guwah-Form-Token": token})
-    assert r.status_code == 201, r.text
-    url = r.headers["Location"]
-    for off in range(0, upto, 256 * 1024):
-        end = min(upto, off + 256 * 1024)
-        r = client.patch(url, content=data[off:end], headers={
-            **TUS, "Upload-Offset": str(off), "Content-Type": "application/offset+octet-stream"})
-        assert r.status_code == 204, r.text
-    return url
-
-
-def _b64(text: str) -> str:
-    import base64
-
-    return base64.b64encode(text.encode()).decode()
-
-
-def _json_witness(server: GuwahServer, marker: str, acks: list[str]) -> None:
-    """JS-on: encrypt, upload in chunks, commit."""
-    recipients = [server.identity.recipient()]
-    mailbox = derive_mailbox(new_codename(), "X25519")
-    try:
-        with httpx.Client(base_url=server.url, timeout=120) as client:
-            token = re.search(r'name="csrf" value="([^"]+)"', client.get("/submit").text).group(1)
-            message = encrypt(_message(marker), recipients)
-            attachment = encrypt(os.urandom(padme(FILE_BYTES)), recipients)
-            m = _upload(client, token, message, "message", len(message))
-            f = _upload(client, token, attachment, "file-1", len(attachment))
-            r = client.post("/api/submissions", json={
-                "csrf": token, "desk": "default", "message_upload": m.rsplit("/", 1)[1],
-                "files": [{"role": "file-1", "upload": f.rsplit("/", 1)[1]}],
-                "token_hash": mailbox.token_hash, "reply_recipient": str(mailbox.reply_recipient)})
-    except (httpx.HTTPError, AssertionError):
-        return
-    if r.status_code == 201:
-        acks.append(marker)
+    yield from serve_with_backend(tmp_path, database_url, request.param)
 
 
 def debris(server: GuwahServer) -> int:
     """Blobs no row references and no upload owns: staging files/rows, renamed orphans."""
-    with _store(server) as store:
+    with store_of(server) as store:
         keep = store.referenced_refs()
         if server.extra["backend"] == "fs":
             root = store.settings.blob_path
@@ -170,24 +64,13 @@ def debris(server: GuwahServer) -> int:
 def staging_count(server: GuwahServer) -> int:
     if server.extra["backend"] == "fs":
         return len(list((server.data_dir / "blobs" / "staging").glob("*.part")))
-    with _store(server) as store, store.engine.connect() as conn:
+    with store_of(server) as store, store.engine.connect() as conn:
         staged = {r for (r,) in conn.execute(select(BlobStagingRow.ref))}
         return len(staged - store.uploads.refs())
 
 
-def wait_for(predicate, what: str, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def guwah_cleanup(server: GuwahServer) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUWAH_")}
-    env.update(GUWAH_DATA_DIR=str(server.data_dir), GUWAH_DATABASE_URL=server.database_url,
-               GUWAH_BLOB_BACKEND=server.extra["backend"], TMPDIR=str(server.tmpdir))
-    proc = subprocess.run([sys.executable, "-m", "app.server_cli.main", "cleanup"], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = run_guwah(server, "cleanup")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     # counts only: no blob name, id or token could be tied to anything
@@ -204,7 +87,7 @@ def counts(output: str) -> dict[str, int]:
 def stored_markers(server: GuwahServer) -> list[str]:
     """Decrypt every stored submission's message: every one must open."""
     found = []
-    with _store(server) as store:
+    with store_of(server) as store:
         for info in store.list_submissions():
             with store.open_blob_for_read(info.id, "message") as fh:
                 plain = decrypt(fh.read(), [server.identity])
@@ -221,11 +104,11 @@ def test_sigkill_mid_upload_then_cleanup_leaves_no_debris(server: GuwahServer) -
     # a JS-on upload in progress, acknowledged up to 512 KiB: it must survive the cleanup
     with httpx.Client(base_url=server.url, timeout=120) as client:
         token = re.search(r'name="csrf" value="([^"]+)"', client.get("/submit").text).group(1)
-        live_url = _upload(client, token, os.urandom(900 * 1024), "file-1", 512 * 1024)
+        live_url = upload(client, token, os.urandom(900 * 1024), "file-1", 512 * 1024)
     acks: list[str] = []
-    threads = [threading.Thread(target=_jsoff, args=(server, f"witness-{secrets.token_hex(6)}",
+    threads = [threading.Thread(target=jsoff_witness, args=(server, f"witness-{secrets.token_hex(6)}",
                                                       acks)) for _ in range(14)]
-    threads += [threading.Thread(target=_json_witness,
+    threads += [threading.Thread(target=json_witness,
                                  args=(server, f"witness-{secrets.token_hex(6)}", acks))
                 for _ in range(6)]
     for t in threads:
@@ -248,10 +131,10 @@ def test_sigkill_mid_upload_then_cleanup_leaves_no_debris(server: GuwahServer) -
     assert debris(server) == 0
     markers = stored_markers(server)
     assert set(acknowledged) <= set(markers)  # no acknowledged submission lost
-    with _store(server) as store:
+    with store_of(server) as store:
         assert len(markers) == len(store.list_submissions())
-        upload = store.uploads.info(live_url.rsplit("/", 1)[1])
-        assert upload.offset == 512 * 1024  # an acknowledged upload offset survives too
+        live = store.uploads.info(live_url.rsplit("/", 1)[1])
+        assert live.offset == 512 * 1024  # an acknowledged upload offset survives too
     assert counts(guwah_cleanup(server))["removed"] == 0  # idempotent
 
 
@@ -262,12 +145,12 @@ def test_cleanup_during_uploads_leaves_them_to_finish(server: GuwahServer) -> No
     recipients = [server.identity.recipient()]
     mailbox = derive_mailbox(new_codename(), "X25519")
     json_marker = f"witness-{secrets.token_hex(6)}"
-    message = encrypt(_message(json_marker), recipients)
+    message = encrypt(message_document(json_marker), recipients)
     attachment = encrypt(os.urandom(padme(FILE_BYTES)), recipients)
     with httpx.Client(base_url=server.url, timeout=120) as client:
         token = re.search(r'name="csrf" value="([^"]+)"', client.get("/submit").text).group(1)
-        m = _upload(client, token, message, "message", len(message))
-        f = _upload(client, token, attachment, "file-1", 300 * 1024)
+        m = upload(client, token, message, "message", len(message))
+        f = upload(client, token, attachment, "file-1", 300 * 1024)
 
         output = guwah_cleanup(server)
         assert counts(output)["removed"] == 0
