@@ -10,7 +10,6 @@ import base64
 import binascii
 import datetime as dt
 import json
-import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from app.crypto import AgeError, parse_recipient
+from app.ids import DESK_NAME, HEX64, ID, ROLE, is_a
 from app.settings import Settings
 from app.utcday import today
 
@@ -44,10 +44,6 @@ from .reflocks import ref_locks_for
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-_ROLE = re.compile(r"^(message|file-[1-9][0-9]{0,3})$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_DESK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 class StoreError(Exception):
@@ -132,7 +128,7 @@ def _submission(row: SubmissionRow, desk_name: str) -> SubmissionInfo:
 
 
 def _check_token_hash(token_hash: str) -> str:
-    if not isinstance(token_hash, str) or not _HEX64.match(token_hash):
+    if not is_a(HEX64, token_hash):
         raise StoreError("the mailbox token hash must be 64 lowercase hex characters")
     return token_hash
 
@@ -171,7 +167,7 @@ class PendingSubmission:
         """A writable file for one age file of this submission (staging name, random)."""
         if self._done:
             raise StoreError("this submission is already finished")
-        if not _ROLE.match(role):
+        if not is_a(ROLE, role):
             raise StoreError(f"unknown file role {role!r}: use 'message' or 'file-N'")
         if role in self._writers:
             raise StoreError(f"the submission already has a {role!r}")
@@ -384,7 +380,7 @@ class Store:
     # ------------------------------------------------------------------ desks and keys
 
     def add_desk(self, name: str, description: str = "") -> Desk:
-        if not _DESK_NAME.match(name or ""):
+        if not is_a(DESK_NAME, name):
             raise StoreError(
                 "a desk name is 1-64 letters, digits, '.', '_' or '-', starting with a letter "
                 "or digit"
@@ -535,7 +531,7 @@ class Store:
         return PendingSubmission(self, desk, token_hash, str(reply), parent_id)
 
     def submission(self, submission_id: str) -> SubmissionInfo:
-        if not _ID.match(submission_id or ""):
+        if not is_a(ID, submission_id):
             raise NotFound("no such submission")
         with self.session() as s:
             row = s.scalars(

@@ -15,8 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
-import re
 from typing import Any
 
 import anyio.to_thread
@@ -27,9 +25,11 @@ from python_multipart.multipart import parse_options_header
 from app.crypto import AgeError, padme
 from app.crypto.header import parse_header
 from app.crypto.mailbox import token_hash as hash_token
+from app.ids import HEX64, ID, is_a
 
 from .errors import MSG, N_
 from .forms import cross_site
+from .jsonbody import BadJson, parse_json
 from .uploads import refuse
 
 MAX_JSON = 64 * 1024
@@ -37,8 +37,6 @@ STREAM_CHUNK = 64 * 1024
 TAG = 16
 NONCE = 16
 READ = 1024 * 1024
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 # stanza type -> (decoded size of its one argument, size of its body)
 STANZA_SHAPES = {"X25519": (32, 32), "mlkem768x25519": (1120, 32)}
 
@@ -159,8 +157,8 @@ router = APIRouter()
 def _parse(body: bytes, max_files: int) -> dict[str, Any] | None:
     """The commit request, checked for shape; None when malformed."""
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = parse_json(body)
+    except BadJson:
         return None
     if not isinstance(data, dict):
         return None
@@ -177,12 +175,12 @@ def _parse(body: bytes, max_files: int) -> dict[str, Any] | None:
         if item["role"] != f"file-{i}" or not isinstance(item["upload"], str):
             return None
         uploads.append(item["upload"])
-    if any(not _UPLOAD_ID.match(u) for u in uploads) or len(set(uploads)) != len(uploads):
+    if any(not is_a(ID, u) for u in uploads) or len(set(uploads)) != len(uploads):
         return None
     token = data.get("mailbox_token")
-    if token is not None and (not isinstance(token, str) or not _HEX64.match(token)):
+    if token is not None and not is_a(HEX64, token):
         return None
-    if not _HEX64.match(data["token_hash"]) and token is None:
+    if not is_a(HEX64, data["token_hash"]) and token is None:
         return None
     return data
 

@@ -20,7 +20,6 @@ import contextlib
 import email.utils
 import math
 import queue
-import re
 import threading
 from typing import Any
 
@@ -30,6 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from app.crypto import padme
+from app.ids import ID, ROLE, is_a
 
 from .errors import N_
 from .forms import cross_site
@@ -41,8 +41,6 @@ IDLE_SECONDS = 120  # a PATCH that receives nothing for this long is ended (byte
 MAX_ACTIVE_PATCHES = 16  # PATCH streams written at once by this process; more -> 503
 AGE_HEADER_MAX = 1 << 20  # app.crypto.header.MAX_HEADER_BYTES
 STREAM_CHUNK = 64 * 1024
-_ROLE = re.compile(r"^(message|file-([1-9][0-9]{0,3}))$")
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 UMSG = {
     "tus_version": N_(
@@ -155,10 +153,10 @@ async def tus_create(request: Request) -> Response:
     except ValueError:
         return refuse(request, 400, UMSG["upload_bad"])
     role = meta.get("role", "")
-    match = _ROLE.match(role)
+    match = ROLE.fullmatch(role)
     if length < 0 or set(meta) - {"desk", "role"} or match is None:
         return refuse(request, 400, UMSG["upload_bad"])
-    if match.group(2) is not None and int(match.group(2)) > settings.max_files:
+    if match.group(1) is not None and int(match.group(1)) > settings.max_files:
         return refuse(request, 413, MSG["too_many_files"])
     limit = message_limit(settings) if role == "message" else ciphertext_limit(
         settings.max_file_bytes)
@@ -201,7 +199,7 @@ async def _live_info(request: Request, upload_id: str) -> Any:
 
     web = request.app.state.web
     area = web.store.uploads
-    if not _UPLOAD_ID.match(upload_id):
+    if not is_a(ID, upload_id):
         return refuse(request, 404, UMSG["upload_gone"])
     try:
         # only what is on disk for good: a PATCH still running may hold unsynced bytes
@@ -251,7 +249,7 @@ async def tus_patch(request: Request, upload_id: str) -> Response:
         return refuse(request, 400, UMSG["upload_bad"])
     web = request.app.state.web
     settings = web.settings
-    if not _UPLOAD_ID.match(upload_id):
+    if not is_a(ID, upload_id):
         return refuse(request, 404, UMSG["upload_gone"])
     if not _patch_slots.acquire(blocking=False):
         return refuse(request, 503, MSG["busy"], {"Retry-After": "5"})
@@ -392,7 +390,7 @@ async def tus_delete(request: Request, upload_id: str) -> Response:
 
     if (bad := _precheck(request)) is not None:
         return bad
-    if not _UPLOAD_ID.match(upload_id):
+    if not is_a(ID, upload_id):
         return refuse(request, 404, UMSG["upload_gone"])
     try:
         await anyio.to_thread.run_sync(request.app.state.web.store.uploads.delete, upload_id)
