@@ -212,11 +212,13 @@ class BlobStore(ABC):
 # --------------------------------------------------------------------------- filesystem
 
 
-def _unlink(path: str) -> None:
+def _unlink(path: str) -> bool:
+    """Remove ``path``; False if it was gone already (committed or removed meanwhile)."""
     try:
         os.unlink(path)
     except FileNotFoundError:
-        pass
+        return False
+    return True
 
 
 class _FsWriter(BlobWriter):
@@ -439,9 +441,9 @@ class FsBlobStore(BlobStore):
                 if not free:
                     report.in_progress += 1
                     continue
-                _unlink(entry.path)
-                report.staging += 1
-                dirs.add(os.path.dirname(entry.path))
+                if _unlink(entry.path):
+                    report.staging += 1
+                    dirs.add(os.path.dirname(entry.path))
         suspects = [e for e in stored if e.name not in keep]
         with ExitStack() as stack:
             claimed = []
@@ -453,8 +455,7 @@ class FsBlobStore(BlobStore):
             # no writer of a claimed blob can still commit it: what rows say now is final
             keep = referenced() if claimed else keep
             for entry in claimed:
-                if entry.name not in keep:
-                    _unlink(entry.path)
+                if entry.name not in keep and _unlink(entry.path):
                     dirs.add(os.path.dirname(entry.path))
                     if os.path.basename(os.path.dirname(entry.path)) == "uploads":
                         report.upload_files += 1

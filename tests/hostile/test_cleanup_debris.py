@@ -123,10 +123,8 @@ def test_sigkill_mid_upload_then_cleanup_leaves_no_debris(server: GuwahServer) -
     acknowledged = list(acks)
 
     before = debris(server)
-    print(f"acknowledged {len(acknowledged)}, debris {before}")
     assert before >= 5  # at least the held witnesses' partial blobs
     output = guwah_cleanup(server)
-    print(output)
     assert counts(output)["removed"] >= before and counts(output)["in_progress"] == 0
     assert debris(server) == 0
     markers = stored_markers(server)
