@@ -551,7 +551,7 @@ def test_unit_hardening_settings(staged: Path) -> None:
     tmpfiles = (staged / "etc/tmpfiles.d/guwah.conf").read_text()
     assert "d /run/guwah 2750 guwah debian-tor -" in tmpfiles
     timer = unit_settings(staged / "etc/systemd/system/guwah-cleanup.timer")
-    assert timer["OnCalendar"] == ["daily"] and timer["RandomizedDelaySec"]
+    assert timer["OnCalendar"] == ["hourly"] and timer["RandomizedDelaySec"]
     cleanup = unit_settings(staged / "etc/systemd/system/guwah-cleanup.service")
     assert cleanup["ExecStart"] == ["/opt/guwah/venv/bin/guwah cleanup"]
 

@@ -300,13 +300,13 @@ def test_import_outbox_function_is_atomic_for_both_blob_backends(
         assert store.replies(token.token_hash) == []
         assert [s.id for s in store.list_submissions()] == [sid]
         assert store.pending_bytes() == 0
-        assert store.cleanup_staging(0) == 0  # no orphan blob was left behind
+        assert store.cleanup_staging() == 0  # no orphan blob was left behind
         path.write_bytes(good)
         result = import_outbox(store, settings, path)
         assert (result.replies, result.deleted) == (3, 1)
         assert len(store.replies(token.token_hash)) == 3
         assert store.list_submissions() == []
-        assert store.cleanup_staging(0) == 0
+        assert store.cleanup_staging() == 0
     finally:
         store.close()
 

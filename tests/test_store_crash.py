@@ -146,7 +146,7 @@ def test_crash_leaves_nothing_half_visible(settings, blob_backend, point, editor
         staged, orphans = _staged_and_unreferenced(store)
         if point != "after-commit":
             assert staged or orphans  # the crash really left debris behind
-        store.cleanup_staging(0)
+        store.cleanup_staging()
         staged, orphans = _staged_and_unreferenced(store)
         assert staged == 0 and orphans == set()
         assert store.pending_bytes() == 0

@@ -23,7 +23,6 @@ import io
 import json
 import os
 import queue
-import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -33,6 +32,9 @@ from typing import Any, BinaryIO
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
+
+from app.ids import BUNDLE_ID, DAY, DESK_NAME, HEX64, ID, ROLE, is_a
+from app.utcday import stamp
 
 from .errors import BundleError
 from .ustar import END, MAX_MEMBER_SIZE, iter_members, member_header, padding
@@ -45,12 +47,6 @@ MAX_MANIFEST = 16 * 1024 * 1024
 MAX_REPLY = 16 * 1024 * 1024
 COPY_CHUNK = 1 << 20
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-ROLE_RE = re.compile(r"^(message|file-[1-9][0-9]{0,3})$")
-DESK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-BUNDLE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
-DAY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 Progress = Callable[[int], object]
 
@@ -78,7 +74,7 @@ def parse_manifest(data: bytes) -> dict[str, Any]:
         raise BundleError("the manifest is larger than 16 MiB: refused")
     try:
         manifest = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting: Recursion
         if isinstance(exc, BundleError):
             raise
         raise BundleError("the manifest is not valid JSON: the bundle is damaged") from None
@@ -144,7 +140,7 @@ def _int(value: Any, low: int, high: int, what: str) -> int:
 
 
 def _day(value: Any, what: str) -> str:
-    _require(isinstance(value, str) and bool(DAY_RE.match(value)), f"{what} is not a day")
+    _require(is_a(DAY, value), f"{what} is not a day")
     try:
         dt.date.fromisoformat(value)
     except ValueError:
@@ -156,7 +152,7 @@ def _entry(obj: Any, path: str, where: str, limit: int) -> Entry:
     _require(obj.get("path") == path, f"{where} has path {obj.get('path')!r}, expected {path!r}")
     size = _int(obj.get("size"), 0, limit, f"{where}.size")
     sha = obj.get("sha256")
-    _require(isinstance(sha, str) and bool(HEX64.match(sha)), f"{where}.sha256 is not hex")
+    _require(is_a(HEX64, sha), f"{where}.sha256 is not hex")
     return Entry(path, size, str(sha))
 
 
@@ -174,7 +170,7 @@ def validate_export(m: dict[str, Any]) -> list[Entry]:
     _keys(m, {"format", "server_key", "desk", "sequence", "day", "submissions"}, "the manifest")
     _require(m["format"] == EXPORT_FORMAT, "wrong format")
     _b64key(m["server_key"], "server_key")
-    _require(isinstance(m["desk"], str) and bool(DESK_RE.match(m["desk"])), "bad desk name")
+    _require(is_a(DESK_NAME, m["desk"]), "bad desk name")
     _int(m["sequence"], 1, 2**53, "sequence")
     _day(m["day"], "day")
     subs = m["submissions"]
@@ -185,13 +181,13 @@ def validate_export(m: dict[str, Any]) -> list[Entry]:
         where = f"submission {i}"
         _keys(sub, {"id", "day", "parent_id", "files"}, where)
         sid = sub["id"]
-        _require(isinstance(sid, str) and bool(ID_RE.match(sid)), f"{where} has a bad id")
+        _require(is_a(ID, sid), f"{where} has a bad id")
         _require(sid not in seen, f"the submission id {sid} appears twice")
         seen.add(sid)
         _day(sub["day"], f"{where}.day")
         parent = sub["parent_id"]
         _require(
-            parent is None or (isinstance(parent, str) and bool(ID_RE.match(parent))),
+            parent is None or is_a(ID, parent),
             f"{where} has a bad parent_id",
         )
         files = sub["files"]
@@ -201,7 +197,7 @@ def validate_export(m: dict[str, Any]) -> list[Entry]:
             fw = f"{where} file {j}"
             _keys(f, {"role", "path", "size", "sha256"}, fw)
             role = f["role"]
-            _require(isinstance(role, str) and bool(ROLE_RE.match(role)), f"{fw} has a bad role")
+            _require(is_a(ROLE, role), f"{fw} has a bad role")
             _require(role not in roles, f"{where} lists the role {role} twice")
             _require((j == 0) == (role == "message"), f"{where} must list its message first")
             roles.add(role)
@@ -214,9 +210,9 @@ def validate_outbox(m: dict[str, Any]) -> list[Entry]:
     _keys(m, {"format", "editor_key", "desk", "bundle_id", "replies", "done"}, "the manifest")
     _require(m["format"] == OUTBOX_FORMAT, "wrong format")
     _b64key(m["editor_key"], "editor_key")
-    _require(isinstance(m["desk"], str) and bool(DESK_RE.match(m["desk"])), "bad desk name")
+    _require(is_a(DESK_NAME, m["desk"]), "bad desk name")
     bid = m["bundle_id"]
-    _require(isinstance(bid, str) and bool(BUNDLE_ID_RE.match(bid)), "bad bundle_id")
+    _require(is_a(BUNDLE_ID, bid), "bad bundle_id")
     replies, done = m["replies"], m["done"]
     _require(isinstance(replies, list) and isinstance(done, list), "replies/done are not lists")
     _require(bool(replies) or bool(done), "the bundle carries nothing")
@@ -226,14 +222,14 @@ def validate_outbox(m: dict[str, Any]) -> list[Entry]:
         where = f"reply {i}"
         _keys(r, {"id", "submission_id", "path", "size", "sha256"}, where)
         rid, sid = r["id"], r["submission_id"]
-        _require(isinstance(rid, str) and bool(ID_RE.match(rid)), f"{where} has a bad id")
-        _require(isinstance(sid, str) and bool(ID_RE.match(sid)), f"{where} has a bad submission")
+        _require(is_a(ID, rid), f"{where} has a bad id")
+        _require(is_a(ID, sid), f"{where} has a bad submission")
         _require(rid not in seen, f"the reply id {rid} appears twice")
         seen.add(rid)
         entries.append(_entry(r, f"replies/{rid}.age", where, MAX_REPLY))
     done_seen: set[str] = set()
     for sid in done:
-        _require(isinstance(sid, str) and bool(ID_RE.match(sid)), "done lists a bad id")
+        _require(is_a(ID, sid), "done lists a bad id")
         _require(sid not in done_seen, f"done lists {sid} twice")
         done_seen.add(sid)
     return entries
@@ -340,6 +336,7 @@ def write_bundle_file(
                     writer.add(entry.path, src, progress)
             writer.close()
             fh.flush()
+            stamp(fh.fileno())  # its UTC day, not the second it was written
             os.fsync(fh.fileno())
         os.link(tmp, dest)  # never replaces an existing file
         fsync_dir(dest.parent)

@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from app.ids import MEMBER_PATH, is_a
+
 from .errors import BundleError
 
 BLOCK = 512
 MAX_MEMBER_SIZE = 8**11 - 1  # what 11 octal digits can hold (8 GiB - 1)
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _TYPES = {
     b"1": "a hard link",
     b"2": "a symbolic link",
@@ -43,7 +44,7 @@ def check_member_name(name: str) -> str:
     """Refuse anything but a plain relative path of [A-Za-z0-9_.-] parts (no ``.``/``..``)."""
     if name.startswith("/"):
         raise BundleError(f"the bundle has an absolute path {name!r}: refused")
-    if not _NAME.match(name) or len(name) > 100:
+    if not is_a(MEMBER_PATH, name) or len(name) > 100:
         raise BundleError(f"the bundle has a member with an unsafe name {name!r}: refused")
     if any(part in (".", "..") for part in name.split("/")):
         raise BundleError(f"the bundle has a member named {name!r} that leaves its folder: refused")

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from .armor import ArmorReader, ArmorWriter
+from .armor import BEGIN, WHITESPACE, ArmorReader, ArmorWriter
 from .errors import HeaderError, NoIdentityMatchError
 from .header import Header, encode_header, parse_header
 from .keys import Identity, Recipient, check_recipient_mix
@@ -100,15 +100,27 @@ def _start(src: BinaryIO, armor: bool | None) -> tuple[BinaryIO, bytes]:
         return src, b""
     first = src.read(len(b"age-encryption.org/"))
     if armor is None:
-        if not first.lstrip(b" \t\r\n"):
-            more = src.read(1024)
-            first += more
-            while more and not first.lstrip(b" \t\r\n"):
-                more = src.read(1024)
-                first += more
-        if not first.lstrip(b" \t\r\n").startswith(b"-----"):
+        first = _past_leading_whitespace(src, first)
+        if not first.lstrip(WHITESPACE).startswith(BEGIN[:5]):
             return src, first
     return ArmorReader(src, first), b""  # type: ignore[return-value]
+
+
+def _past_leading_whitespace(src: BinaryIO, first: bytes) -> bytes:
+    """``first`` plus what follows, until 5 bytes past any leading whitespace (or EOF).
+
+    Linear: each chunk is looked at once. (Re-stripping everything read so far after every
+    1 KiB made 8 MiB of spaces take most of a minute.)
+    """
+    chunks = [first]
+    text = len(first.lstrip(WHITESPACE))  # bytes after the whitespace, in what was read
+    while text < 5:
+        more = src.read(64 * 1024)
+        if not more:
+            break
+        chunks.append(more)
+        text += len(more) if text else len(more.lstrip(WHITESPACE))
+    return b"".join(chunks)
 
 
 class Decryptor(io.RawIOBase):

@@ -15,7 +15,7 @@ from .errors import ArmorError
 BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
 END = b"-----END AGE ENCRYPTED FILE-----"
 _COLUMNS = 64
-_WHITESPACE = b" \t\r\n"
+WHITESPACE = b" \t\r\n"
 _B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
 
@@ -74,6 +74,20 @@ class ArmorReader:
         del self._raw[: idx + 1]
         return line
 
+    def _skip_blank_lines(self) -> None:
+        """Drop whole whitespace-only lines before BEGIN, in bulk: looking at them one line at
+        a time costs seconds for megabytes of them. What is left starts a line."""
+        while True:
+            blank = len(self._raw) - len(self._raw.lstrip(WHITESPACE))
+            cut = self._raw.rfind(b"\n", 0, blank) + 1
+            del self._raw[:cut]
+            if blank < len(self._raw) + cut or len(self._raw) > 1024:
+                return  # text follows (or an overlong line, which _line refuses)
+            more = self._src.read(64 * 1024)
+            if not more:
+                return
+            self._raw += more
+
     def _strip_eol(self, line: bytes) -> bytes:
         eol = b"\r" if line.endswith(b"\r") else b""
         if self._eol is None:
@@ -84,11 +98,12 @@ class ArmorReader:
 
     def _advance(self) -> None:
         if self._state == "start":
+            self._skip_blank_lines()
             while True:
                 line = self._line()
                 if line is None:
                     raise ArmorError("the armored file has no BEGIN line")
-                if line.strip(_WHITESPACE):
+                if line.strip(WHITESPACE):
                     break
             if self._strip_eol(line) != BEGIN:
                 raise ArmorError("the armored file does not start with " + BEGIN.decode())
@@ -124,7 +139,7 @@ class ArmorReader:
         rest = bytes(self._raw)
         self._raw.clear()
         while rest:
-            if rest.strip(_WHITESPACE):
+            if rest.strip(WHITESPACE):
                 raise ArmorError("the armored file has data after the END line")
             rest = self._src.read(4096)
         self._state = "done"

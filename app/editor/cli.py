@@ -12,6 +12,7 @@ from typing import Annotated
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -39,8 +40,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# No markup and no highlighting by default: paths, file and desk names come from the user or a
+# bundle, and a "[" in one would make rich raise MarkupError after the work was done. Lines
+# that want [bold] say markup=True and hold nothing user-supplied.
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+out = Console(soft_wrap=True, markup=False, highlight=False)
 
 
 def _keyring_dir(keyring: Path | None) -> Path:
@@ -82,7 +86,10 @@ def keygen(
     out.print(f"Keyring created in {directory}")
     out.print(f"Key type:    {'X25519' if x25519 else 'post-quantum (mlkem768x25519)'}")
     out.print(f"Public key:  {directory / 'editor.pub'}  (give this file to the operator)")
-    out.print(f"Fingerprint: [bold]{public.fingerprint}[/bold]  (read it aloud to the operator)")
+    out.print(
+        f"Fingerprint: [bold]{escape(public.fingerprint)}[/bold]  (read it aloud to the operator)",
+        markup=True,
+    )
     out.print("Next: make a paper backup with 'guwah-editor backup' and store it offline.")
 
 
@@ -120,7 +127,7 @@ class _progress:
 
     def __init__(self, path: Path) -> None:
         self._bar = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # a file name
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -79,7 +80,7 @@ def trust_server(
         raise EditorError(f"cannot read the server key file {key_file}") from None
     public = trust_mod.parse_server_key(text)
     fp = trust_mod.pin_server(_cli._keyring_dir(keyring), public, replace=replace)
-    _cli.out.print(f"Server key pinned. Fingerprint: [bold]{fp}[/bold]")
+    _cli.out.print(f"Server key pinned. Fingerprint: [bold]{escape(fp)}[/bold]", markup=True)
     _cli.out.print("Compare it aloud with the operator ('guwah server-key' prints it).")
 
 
@@ -101,7 +102,7 @@ def import_(
     read_public(keyring_dir)
     total = bundle.stat().st_size if bundle.is_file() else 0
     bar = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),

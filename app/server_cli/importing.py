@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from app.store.models import (
     TombstoneRow,
 )
 from app.store.store import new_id
+from app.utcday import today
 
 
 @dataclass
@@ -46,10 +46,6 @@ class ImportOutboxResult:
     replies: int = 0
     deleted: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-def _today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
 
 
 def _editor_key_check(store: Store) -> Any:
@@ -168,7 +164,7 @@ def import_outbox(store: Store, settings: Settings, path: Path) -> ImportOutboxR
                 # node blocks here and then fails on the primary key, before changing anything
                 conn.execute(
                     insert(OutboxBundleRow).values(
-                        bundle_id=m["bundle_id"], desk_id=desk.id, day=_today()
+                        bundle_id=m["bundle_id"], desk_id=desk.id, day=today()
                     )
                 )
                 for w, r in keep:
@@ -176,7 +172,7 @@ def import_outbox(store: Store, settings: Settings, path: Path) -> ImportOutboxR
                         insert(ReplyRow).values(
                             id=new_id(),
                             token_hash=rows[r["submission_id"]][1],
-                            day=_today(),
+                            day=today(),
                             blob_ref=w.ref,
                             size=w.size,
                             sha256=w.sha256,
@@ -203,13 +199,14 @@ def import_outbox(store: Store, settings: Settings, path: Path) -> ImportOutboxR
                     conn.execute(delete(SubmissionRow).where(SubmissionRow.id.in_(doomed)))
                     conn.execute(
                         insert(TombstoneRow),
-                        [{"submission_id": sid, "day": _today()} for sid in doomed],
+                        [{"submission_id": sid, "day": today()} for sid in doomed],
                     )
         except IntegrityError:
             raise BundleError(
                 f"outbox bundle {m['bundle_id']} was applied by another import at the same "
                 "time: replay refused, nothing changed"
             ) from None
+        store.blobs.release(w for w, _ in staged)
         staged = []
         store.blobs.delete(doomed_refs)
         result.replies, result.deleted = len(keep), len(doomed)
@@ -218,4 +215,5 @@ def import_outbox(store: Store, settings: Settings, path: Path) -> ImportOutboxR
         for writer, _r in staged:
             writer.abort()
         store.blobs.discard([w.ref for w, _ in staged])
+        store.blobs.release(w for w, _ in staged)
         raise

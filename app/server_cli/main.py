@@ -357,10 +357,20 @@ def serve(
 
 @app.command()
 def cleanup(data_dir: DataDir = None) -> None:
-    """Remove abandoned uploads older than upload_expiry_hours and unreferenced blobs."""
+    """Remove crash debris and expired uploads; set every file's time back to its UTC day."""
     with _store(data_dir) as store:
-        removed = store.cleanup_expired()
-    _say(f"removed {removed} abandoned blob(s)")
+        report = store.cleanup()
+    # counts only: a name or a size could tie a blob to a witness
+    _say(
+        f"removed {report.removed} item(s): {report.staging} partial blob(s) of stopped "
+        f"writers, {report.unreferenced} blob(s) no submission or reply references, "
+        f"{report.upload_files} orphan upload file(s), {report.expired_uploads} expired "
+        f"upload(s)"
+    )
+    _say(
+        f"left {report.in_progress} blob(s) still being written; "
+        f"{report.restamped} file(s) and directories set to their UTC day"
+    )
 
 
 @app.command()

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from app.settings import CONFIG_FILE_NAME, SERVER_KEY_FILE_NAME, Settings
 
 from .blobs import fsync_dir
+from .disktimes import restamp_tree
 
 FORMAT = "guwah-backup/1"
 MANIFEST = "MANIFEST.json"
@@ -189,6 +190,8 @@ def backup(settings: Settings, target: Path) -> BackupReport:
     finally:
         os.close(fd)
     _fsync_tree(target)
+    # last, because listing a directory moves its atime: days, like the data dir, no seconds
+    restamp_tree([target])
     report.files = len(files) + 1
     if report.missing_blobs:
         report.notes.append(

@@ -19,28 +19,36 @@ How a commit stays atomic (the database row is what makes a blob *visible*):
 A crash before 3 leaves blobs that no row references: nothing is visible, and
 ``cleanup`` removes the staging files and these orphans. A crash after 3 loses nothing: the
 renames were fsynced before the commit. If the transaction fails, ``discard`` removes the blobs.
+
+Debris has no age: a writer holds its blob's lock (app/store/reflocks.py) from ``stage()`` until
+``release()``, after its commit finished or was undone, and ``cleanup`` removes only blobs whose
+lock it can claim, so it never takes an upload in progress, in any process, and removes a dead
+process's leftovers at once. Files are stamped with their UTC day when written (app/utcday.py).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
-import math
 import os
 import secrets
 import threading
-import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
+from app.utcday import stamp, today
+
+from .disktimes import Entry, list_quietly, open_quietly
 from .models import BlobChunkRow, BlobStagingRow
+from .reflocks import RefLocks
 
 CHUNK = 1024 * 1024
 INLINE_MAX = 256 * 1024  # fs backend: blobs up to this size are stored in the database
@@ -52,8 +60,24 @@ def new_ref() -> str:
     return secrets.token_hex(16)
 
 
-def _today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
+class StagingLost(OSError):
+    """A staged blob vanished before its commit (cleanup took it for a dead writer's)."""
+
+
+@dataclass
+class CleanupReport:
+    """What a cleanup removed, as counts only (a name could tie a blob to a witness)."""
+
+    staging: int = 0  # partial blobs of writers that died
+    unreferenced: int = 0  # complete blobs no row references (crash between rename and commit)
+    upload_files: int = 0  # resumable-upload files without their row
+    expired_uploads: int = 0  # resumable uploads past their expiry (rows and bytes)
+    in_progress: int = 0  # left alone: a live writer holds them
+    restamped: int = 0  # files and directories set back to their UTC day
+
+    @property
+    def removed(self) -> int:
+        return self.staging + self.unreferenced + self.upload_files + self.expired_uploads
 
 
 def fsync_dir(path: Path) -> None:
@@ -71,12 +95,27 @@ class BlobWriter(io.RawIOBase):
     Hands itself to ``app.crypto.Encryptor`` as its sink: only ciphertext ever passes through.
     """
 
-    def __init__(self, ref: str) -> None:
+    def __init__(self, ref: str, locks: RefLocks | None = None) -> None:
         super().__init__()
         self.ref = ref
         self.size = 0
         self._hash = hashlib.sha256()
         self._sha256: str | None = None
+        self._locks = locks
+        if locks is not None:
+            locks.hold(ref)  # before the first byte exists anywhere
+
+    def release(self) -> None:
+        """Let cleanup see this blob as done: call once its commit finished or was undone."""
+        locks, self._locks = self._locks, None
+        if locks is not None:
+            locks.release(self.ref)
+
+    def __del__(self) -> None:
+        # a writer dropped without release() (a bug, or an exception path) must not keep its
+        # blob from cleanup for the life of the process
+        self.release()
+        super().__del__()
 
     @property
     def sha256(self) -> str:
@@ -152,9 +191,14 @@ class BlobStore(ABC):
     def delete(self, refs: Iterable[str]) -> None:
         """Remove committed blobs whose rows were deleted (call after that commit)."""
 
+    def release(self, writers: Iterable[BlobWriter]) -> None:
+        """Writers whose commit finished or was undone: their blobs are no longer in progress."""
+        for writer in writers:
+            writer.release()
+
     @abstractmethod
-    def cleanup(self, min_age_seconds: float, referenced: Callable[[], set[str]]) -> int:
-        """Remove staging leftovers older than ``min_age_seconds`` and unreferenced blobs."""
+    def cleanup(self, referenced: Callable[[], set[str]]) -> CleanupReport:
+        """Remove, at any age, blobs no live writer holds and no row references."""
 
     @abstractmethod
     def pending_bytes(self) -> int:
@@ -168,11 +212,20 @@ class BlobStore(ABC):
 # --------------------------------------------------------------------------- filesystem
 
 
+def _unlink(path: str) -> bool:
+    """Remove ``path``; False if it was gone already (committed or removed meanwhile)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 class _FsWriter(BlobWriter):
     """A small blob stays in memory; past ``inline_max`` it spills to a 0600 staging file."""
 
-    def __init__(self, ref: str, path: Path, inline_max: int) -> None:
-        super().__init__(ref)
+    def __init__(self, ref: str, path: Path, inline_max: int, locks: RefLocks | None) -> None:
+        super().__init__(ref, locks)
         self.path = path
         self._inline_max = inline_max
         self._buffer = bytearray()
@@ -214,6 +267,7 @@ class _FsWriter(BlobWriter):
         if self._fd is None:
             return
         try:
+            stamp(self._fd)  # the UTC day, not the nanosecond it arrived
             os.fsync(self._fd)
         finally:
             os.close(self._fd)
@@ -238,8 +292,15 @@ class FsBlobStore(BlobStore):
 
     backend = "fs"
 
-    def __init__(self, root: Path, engine: Engine | None = None, inline_max: int = INLINE_MAX):
+    def __init__(
+        self,
+        root: Path,
+        engine: Engine | None = None,
+        inline_max: int = INLINE_MAX,
+        locks: RefLocks | None = None,
+    ):
         self.root = Path(root)
+        self.locks = locks
         self.staging = self.root / "staging"
         self.engine = engine
         self.inline_max = inline_max if engine is not None else 0
@@ -265,7 +326,7 @@ class FsBlobStore(BlobStore):
     def stage(self) -> BlobWriter:
         self.ensure_dirs()
         ref = new_ref()
-        writer = _FsWriter(ref, self._staged(ref), self.inline_max)
+        writer = _FsWriter(ref, self._staged(ref), self.inline_max, self.locks)
         with self._lock:
             self._pending[ref] = writer
         return writer
@@ -288,8 +349,12 @@ class FsBlobStore(BlobStore):
             dirs.add(final.parent)
         # The new names must be durable before the rows commit. The staging dir needs no
         # fsync: if the old name comes back after a crash, cleanup unlinks just that name.
+        # A rename sets its directories' mtime to now: back to the day (cleanup does the rest).
         for path in sorted(dirs):
+            stamp(path)
             fsync_dir(path)
+        if dirs:
+            stamp(self.staging)
 
     def in_commit(self, conn: Connection, refs: Iterable[str]) -> None:
         for ref in refs:
@@ -318,7 +383,7 @@ class FsBlobStore(BlobStore):
 
     def open(self, ref: str) -> BinaryIO:
         try:
-            return open(self._final(ref), "rb")
+            return open_quietly(self._final(ref))
         except FileNotFoundError:
             if self.engine is not None and self._has_chunks(ref):
                 return io.BufferedReader(_DbReader(self.engine, ref), buffer_size=CHUNK)  # type: ignore[return-value]
@@ -340,54 +405,79 @@ class FsBlobStore(BlobStore):
             dirs.add(path.parent)
         for path in dirs:
             if path.is_dir():
+                stamp(path)
                 fsync_dir(path)
         if self.engine is not None and refs:
             with self.engine.begin() as conn:
                 conn.execute(delete(BlobChunkRow).where(BlobChunkRow.ref.in_(refs)))
 
-    def cleanup(self, min_age_seconds: float, referenced: Callable[[], set[str]]) -> int:
-        removed = 0
-        cutoff = time.time() - min_age_seconds
-        if self.staging.is_dir():
-            for entry in os.scandir(self.staging):
-                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime <= cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
-        # List first, then ask which are referenced: a blob committed in between is kept.
-        candidates = []
-        if self.root.is_dir():
-            for sub in os.scandir(self.root):
-                if not sub.is_dir(follow_symlinks=False) or sub.name == "staging":
-                    continue
-                for entry in os.scandir(sub.path):
-                    if entry.stat(follow_symlinks=False).st_mtime <= cutoff:
-                        candidates.append(entry)
+    def _listing(self) -> tuple[list[Entry], list[Entry]]:
+        """(staging files, files in the blob and upload dirs): listed before any row is read."""
+        staged = [e for e in list_quietly(self.staging) if e.is_file]
+        stored = [
+            entry
+            for sub in list_quietly(self.root)
+            if sub.is_dir and sub.name != "staging"
+            for entry in list_quietly(sub.path)
+            if entry.is_file
+        ]
+        return staged, stored
+
+    def cleanup(self, referenced: Callable[[], set[str]]) -> CleanupReport:
+        report = CleanupReport()
+        assert self.locks is not None, "cleanup needs the store's blob locks"
+        # List first, then read rows: a file listed here that a commit adopts meanwhile is
+        # referenced by the time ``referenced()`` runs (rows are inserted before upload files
+        # are created, and blob files are renamed before their rows are committed).
+        staged, stored = self._listing()
         chunk_refs: set[str] = set()
         if self.engine is not None:
             with self.engine.connect() as conn:
                 chunk_refs = {r for (r,) in conn.execute(select(BlobChunkRow.ref).distinct())}
         keep = referenced()
-        for entry in candidates:
-            if entry.name not in keep:
-                os.unlink(entry.path)
-                removed += 1
-        if removed:
-            fsync_dir(self.root)
+        dirs: set[str] = set()
+        for entry in staged:
+            with self.locks.claim(entry.name.removesuffix(STAGING_SUFFIX)) as free:
+                if not free:
+                    report.in_progress += 1
+                    continue
+                if _unlink(entry.path):
+                    report.staging += 1
+                    dirs.add(os.path.dirname(entry.path))
+        suspects = [e for e in stored if e.name not in keep]
+        with ExitStack() as stack:
+            claimed = []
+            for entry in suspects:
+                if stack.enter_context(self.locks.claim(entry.name)):
+                    claimed.append(entry)
+                else:
+                    report.in_progress += 1
+            # no writer of a claimed blob can still commit it: what rows say now is final
+            keep = referenced() if claimed else keep
+            for entry in claimed:
+                if entry.name not in keep and _unlink(entry.path):
+                    dirs.add(os.path.dirname(entry.path))
+                    if os.path.basename(os.path.dirname(entry.path)) == "uploads":
+                        report.upload_files += 1
+                    else:
+                        report.unreferenced += 1
+        for path in sorted(dirs):
+            fsync_dir(Path(path))
         # Inline chunks are written only by a commit that also inserts their rows, so an
         # unreferenced one is debris (e.g. a reply or submission deleted without its blobs).
         orphans = sorted(chunk_refs - keep)
         if orphans and self.engine is not None:
             with self.engine.begin() as conn:
                 conn.execute(delete(BlobChunkRow).where(BlobChunkRow.ref.in_(orphans)))
-            removed += len(orphans)
-        return removed
+            report.unreferenced += len(orphans)
+        return report
 
     def pending_bytes(self) -> int:
         total = 0
-        if self.staging.is_dir():
-            for entry in os.scandir(self.staging):
-                if entry.is_file(follow_symlinks=False):
-                    total += entry.stat().st_size
+        for entry in list_quietly(self.staging):
+            if entry.is_file:
+                with suppress(FileNotFoundError):  # committed or removed meanwhile
+                    total += os.stat(entry.path).st_size
         with self._lock:
             writers = list(self._pending.values())
         total += sum(len(w._buffer) for w in writers if not w.closed and w.inline)
@@ -395,12 +485,12 @@ class FsBlobStore(BlobStore):
 
     def all_refs(self) -> list[str]:
         """Every committed blob file (for backups and checks)."""
-        refs: list[str] = []
-        if self.root.is_dir():
-            for sub in os.scandir(self.root):
-                if sub.is_dir(follow_symlinks=False) and sub.name != "staging":
-                    refs.extend(e.name for e in os.scandir(sub.path))
-        return refs
+        return [
+            entry.name
+            for sub in list_quietly(self.root)
+            if sub.is_dir and sub.name != "staging"
+            for entry in list_quietly(sub.path)
+        ]
 
     def path_of(self, ref: str) -> Path:
         return self._final(ref)
@@ -410,13 +500,13 @@ class FsBlobStore(BlobStore):
 
 
 class _DbWriter(BlobWriter):
-    def __init__(self, ref: str, engine: Engine) -> None:
-        super().__init__(ref)
+    def __init__(self, ref: str, engine: Engine, locks: RefLocks | None) -> None:
+        super().__init__(ref, locks)
         self._engine = engine
         self._buffer = bytearray()
         self._seq = 0
         with engine.begin() as conn:
-            conn.execute(insert(BlobStagingRow).values(ref=ref, day=_today()))
+            conn.execute(insert(BlobStagingRow).values(ref=ref, day=today()))
 
     def _write(self, data: memoryview) -> None:
         self._buffer += data
@@ -476,11 +566,12 @@ class DbBlobStore(BlobStore):
 
     backend = "db"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, locks: RefLocks | None = None) -> None:
         self.engine = engine
+        self.locks = locks
 
     def stage(self) -> BlobWriter:
-        return _DbWriter(new_ref(), self.engine)
+        return _DbWriter(new_ref(), self.engine, self.locks)
 
     def before_commit(self, refs: Iterable[str]) -> None:
         return None  # chunks are committed as they are written
@@ -488,7 +579,9 @@ class DbBlobStore(BlobStore):
     def in_commit(self, conn: Connection, refs: Iterable[str]) -> None:
         refs = list(refs)
         if refs:
-            conn.execute(delete(BlobStagingRow).where(BlobStagingRow.ref.in_(refs)))
+            gone = conn.execute(delete(BlobStagingRow).where(BlobStagingRow.ref.in_(refs)))
+            if gone.rowcount != len(refs):  # cleanup removed it: its chunks may be gone too
+                raise StagingLost("a staged blob was removed before its commit")
 
     def discard(self, refs: Iterable[str]) -> None:
         refs = list(refs)
@@ -524,33 +617,34 @@ class DbBlobStore(BlobStore):
             with self.engine.begin() as conn:
                 conn.execute(delete(BlobChunkRow).where(BlobChunkRow.ref.in_(refs)))
 
-    def cleanup(self, min_age_seconds: float, referenced: Callable[[], set[str]]) -> int:
-        # Staging rows carry only a day (no time anywhere in the database), so the age is
-        # rounded up to whole days: with 48 h, rows from two or more days ago go.
-        days = math.ceil(min_age_seconds / 86400)
-        removed = 0
-        with self.engine.begin() as conn:
-            stale = select(BlobStagingRow.ref)
-            if days > 0:
-                stale = stale.where(BlobStagingRow.day <= _today() - dt.timedelta(days=days))
-            refs = [r for (r,) in conn.execute(stale)]
-            if refs:
-                conn.execute(delete(BlobChunkRow).where(BlobChunkRow.ref.in_(refs)))
-                conn.execute(delete(BlobStagingRow).where(BlobStagingRow.ref.in_(refs)))
-                removed += len(refs)
+    def cleanup(self, referenced: Callable[[], set[str]]) -> CleanupReport:
+        report = CleanupReport()
+        assert self.locks is not None, "cleanup needs the store's blob locks"
         # Order matters with concurrent writers: chunks present, then staged, then referenced
         # (a blob that moves from staged to referenced in between is seen by the later query).
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             present = {r for (r,) in conn.execute(select(BlobChunkRow.ref).distinct())}
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             staged = {r for (r,) in conn.execute(select(BlobStagingRow.ref))}
         keep = referenced()
-        with self.engine.begin() as conn:
-            orphans = sorted(present - staged - keep)
-            if orphans:
+        for ref in sorted(staged - keep):
+            with self.locks.claim(ref) as free:
+                if not free:
+                    report.in_progress += 1
+                    continue
+                # The staging row decides: a commit deletes it in the transaction that inserts
+                # the rows, so if it is already gone the blob was committed and stays.
+                with self.engine.begin() as conn:
+                    gone = conn.execute(delete(BlobStagingRow).where(BlobStagingRow.ref == ref))
+                    if gone.rowcount:
+                        conn.execute(delete(BlobChunkRow).where(BlobChunkRow.ref == ref))
+                        report.staging += 1
+        orphans = sorted(present - staged - keep)
+        if orphans:
+            with self.engine.begin() as conn:
                 conn.execute(delete(BlobChunkRow).where(BlobChunkRow.ref.in_(orphans)))
-                removed += len(orphans)
-        return removed
+            report.unreferenced += len(orphans)
+        return report
 
     def pending_bytes(self) -> int:
         with self.engine.connect() as conn:

@@ -10,7 +10,6 @@ import base64
 import binascii
 import datetime as dt
 import json
-import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -25,10 +24,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from app.crypto import AgeError, parse_recipient
+from app.ids import DESK_NAME, HEX64, ID, ROLE, is_a
 from app.settings import Settings
+from app.utcday import today
 
-from .blobs import BlobStore, BlobWriter, DbBlobStore, FsBlobStore
+from .blobs import BlobStore, BlobWriter, CleanupReport, DbBlobStore, FsBlobStore
 from .db import make_engine
+from .disktimes import restamp_tree
 from .models import (
     DeskRow,
     EditorKeyRow,
@@ -38,13 +40,10 @@ from .models import (
     SubmissionRow,
     TombstoneRow,
 )
+from .reflocks import ref_locks_for
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-_ROLE = re.compile(r"^(message|file-[1-9][0-9]{0,3})$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_DESK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 class StoreError(Exception):
@@ -53,11 +52,6 @@ class StoreError(Exception):
 
 class NotFound(StoreError):
     """No such desk, key, submission or reply."""
-
-
-def today() -> dt.date:
-    """The day of arrival: UTC date, never a time (DESIGN.md section 6)."""
-    return dt.datetime.now(dt.UTC).date()
 
 
 def new_id() -> str:
@@ -134,7 +128,7 @@ def _submission(row: SubmissionRow, desk_name: str) -> SubmissionInfo:
 
 
 def _check_token_hash(token_hash: str) -> str:
-    if not isinstance(token_hash, str) or not _HEX64.match(token_hash):
+    if not is_a(HEX64, token_hash):
         raise StoreError("the mailbox token hash must be 64 lowercase hex characters")
     return token_hash
 
@@ -173,7 +167,7 @@ class PendingSubmission:
         """A writable file for one age file of this submission (staging name, random)."""
         if self._done:
             raise StoreError("this submission is already finished")
-        if not _ROLE.match(role):
+        if not is_a(ROLE, role):
             raise StoreError(f"unknown file role {role!r}: use 'message' or 'file-N'")
         if role in self._writers:
             raise StoreError(f"the submission already has a {role!r}")
@@ -193,6 +187,12 @@ class PendingSubmission:
             self.abort()
             raise StoreError("a submission needs its message")
         self._done = True
+        try:
+            return self._commit()
+        finally:
+            self._store.blobs.release(self._writers.values())
+
+    def _commit(self) -> str:
         refs = [w.ref for w in self._writers.values()]
         try:
             for writer in self._writers.values():
@@ -244,6 +244,7 @@ class PendingSubmission:
         for writer in self._writers.values():
             writer.abort()
         self._store.blobs.discard([w.ref for w in self._writers.values()])
+        self._store.blobs.release(self._writers.values())
 
 
 class Store:
@@ -253,10 +254,11 @@ class Store:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
         self.blobs: BlobStore
+        locks = ref_locks_for(self.engine, settings.blob_backend, settings.data_dir)
         if settings.blob_backend == "db":
-            self.blobs = DbBlobStore(self.engine)
+            self.blobs = DbBlobStore(self.engine, locks)
         else:
-            self.blobs = FsBlobStore(settings.blob_path, engine=self.engine)
+            self.blobs = FsBlobStore(settings.blob_path, engine=self.engine, locks=locks)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -302,25 +304,34 @@ class Store:
 
         return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
-    def cleanup_staging(self, min_age_seconds: float | None = None) -> int:
-        """Remove staging leftovers and blobs no committed row references; returns the count.
+    def cleanup(self, *, expire: bool = True, restamp: bool = True) -> CleanupReport:
+        """``guwah cleanup``: crash debris at any age, expired uploads, and the disk's times.
 
-        Default age: 0 for the filesystem backend (call it at start-up: one server process
-        per data dir, so nothing is in flight), ``upload_expiry_hours`` for the database backend
-        (other app nodes may be mid-upload).
+        Debris is what no row references and no live writer holds (app/store/reflocks.py), so
+        this is safe while servers on the same data run. ``restamp`` sets every file and
+        directory under the data dir back to its UTC day in one batch (app/store/disktimes.py).
         """
-        if min_age_seconds is None:
-            min_age_seconds = (
-                0.0 if self.blobs.backend == "fs" else self.settings.upload_expiry_hours * 3600.0
-            )
-        return self.blobs.cleanup(min_age_seconds, self.referenced_refs)
+        expired = self.uploads.expire() if expire else 0  # past their Upload-Expires
+        report = self.blobs.cleanup(self.referenced_refs)
+        report.expired_uploads = expired
+        if restamp:
+            report.restamped = self.restamp()
+        return report
+
+    def cleanup_staging(self) -> int:
+        """Start-up: remove crash debris (not expired uploads); returns how many."""
+        return self.cleanup(expire=False).removed
 
     def cleanup_expired(self) -> int:
-        """``guwah cleanup``: abandoned uploads older than ``upload_expiry_hours``."""
-        expired = self.uploads.expire()  # resumable uploads past their Upload-Expires (issue 4)
-        return expired + self.blobs.cleanup(
-            self.settings.upload_expiry_hours * 3600.0, self.referenced_refs
-        )
+        """Crash debris and uploads past their expiry; returns how many were removed."""
+        return self.cleanup().removed
+
+    def restamp(self) -> int:
+        """Every file and directory of the data (and blob dir) back to its UTC day."""
+        roots = [self.settings.data_dir]
+        if self.blobs.backend == "fs":
+            roots.append(self.settings.blob_path)
+        return restamp_tree(roots)
 
     @property
     def uploads(self) -> Any:
@@ -341,10 +352,13 @@ class Store:
             return None
 
     def referenced_refs(self) -> set[str]:
+        """Every blob a row references. Uploads are read first: adoption moves a blob from an
+        upload row to a file row in one commit, so reading them the other way round could
+        miss a blob adopted between the two reads."""
+        refs = self.uploads.refs()  # live resumable uploads are not orphans
         with self.engine.connect() as conn:
-            refs = {r for (r,) in conn.execute(select(SubmissionFileRow.blob_ref))}
+            refs.update(r for (r,) in conn.execute(select(SubmissionFileRow.blob_ref)))
             refs.update(r for (r,) in conn.execute(select(ReplyRow.blob_ref)))
-        refs.update(self.uploads.refs())  # live resumable uploads are not orphans
         return refs
 
     def pending_bytes(self) -> int:
@@ -366,7 +380,7 @@ class Store:
     # ------------------------------------------------------------------ desks and keys
 
     def add_desk(self, name: str, description: str = "") -> Desk:
-        if not _DESK_NAME.match(name or ""):
+        if not is_a(DESK_NAME, name):
             raise StoreError(
                 "a desk name is 1-64 letters, digits, '.', '_' or '-', starting with a letter "
                 "or digit"
@@ -517,7 +531,7 @@ class Store:
         return PendingSubmission(self, desk, token_hash, str(reply), parent_id)
 
     def submission(self, submission_id: str) -> SubmissionInfo:
-        if not _ID.match(submission_id or ""):
+        if not is_a(ID, submission_id):
             raise NotFound("no such submission")
         with self.session() as s:
             row = s.scalars(
@@ -637,6 +651,8 @@ class Store:
             if committed is False:
                 self.blobs.discard([ref])
             raise
+        finally:
+            self.blobs.release([writer])
         return reply_id
 
     def replies(self, token_hash: str) -> list[ReplyInfo]:

@@ -25,13 +25,17 @@ import datetime as dt
 import fcntl
 import os
 import threading
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import delete, func, insert, select, update
 
+from app.utcday import stamp, today
+
 from .blobs import CHUNK, FsBlobStore, _DbReader, fsync_dir, new_ref
+from .disktimes import list_quietly, open_quietly
 from .models import BlobChunkRow, BlobStagingRow, SubmissionFileRow, SubmissionRow, UploadRow
 
 if TYPE_CHECKING:
@@ -150,12 +154,11 @@ class UploadAppender:
     def finish(self) -> int:
         """Make everything written so far durable (fsync / last chunk) and return the offset."""
         if self._fd is not None:
+            stamp(self._fd)  # the day, not the second of this PATCH
             os.fsync(self._fd)
         elif self._buffer:
             self._flush_chunk(bytes(self._buffer))
             self._buffer.clear()
-        from .store import today
-
         if self._day != today():  # the day of the last write, updated at most once a day
             self._area.touch(self.id)
             self._day = today()
@@ -253,14 +256,12 @@ class UploadArea:
         )
 
     def touch(self, upload_id: str) -> None:
-        from .store import today
-
         with self.engine.begin() as conn:
             conn.execute(update(UploadRow).where(UploadRow.id == upload_id).values(day=today()))
 
     # ------------------------------------------------------------------ API
     def create(self, desk_id: int, role: str, length: int) -> UploadInfo:
-        from .store import new_id, today
+        from .store import new_id
 
         upload_id, ref = new_id(), new_ref()
         with self.engine.begin() as conn:
@@ -280,9 +281,11 @@ class UploadArea:
                 fd = os.open(self.path(ref), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                              0o600)
                 try:
+                    stamp(fd)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+                stamp(self.dir)
                 fsync_dir(self.dir)
             except BaseException:
                 with self.engine.begin() as conn:
@@ -300,7 +303,7 @@ class UploadArea:
         """Read an upload's bytes (the commit checks the age header and hashes them)."""
         row = self._row(upload_id)
         if self.fs:
-            return open(self.path(row.blob_ref), "rb")
+            return open_quietly(self.path(row.blob_ref))
         import io
 
         return io.BufferedReader(_DbReader(self.engine, row.blob_ref), buffer_size=CHUNK)  # type: ignore[return-value]
@@ -322,6 +325,7 @@ class UploadArea:
             for ref in refs:
                 self.path(ref).unlink(missing_ok=True)
             if self.dir.is_dir():
+                stamp(self.dir)
                 fsync_dir(self.dir)
         return len(rows)
 
@@ -361,7 +365,12 @@ class UploadArea:
         """Bytes on disk in fs uploads (db uploads are counted by the blob store's staging)."""
         if not self.fs or not self.dir.is_dir():
             return 0
-        return sum(e.stat().st_size for e in os.scandir(self.dir) if e.is_file())
+        total = 0
+        for entry in list_quietly(self.dir):
+            if entry.is_file:
+                with suppress(FileNotFoundError):  # adopted or removed meanwhile
+                    total += os.stat(entry.path).st_size
+        return total
 
     def adopt(
         self,
@@ -378,8 +387,6 @@ class UploadArea:
         commit; on failure, everything stays an upload.
         """
         StoreError, _ = _errors()
-        from .store import today
-
         if "message" not in files:
             raise StoreError("a submission needs its message")
         pending = self.store.begin_submission(desk, token_hash, reply_recipient, parent_id)
@@ -407,6 +414,7 @@ class UploadArea:
                     moved.append(row)
                     dirs.add(final.parent)
                 for path in sorted(dirs | {self.dir}):
+                    stamp(path)  # a rename dates its directories to the second
                     fsync_dir(path)
             ids = [r.id for r in rows.values()]
             refs = [r.blob_ref for r in rows.values()]

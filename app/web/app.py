@@ -39,7 +39,12 @@ from .housekeeping import housekeeping
 from .i18n import DEFAULT, Catalogs, Language
 from .pacing import BodyStalled, Pacing, paced_body
 from .quota import UploadLedger
-from .sealing import KDF_WAIT_SECONDS, Limits, Sealer  # noqa: F401 - tests patch it here
+from .sealing import (  # noqa: F401 - tests patch KDF_WAIT_SECONDS here
+    KDF_WAIT_SECONDS,
+    MAX_BOUNDARY_BYTES,
+    Limits,
+    Sealer,
+)
 from .security import (
     UVICORN_OPTIONS,
     Message,
@@ -439,6 +444,8 @@ async def _seal_request(web: Web, request: Request,
     boundary = params.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise Refusal(415, MSG["content_type"])
+    if len(boundary) > MAX_BOUNDARY_BYTES:  # the parser would raise: refuse it as bad input
+        raise Refusal(400, MSG["bad_form"])
     if cross_site(dict(request.headers), request.headers.get("host")):
         raise Refusal(403, MSG["cross_site"])
     length_header = request.headers.get("content-length")

@@ -20,8 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
-import re
 import zlib
 from typing import Any
 
@@ -34,10 +32,12 @@ from app.crypto import AgeError, NotAgeFileError, padme
 from app.crypto.header import parse_header
 from app.crypto.mailbox import token_hash as hash_token
 from app.crypto.x25519 import is_generated_share
+from app.ids import HEX64, ID, is_a
 from app.store import is_disk_full
 
 from .errors import MSG, N_
 from .forms import cross_site
+from .jsonbody import BadJson, parse_json
 from .uploads import refuse
 
 MAX_JSON = 64 * 1024
@@ -48,8 +48,6 @@ READ = 1024 * 1024
 SAMPLE = 64 * 1024  # of each payload, tested for looking like ciphertext
 MIN_SAMPLE = 272  # the smallest payload after its nonce: 256 padded bytes + a 16-byte tag
 PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 # stanza type -> (decoded size of its one argument, size of its body)
 STANZA_SHAPES = {"X25519": (32, 32), "mlkem768x25519": (1120, 32)}
 
@@ -203,8 +201,8 @@ router = APIRouter()
 def _parse(body: bytes, max_files: int) -> dict[str, Any] | None:
     """The commit request, checked for shape; None when malformed."""
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = parse_json(body)
+    except BadJson:
         return None
     if not isinstance(data, dict):
         return None
@@ -221,12 +219,12 @@ def _parse(body: bytes, max_files: int) -> dict[str, Any] | None:
         if item["role"] != f"file-{i}" or not isinstance(item["upload"], str):
             return None
         uploads.append(item["upload"])
-    if any(not _UPLOAD_ID.match(u) for u in uploads) or len(set(uploads)) != len(uploads):
+    if any(not is_a(ID, u) for u in uploads) or len(set(uploads)) != len(uploads):
         return None
     token = data.get("mailbox_token")
-    if token is not None and (not isinstance(token, str) or not _HEX64.match(token)):
+    if token is not None and not is_a(HEX64, token):
         return None
-    if not _HEX64.match(data["token_hash"]) and token is None:
+    if not is_a(HEX64, data["token_hash"]) and token is None:
         return None
     return data
 

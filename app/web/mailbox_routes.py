@@ -35,7 +35,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import secrets
 import struct
 import time
@@ -51,10 +50,12 @@ from python_multipart.multipart import parse_options_header
 
 from app.crypto import AgeError, HybridIdentity, X25519Identity, decrypt, read_header
 from app.crypto.mailbox import CODENAME_WORDS, CodenameError, kdf, normalize_codename, token_hash
+from app.ids import DAY, HEX64, is_a
 
 from . import sealing
 from .errors import MSG, N_, Refusal
 from .forms import TOKEN_LIFETIME_HOURS, cross_site
+from .jsonbody import parse_json
 
 log = logging.getLogger("guwah.web")
 
@@ -64,8 +65,6 @@ MAX_REPLIES = 500  # per mailbox page; an editor desk will never send this many
 MAX_REPLY_BYTES = 4 * 1024 * 1024  # a reply is text (≤ 100,000 characters, padded)
 API_BODY_BYTES = 1024
 TICKET_PAD = 128  # a normalized codename is at most 7 * 9 + 6 = 69 bytes
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 FOLLOW_UP_MSG = {
     "ticket": N_(
@@ -170,7 +169,7 @@ def read_replies(store: Any, token: bytes, seed: bytes) -> list[ShownReply]:
             day = doc.get("day")
             if not isinstance(text, str):
                 raise ValueError("reply without text")
-            shown.append(ShownReply(day if isinstance(day, str) and _DAY.match(day)
+            shown.append(ShownReply(day if is_a(DAY, day)
                                     else fallback_day, text))
         except (AgeError, ValueError, OSError, LookupError):
             # a reply this mailbox cannot open: say so, never why (nothing about its content)
@@ -310,9 +309,9 @@ def mailbox_router(web: Any) -> APIRouter:
             if len(body) > API_BODY_BYTES:
                 return refuse(413, MSG["bad_form"])
         try:
-            doc = json.loads(bytes(body).decode("ascii"))
+            doc = parse_json(bytes(body), "ascii")
             hexed = doc["token"] if isinstance(doc, dict) else None
-            if not isinstance(hexed, str) or not _HEX64.match(hexed):
+            if not is_a(HEX64, hexed):
                 raise ValueError
             token = bytes.fromhex(hexed)
         except (ValueError, KeyError, UnicodeDecodeError):

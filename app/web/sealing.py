@@ -118,6 +118,11 @@ class Receipt:
     text: bool = field(default=False)
 
 
+# RFC 2046 allows 1-70 characters; python-multipart >= 0.0.21 raises on more than 256, and an
+# exception there would be a 500. Longer is refused up front as a malformed form (400).
+MAX_BOUNDARY_BYTES = 256
+
+
 class Sealer:
     """One JS-off submission: a state machine driven by the multipart parser's callbacks."""
 

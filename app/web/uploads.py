@@ -20,7 +20,6 @@ import contextlib
 import datetime as dt
 import email.utils
 import math
-import re
 from typing import Any
 
 import anyio
@@ -30,6 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from app.crypto import padme
+from app.ids import ID, ROLE, is_a
 from app.store import NotFound, is_disk_full
 from app.store.uploads import UploadConflict, UploadTooLong, expires_at
 
@@ -43,8 +43,6 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration"
 AGE_HEADER_MAX = 1 << 20  # app.crypto.header.MAX_HEADER_BYTES
 STREAM_CHUNK = 64 * 1024
-_ROLE = re.compile(r"^(message|file-([1-9][0-9]{0,3}))$")
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 UMSG = {
     "tus_version": N_(
@@ -153,10 +151,10 @@ async def tus_create(request: Request) -> Response:
     except ValueError:
         return refuse(request, 400, UMSG["upload_bad"])
     role = meta.get("role", "")
-    match = _ROLE.match(role)
+    match = ROLE.fullmatch(role)
     if length < 0 or set(meta) - {"desk", "role"} or match is None:
         return refuse(request, 400, UMSG["upload_bad"])
-    if match.group(2) is not None and int(match.group(2)) > settings.max_files:
+    if match.group(1) is not None and int(match.group(1)) > settings.max_files:
         return refuse(request, 413, MSG["too_many_files"])
     limit = message_limit(settings) if role == "message" else ciphertext_limit(
         settings.max_file_bytes)
@@ -210,7 +208,7 @@ async def _live_info(request: Request, upload_id: str) -> Any:
     """The upload's info, or a refusal (404 unknown, 410 expired: then it is removed)."""
     web = request.app.state.web
     area = web.store.uploads
-    if not _UPLOAD_ID.match(upload_id):
+    if not is_a(ID, upload_id):
         return refuse(request, 404, UMSG["upload_gone"])
     try:
         # only what is on disk for good: a PATCH still running may hold unsynced bytes
@@ -262,7 +260,7 @@ async def tus_patch(request: Request, upload_id: str) -> Response:
     except ValueError:
         return refuse(request, 400, UMSG["upload_bad"])
     web = request.app.state.web
-    if not _UPLOAD_ID.match(upload_id):
+    if not is_a(ID, upload_id):
         return refuse(request, 404, UMSG["upload_gone"])
     opened = await anyio.to_thread.run_sync(_open_for_patch, request, upload_id)
     if isinstance(opened, Response):
@@ -350,7 +348,7 @@ async def tus_delete(request: Request, upload_id: str) -> Response:
     """tus termination: the upload and its bytes are removed at once."""
     if (bad := _precheck(request)) is not None:
         return bad
-    if not _UPLOAD_ID.match(upload_id):
+    if not is_a(ID, upload_id):
         return refuse(request, 404, UMSG["upload_gone"])
     web = request.app.state.web
     try:
