@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import queue
-import re
 import secrets
 import shutil
 import threading
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 
 from app.bundles import OpenedBundle
 from app.crypto import AgeError, Decryptor, HeaderError, NoIdentityMatchError, PayloadError, padme
+from app.ids import HEX64, ROLE, is_a
 
 from . import quarantine
 from .keyring import Keyring
@@ -40,8 +40,6 @@ MAX_MESSAGE = 16 * 1024 * 1024
 CUSTODY = "custody.json"
 TESTIMONY_FORMAT = "guwah-testimony/1"
 MAX_REASON = 300
-_ROLE = re.compile(r"^file-[1-9][0-9]{0,3}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 PROTECTION_TEXT = {
@@ -218,12 +216,12 @@ def check_testimony(doc: Any) -> dict[str, Any]:
     for f in files:
         ok = (
             isinstance(f, dict)
-            and isinstance(f.get("role"), str) and bool(_ROLE.match(f["role"]))
+            and is_a(ROLE, f.get("role")) and f["role"] != "message"
             and isinstance(f.get("name", ""), str)
             and isinstance(f.get("content_type", ""), str)
             and isinstance(f.get("size"), int) and not isinstance(f["size"], bool)
             and f["size"] >= 0
-            and isinstance(f.get("sha256"), str) and bool(_HEX64.match(f["sha256"]))
+            and is_a(HEX64, f.get("sha256"))
         )
         if not ok or f["role"] in roles:
             raise Quarantine("the testimony describes a file in a malformed or repeated entry")

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import gettext
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 DOMAIN = "messages"
 DEFAULT = "en"
-STATUS_LINE = re.compile(r"^#\s*Review-Status:\s*(?P<status>\S.*?)\s*$", re.MULTILINE)
+STATUS_PREFIX = "Review-Status:"
 SOURCE_STATUS = "source language"
 MISSING_STATUS = "draft — no review status in the catalog"
 
@@ -99,11 +98,13 @@ def _review_status(directory: Path, code: str) -> str:
     po = directory / code / "LC_MESSAGES" / f"{DOMAIN}.po"
     try:
         with po.open(encoding="utf-8") as fh:
-            head = "".join(line for line, _ in zip(fh, range(40), strict=False))
+            for line, _ in zip(fh, range(40), strict=False):
+                comment = line.removeprefix("#").strip()
+                if line.startswith("#") and comment.startswith(STATUS_PREFIX):
+                    return comment.removeprefix(STATUS_PREFIX).strip() or MISSING_STATUS
     except (OSError, UnicodeDecodeError):
-        return MISSING_STATUS
-    found = STATUS_LINE.search(head)
-    return found.group("status") if found else MISSING_STATUS
+        pass
+    return MISSING_STATUS
 
 
 def _load(directory: Path, code: str) -> gettext.NullTranslations | None:
