@@ -25,6 +25,7 @@ from rich.progress import (
 )
 
 from . import custody as custody_mod
+from . import metareport
 from . import replies as replies_mod
 from . import review as review_mod
 from . import scrub as scrub_mod
@@ -142,10 +143,15 @@ def scrub(
     file: Annotated[Path, typer.Argument(help="An attachment in a submission folder.")],
 ) -> None:
     """Write a metadata-stripped copy next to the original (which is kept as evidence)."""
-    dest, kind, notes = scrub_mod.scrub(file)
-    _cli.out.print(f"{kind}: metadata-stripped copy written to {dest}", markup=False)
-    for note in notes:
+    result = scrub_mod.scrub(file)
+    _cli.out.print(f"{result.kind}: metadata-stripped copy written to {result.dest}", markup=False)
+    for line in metareport.summary_lines(result):
+        _cli.out.print(line, markup=False, highlight=False)
+    for note in result.notes:
         _cli.err.print(f"note: {note}", markup=False, highlight=False)
+    review = metareport.record_scrub(file, result, review_mod.CUSTODY)
+    if review is not None:
+        _cli.out.print(f"Updated {review_mod.write_index(review)}", markup=False)
 
 
 def custody(

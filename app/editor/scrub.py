@@ -1,7 +1,8 @@
 """``guwah-editor scrub``: a metadata-stripped copy of an attachment, next to the original.
 
-The original stays untouched (it is evidence; its hash is in the custody record). Pure Python,
-no new dependency, chosen by magic bytes rather than by the witness's file name:
+The original stays untouched (it is evidence; its hash is in the custody record). The cleaner
+is chosen by magic bytes rather than by the witness's file name. Documents and the two common
+still-image formats have pure-Python cleaners (no dependency):
 
 - JPEG: drop APP1 (EXIF incl. GPS, XMP), APP13 (IPTC/Photoshop), every other APPn except
   APP0 (JFIF), APP2 ICC profiles and APP14 (Adobe colour transform), and COM segments; the
@@ -14,16 +15,28 @@ no new dependency, chosen by magic bytes rather than by the witness's file name:
 - Office Open XML (docx/xlsx/pptx …) and OpenDocument: ``docProps/core.xml``, ``app.xml``,
   ``custom.xml`` (or ODF ``meta.xml``) are replaced by empty documents and zip timestamps
   are zeroed; every other part is copied unchanged.
+
+Phone media (HEIC, MP4/MOV/3GP, M4A, Ogg/Opus, AMR, AAC, MP3, WAV) go through exiftool or an
+ffmpeg remux (``media.py``). Whatever the cleaner, the copy is made in a private folder next to
+the original, then re-read with exiftool (``metadata.py``): if any GPS, device, time, author or
+free-text tag is left, or any text value found in the original's metadata still occurs in its
+bytes, nothing is written and the editor is told this file cannot be cleaned. Only a copy that
+passed is published, with ``safe_output.write_new_file`` (0600, fsynced, never overwriting).
 """
 
 from __future__ import annotations
 
+import io
 import re
+import shutil
 import struct
+import tempfile
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import media, metadata
 from .errors import EditorError
 from .safe_output import write_new_file
 
@@ -199,9 +212,9 @@ def scrub_pdf_pure(data: bytes) -> tuple[bytes, list[str]]:
     return bytes(buf), notes
 
 
-def scrub_pdf(path: Path, dest: Path) -> list[str]:
+def scrub_pdf(path: Path, out: Path) -> list[str]:
     try:
-        import pikepdf  # type: ignore[import-not-found]
+        import pikepdf  # type: ignore[import-not-found]  # optional extra, may be absent
     except ImportError:
         pikepdf = None
     if pikepdf is not None:
@@ -210,16 +223,14 @@ def scrub_pdf(path: Path, dest: Path) -> list[str]:
                 del pdf.trailer["/Info"]
             if "/Metadata" in pdf.Root:
                 del pdf.Root["/Metadata"]
-            pdf.save(dest)
+            pdf.save(out)
         return ["used pikepdf"]
     data, notes = scrub_pdf_pure(path.read_bytes())
-    write_new_file(dest, data)
+    out.write_bytes(data)
     return [*notes, "pure-Python PDF scrub: best effort (install pikepdf for a full rewrite)"]
 
 
 def scrub_office(data_path: Path) -> bytes:
-    import io
-
     out = io.BytesIO()
     try:
         with zipfile.ZipFile(data_path) as src, zipfile.ZipFile(out, "w") as dst:
@@ -238,32 +249,103 @@ def scrubbed_name(path: Path) -> Path:
     return path.with_name(f"{path.stem}.scrubbed{path.suffix}")
 
 
-def scrub(path: Path) -> tuple[Path, str, list[str]]:
-    """Write ``<stem>.scrubbed<suffix>`` next to ``path``; return (dest, kind, notes)."""
+class NotCleaned(EditorError):
+    """The tool ran, but the copy still carries identifying metadata: nothing is written."""
+
+
+@dataclass
+class ScrubResult:
+    dest: Path
+    kind: str
+    notes: list[str]
+    before: metadata.Findings | None  # None: exiftool is not installed, nothing was read
+    after: metadata.Findings | None
+
+
+Cleaner = Callable[[Path, Path], list[str]]
+
+
+def _pure(fn: Callable[[bytes], bytes]) -> Cleaner:
+    def run(src: Path, out: Path) -> list[str]:
+        out.write_bytes(fn(src.read_bytes()))
+        return []
+
+    return run
+
+
+def _office(src: Path, out: Path) -> list[str]:
+    with zipfile.ZipFile(src) as z:
+        names = set(z.namelist())
+    if not names & set(OFFICE_REPLACE):
+        raise EditorError(f"{src.name} is a zip archive, not an Office document")
+    out.write_bytes(scrub_office(src))
+    return []
+
+
+def _handler(path: Path) -> tuple[str, Cleaner, bool]:
+    """(kind, cleaner, needs exiftool to be checked) for ``path``, chosen by magic bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    pure: list[tuple[bytes, str, Cleaner]] = [
+        (b"\xff\xd8\xff", "JPEG", _pure(scrub_jpeg)),
+        (b"\x89PNG", "PNG", _pure(scrub_png)),
+        (b"%PDF-", "PDF", scrub_pdf),
+        (b"PK\x03\x04", "Office/OpenDocument", _office),
+    ]
+    for magic, kind, run in pure:
+        if head.startswith(magic):
+            return kind, run, False
+    media_kind = media.sniff(path)
+    if media_kind is None:
+        raise EditorError(
+            f"{path.name}: scrubbing supports JPEG, PNG, PDF, Office, HEIC/HEIF, MP4, MOV, 3GP, "
+            "M4A, Ogg/Opus, AMR, AAC, MP3 and WAV files; this is none of them"
+        )
+    pure_path = bool(media_kind.pure) and shutil.which(media_kind.tool) is None
+    return media_kind.label, lambda src, out: media.clean(media_kind, src, out), not pure_path
+
+
+def _check(name: str, kind: str, copy: Path, before: metadata.Findings) -> metadata.Findings:
+    """Re-read the copy: any identifying tag, or any text found before, means not clean."""
+    after = metadata.read(copy)
+    if after.any():
+        first = next(t for c in metadata.CATEGORIES for t in after.tags.get(c, []))
+        raise NotCleaned(
+            f"{name}: the scrubbed {kind} copy still has {after.counts()} metadata "
+            f"(e.g. {first[0]}): this file cannot be cleaned here; no copy written"
+        )
+    leaked = metadata.still_in(copy, before.texts())
+    if leaked:
+        raise NotCleaned(
+            f"{name}: the scrubbed {kind} copy still contains {leaked[0]!r} (found in the "
+            "original's metadata, now hidden elsewhere in the file): no copy written"
+        )
+    return after
+
+
+def scrub(path: Path) -> ScrubResult:
+    """Write ``<stem>.scrubbed<suffix>`` next to ``path`` once it is checked clean."""
     if path.is_symlink() or not path.is_file():
         raise EditorError(f"{path} is not a regular file")
     dest = scrubbed_name(path)
-    if dest.exists():
+    if dest.exists() or dest.is_symlink():
         raise EditorError(f"{dest} already exists: refusing to overwrite it")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    handlers: list[tuple[bytes, str, Callable[[], tuple[bytes | None, list[str]]]]] = [
-        (b"\xff\xd8\xff", "JPEG", lambda: (scrub_jpeg(path.read_bytes()), [])),
-        (b"\x89PNG", "PNG", lambda: (scrub_png(path.read_bytes()), [])),
-        (b"%PDF-", "PDF", lambda: (None, scrub_pdf(path, dest))),
-        (b"PK\x03\x04", "Office/OpenDocument", lambda: (scrub_office(path), [])),
-    ]
-    for magic, kind, run in handlers:
-        if head.startswith(magic):
-            if kind.startswith("Office"):
-                with zipfile.ZipFile(path) as z:
-                    names = set(z.namelist())
-                if not names & set(OFFICE_REPLACE):
-                    raise EditorError(f"{path.name} is a zip archive, not an Office document")
-            data, notes = run()
-            if data is not None:
-                write_new_file(dest, data)
-            return dest, kind, notes
-    raise EditorError(
-        f"{path.name}: scrubbing supports JPEG, PNG, PDF and Office files; this is none of them"
-    )
+    kind, clean, needs_check = _handler(path)
+    try:
+        before: metadata.Findings | None = metadata.read(path)
+    except metadata.ExiftoolMissing as exc:
+        if needs_check:
+            raise NotCleaned(f"{path.name}: {exc}; no copy written") from None
+        before = None
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".scrub-") as work:
+        out = Path(work) / f"copy{path.suffix}"
+        notes = clean(path, out)
+        if not out.is_file():
+            raise NotCleaned(f"{path.name}: the {kind} cleaner wrote nothing: no copy written")
+        after = _check(path.name, kind, out, before) if before is not None else None
+        if before is None:
+            notes.append("the copy was not re-checked: exiftool (Debian package "
+                          "libimage-exiftool-perl) is not installed")
+        with open(out, "rb") as fh:
+            write_new_file(dest, fh)
+    return ScrubResult(dest, kind, notes, before, after)
