@@ -176,11 +176,28 @@ def verify_custody(
         str | None,
         typer.Option("--editor-fingerprint", help="Require this editor fingerprint."),
     ] = None,
+    no_files: Annotated[
+        bool,
+        typer.Option(
+            "--no-files", help="Check signatures and manifest only, not the attachments on disk."
+        ),
+    ] = False,
 ) -> None:
-    """Check a custody report: both signatures, manifest, hashes; exit 1 on any mismatch."""
-    for line in custody_mod.verify_report(report, expected_editor=editor_fingerprint):
+    """Check a custody report: both signatures, the manifest and the attachments next to it.
+
+    Exit 0: verified; 1: a mismatch (altered report or file); 3: some attachment named by the
+    report was not next to it, so it could not be hashed (use --no-files to accept that)."""
+    check = custody_mod.verify_report(
+        report, expected_editor=editor_fingerprint, check_files=not no_files
+    )
+    for line in check.lines:
         _cli.out.print(f"ok: {line}", markup=False, highlight=False)
-    _cli.out.print("custody report verified", markup=False)
+    if not check.complete:
+        _cli.err.print(
+            custody_mod.not_checked_sentence(check, report.parent), markup=False, highlight=False
+        )
+        raise typer.Exit(custody_mod.EXIT_NOT_CHECKED)
+    _cli.out.print(custody_mod.checked_sentence(check), markup=False, highlight=False)
 
 
 def _text_from_editor() -> str:

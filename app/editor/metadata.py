@@ -25,7 +25,7 @@ from .errors import EditorError
 CATEGORIES = ("GPS", "device", "time", "author", "text")
 _SKIP_GROUPS = ("System", "File", "ExifTool", "Composite", "ICC", "SourceFile")
 _STRUCTURAL = {"HandlerDescription", "HandlerType", "HandlerClass", "HandlerVendorID",
-               "SampleGroupDescription"}
+               "SampleGroupDescription", "CopyrightFlag"}
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("GPS", re.compile(r"gps|location|iso6709|latitude|longitude|altitude", re.I)),
     ("device", re.compile(
