@@ -4,7 +4,7 @@ measurements behind each choice).
 
 - HEIC/HEIF/AVIF: ``exiftool -all=`` deletes the EXIF and XMP items (GPS, make/model, serial,
   times, author) and leaves the coded image alone. Why not ffmpeg: it cannot read HEIF here;
-  why not mat2: for HEIC it runs exactly this exiftool command.
+  why not mat2: for HEIC it runs exiftool too, with more dependencies around it.
 - Audio and video containers: an ffmpeg *remux* (``-c copy``: not one audio or video sample is
   re-encoded) into the same container with ``-map_metadata -1 -map_chapters -1`` and bitexact
   flags. Only video (not cover art) and audio streams are kept, so timed-metadata tracks

@@ -103,7 +103,7 @@ def exiftool_version() -> str:
 
 
 def read_many(paths: list[Path]) -> dict[Path, Findings]:
-    """Findings for each file, with one exiftool run (raises ExiftoolMissing)."""
+    """Findings for each file exiftool could read, with one run (raises ExiftoolMissing)."""
     tool = exiftool_version()
     if not paths:
         return {}
@@ -124,14 +124,15 @@ def read_many(paths: list[Path]) -> dict[Path, Findings]:
         source = next((str(v) for k, v in pairs if k == "SourceFile"), "")
         if source in by_name:
             out[by_name[source]] = _classify(tool, pairs)
-    missing = [p.name for p in paths if p not in out]
-    if missing:
-        raise EditorError(f"exiftool could not read {', '.join(missing)}")
     return out
 
 
 def read(path: Path) -> Findings:
-    return read_many([path])[path]
+    """Findings for one file; a file exiftool cannot read is an error (never "nothing found")."""
+    found = read_many([path])
+    if path not in found:
+        raise EditorError(f"{path.name}: exiftool could not read this file's metadata")
+    return found[path]
 
 
 def _classify(tool: str, pairs: list[tuple[str, object]]) -> Findings:
