@@ -15,6 +15,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pillow_heif
+from PIL import Image
+
 GPS = "39.9042 N, 116.4074 E"  # what a phone would record
 MAKE, MODEL, SERIAL = "Apple", "iPhone 12 Pro", "C39XK1Q2P0DF"
 AUTHOR = "Aygul Witness"
@@ -105,9 +108,6 @@ def make_ffmpeg_sample(folder: Path, name: str) -> Path:
 
 def make_heic(folder: Path, name: str = "photo.heic") -> Path:
     """A small HEIC (x265 via pillow-heif) with EXIF GPS/make/model/serial/time/author."""
-    import pillow_heif  # test-only dependency
-    from PIL import Image
-
     img = Image.new("RGB", (64, 48))
     img.putdata([((x * 4) % 256, (y * 5) % 256, 128) for y in range(48) for x in range(64)])
     out = folder / name

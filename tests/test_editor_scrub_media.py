@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import media_samples as ms
+import pillow_heif
 import pytest
 from roundtrip_helper import run_editor
 from test_editor_review import Env, env  # noqa: F401  (fixture)
@@ -42,8 +43,6 @@ def sha(data: bytes) -> str:
 def decodes(path: Path) -> str:
     """A description of the decoded content (raises if it does not decode)."""
     if path.suffix == ".heic":
-        import pillow_heif
-
         img = pillow_heif.open_heif(str(path)).to_pillow()
         img.load()
         return f"image {img.size}"
@@ -93,8 +92,6 @@ def test_scrubbed_copy_has_no_metadata_and_still_decodes(
 
 
 def test_heic_copy_keeps_the_picture(tmp_path: Path, samples: dict[str, bytes]) -> None:
-    import pillow_heif
-
     original = tmp_path / "IMG_0001.heic"
     original.write_bytes(samples["photo.heic"])
     run_editor("scrub", str(original))

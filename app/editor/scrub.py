@@ -317,8 +317,9 @@ def _check(name: str, kind: str, copy: Path, before: metadata.Findings) -> metad
     leaked = metadata.still_in(copy, before.texts())
     if leaked:
         raise NotCleaned(
-            f"{name}: the scrubbed {kind} copy still contains {leaked[0]!r} (found in the "
-            "original's metadata, now hidden elsewhere in the file): no copy written"
+            f"{name}: the scrubbed {kind} copy still contains {leaked[0]!r} (a value of the "
+            "original's metadata, also stored elsewhere in the file, e.g. in its audio or video "
+            "data): this file cannot be cleaned here; no copy written"
         )
     return after
 
