@@ -185,3 +185,9 @@ def test_review_index_shows_metadata_before_and_after(env: Env,  # noqa: F811
     assert "no GPS, device, time or author tags (exiftool" in index
     assert index.count("no scrubbed copy yet") == 1  # the clip is not scrubbed yet
     assert "<script" not in index.lower()
+    # a submission without metadata.json (older import) gets it on "guwah-editor index"
+    (sub / "metadata.json").unlink()
+    proc = run_editor("index", "--review", str(env.review))
+    assert "Read the metadata of 1 submission(s)" in proc.stdout
+    again = (env.review / "index.html").read_text()
+    assert again == index  # the same findings, the scrubbed copy's included

@@ -267,8 +267,12 @@ def outbox(
 
 
 def index(review: ReviewOpt = None) -> None:
-    """Rebuild the review folder's index.html."""
-    path = review_mod.write_index(review or default_review())
+    """Rebuild the review folder's index.html (reading metadata not read yet)."""
+    folder = review or default_review()
+    scanned = metareport.scan_missing(folder, review_mod.CUSTODY)
+    if scanned:
+        _cli.out.print(f"Read the metadata of {scanned} submission(s)", markup=False)
+    path = review_mod.write_index(folder)
     _cli.out.print(f"Wrote {path}", markup=False)
 
 

@@ -53,13 +53,38 @@ def _save(folder: Path, doc: dict[str, Any]) -> None:
 
 def scan_folders(root: Path, custody_name: str) -> None:
     """Read the attachments of every submission folder under ``root`` (one exiftool run)."""
+    _scan(sorted(root.glob(f"*/{custody_name}")))
+
+
+def scan_missing(review: Path, custody_name: str) -> int:
+    """Fill ``metadata.json`` where a submission has none (imported by an older version) or
+    where it could not be read before (exiftool was missing); return how many were read."""
+    records = [
+        r
+        for r in sorted(review.glob(f"*/bundle-*/*/{custody_name}"))
+        if not r.parent.name.startswith(".")
+        and (not (r.parent / SIDECAR).exists() or _load(r.parent).get("error"))
+    ]
+    _scan(records)
+    return len(records)
+
+
+def _scan(records: list[Path]) -> None:
     folders: dict[Path, list[str]] = {}
-    for record in sorted(root.glob(f"*/{custody_name}")):
+    copy_of: dict[Path, str] = {}  # scrubbed copy -> its original's name
+    for record in records:
         try:
-            files = json.loads(record.read_text("utf-8")).get("files", [])
-        except (OSError, ValueError):
+            files = json.loads(record.read_text("utf-8"))["files"]
+            names = [str(f["saved_as"]) for f in files if f.get("saved_as")]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
-        folders[record.parent] = [str(f["saved_as"]) for f in files if f.get("saved_as")]
+        copies = {scrubbed_name(record.parent / n).name: n for n in names}
+        copy_of.update({record.parent / c: n for c, n in copies.items()})
+        folders[record.parent] = [
+            n for n in [*names, *copies] if (record.parent / n).is_file()
+        ]
+    if not folders:
+        return
     paths = [folder / name for folder, names in folders.items() for name in names]
     error = None
     try:
@@ -67,10 +92,12 @@ def scan_folders(root: Path, custody_name: str) -> None:
     except (EditorError, subprocess.SubprocessError, OSError) as exc:
         found, error = {}, f"metadata not read: {exc}"
     for folder, names in folders.items():
-        doc = {"format": FORMAT, "error": error, "files": {}}
+        doc: dict[str, Any] = {"format": FORMAT, "error": error, "files": {}}
         for name in names:
             if folder / name in found:
                 doc["files"][name] = {"findings": found[folder / name].to_json()}
+                if folder / name in copy_of:
+                    doc["files"][name]["copy_of"] = copy_of[folder / name]
         _save(folder, doc)
 
 
