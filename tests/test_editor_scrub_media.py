@@ -22,6 +22,8 @@ import pytest
 from roundtrip_helper import run_editor
 from test_editor_review import Env, env  # noqa: F401  (fixture)
 
+from app.editor import media
+
 PACKAGES = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "exiftool": "libimage-exiftool-perl"}
 SENSITIVE_TAGS = ("GPS", "Make", "Model", "Serial", "Author", "Artist", "Creator", "Originator",
                   "Comment", "Location")
@@ -83,6 +85,9 @@ def test_scrubbed_copy_has_no_metadata_and_still_decodes(
     assert sha(original.read_bytes()) == sha(data)
     assert ms.leaks(copy) == []
     assert tag_lines(copy) == [], tag_lines(copy)
+    raw = copy.read_bytes()  # exiftool cannot read every format (ADTS, AMR): bytes too
+    for text in (ms.MODEL, ms.SERIAL, ms.AUTHOR, "ID3", "LIST", "bext"):
+        assert text.encode() not in raw, text
     assert decodes(copy) == decodes(original)
     assert copy.stat().st_mode & 0o777 == 0o600
     assert "left in the copy: none" in proc.stdout
@@ -191,3 +196,28 @@ def test_review_index_shows_metadata_before_and_after(env: Env,  # noqa: F811
     assert "Read the metadata of 1 submission(s)" in proc.stdout
     again = (env.review / "index.html").read_text()
     assert again == index  # the same findings, the scrubbed copy's included
+
+
+def test_frame_formats_with_anything_else_are_refused(tmp_path: Path,
+                                                      samples: dict[str, bytes]) -> None:
+    """AAC (ADTS) and AMR have no metadata fields and exiftool cannot read them: their copies
+    are checked by parsing every frame, so a tag or junk after the frames is caught."""
+
+
+    run_editor("scrub", str(_write(tmp_path, "voice.aac", samples["voice.aac"])))
+    clean = (tmp_path / "voice.scrubbed.aac").read_bytes()
+    assert clean[:2] in (b"\xff\xf1", b"\xff\xf9")
+    media.check_adts(tmp_path / "voice.scrubbed.aac")
+    for name, data, check in [
+        ("tagged.aac", clean + b"TAG" + ms.AUTHOR.encode().ljust(125, b"\0"), media.check_adts),
+        ("id3.aac", b"ID3\x04\x00\x00\x00\x00\x00\x00" + clean, media.check_adts),
+        ("junk.amr", samples["voice.amr"] + ms.SERIAL.encode(), media.check_amr),
+    ]:
+        with pytest.raises(media.EditorError):
+            check(_write(tmp_path, name, data))
+
+
+def _write(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path

@@ -41,6 +41,7 @@ class MediaKind:
     muxer: str = ""  # ffmpeg -f value
     extra: tuple[str, ...] = ()  # muxer options
     pure: str = ""  # "wav" / "amr": pure-Python path when ffmpeg is missing
+    frames: str = ""  # "amr" / "adts": no metadata fields; the copy is checked frame by frame
 
 
 _IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1",
@@ -90,12 +91,12 @@ def sniff(path: Path) -> MediaKind | None:
         label = "Ogg Opus" if b"OpusHead" in head[:512] else "Ogg"
         return MediaKind(label, "ffmpeg", "ogg")
     if head.startswith((b"#!AMR\n", b"#!AMR-WB\n")):
-        return MediaKind("AMR", "ffmpeg", "amr", pure="amr")
+        return MediaKind("AMR", "ffmpeg", "amr", pure="amr", frames="amr")
     if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
         return MediaKind("WAV", "ffmpeg", "wav", pure="wav")
     body = _skip_id3(head)
     if len(body) >= 2 and body[0] == 0xFF and body[1] & 0xF6 == 0xF0:
-        return MediaKind("AAC (ADTS)", "ffmpeg", "adts")
+        return MediaKind("AAC (ADTS)", "ffmpeg", "adts", frames="adts")
     if len(body) >= 2 and body[0] == 0xFF and body[1] & 0xE0 == 0xE0 and body[1] & 0x06:
         return MediaKind("MP3", "ffmpeg", "mp3", ("-id3v2_version", "0", "-write_xing", "0"))
     return None
@@ -173,3 +174,27 @@ def scrub_amr(data: bytes) -> bytes:
     if i != len(data):
         raise EditorError("the AMR is truncated")
     return data
+
+
+def check_adts(path: Path) -> None:
+    """The file is ADTS frames from its first byte to its last: no ID3, APE or trailing tag."""
+    data = path.read_bytes()
+    i = 0
+    while i < len(data):
+        if i + 7 > len(data) or data[i] != 0xFF or data[i + 1] & 0xF6 != 0xF0:
+            raise EditorError(f"{path.name}: the AAC copy holds bytes that are not ADTS frames")
+        length = ((data[i + 3] & 0x03) << 11) | (data[i + 4] << 3) | (data[i + 5] >> 5)
+        if length < 7:
+            raise EditorError(f"{path.name}: the AAC copy has a malformed frame")
+        i += length
+    if i != len(data):
+        raise EditorError(f"{path.name}: the AAC copy is truncated")
+
+
+def check_amr(path: Path) -> None:
+    scrub_amr(path.read_bytes())
+
+
+# Formats with no metadata fields: the copy is proven clean by parsing it (exiftool cannot read
+# them: it reports "Unknown file type").
+FRAME_CHECKS = {"adts": check_adts, "amr": check_amr}

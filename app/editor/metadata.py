@@ -54,6 +54,7 @@ class Findings:
 
     tool: str
     tags: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    error: str = ""  # exiftool's own "Error" for this file: then nothing above can be trusted
 
     def any(self) -> bool:
         return any(self.tags.values())
@@ -72,15 +73,15 @@ class Findings:
         return out
 
     def to_json(self) -> dict[str, object]:
-        return {"tool": self.tool, "tags": {c: [list(t) for t in v] for c, v in
-                                            self.tags.items()}}
+        tags = {c: [list(t) for t in v] for c, v in self.tags.items()}
+        return {"tool": self.tool, "tags": tags, "error": self.error}
 
     @classmethod
     def from_json(cls, obj: dict[str, object]) -> Findings:
         tags = obj.get("tags") if isinstance(obj.get("tags"), dict) else {}
         clean = {str(c): [(str(t[0]), str(t[1])) for t in v if isinstance(t, list) and len(t) == 2]
                  for c, v in tags.items() if c in CATEGORIES and isinstance(v, list)}  # type: ignore[union-attr]
-        return cls(str(obj.get("tool", "")), clean)
+        return cls(str(obj.get("tool", "")), clean, str(obj.get("error") or ""))
 
 
 def category(name: str) -> str | None:
@@ -129,16 +130,19 @@ def read_many(paths: list[Path]) -> dict[Path, Findings]:
 
 def read(path: Path) -> Findings:
     """Findings for one file; a file exiftool cannot read is an error (never "nothing found")."""
-    found = read_many([path])
-    if path not in found:
-        raise EditorError(f"{path.name}: exiftool could not read this file's metadata")
-    return found[path]
+    found = read_many([path]).get(path)
+    if found is None or found.error:
+        why = f" ({found.error})" if found and found.error else ""
+        raise EditorError(f"{path.name}: exiftool cannot read this file{why}: no copy written")
+    return found
 
 
 def _classify(tool: str, pairs: list[tuple[str, object]]) -> Findings:
     found = Findings(tool)
     for key, value in pairs:
         group, _, name = key.rpartition(":")
+        if key == "ExifTool:Error":
+            found.error = str(value)[:MAX_VALUE]
         if not group or group.startswith(_SKIP_GROUPS) or name in _STRUCTURAL:
             continue
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

@@ -123,12 +123,17 @@ def summary_lines(result: ScrubResult) -> list[str]:
     """What the scrub command prints about metadata before and after."""
     if result.before is None:
         return ["metadata: not read (exiftool is not installed)"]
-    lines = [f"found in the original: {result.before.counts()}"]
+    if result.before.error:
+        lines = [f"found in the original: nothing exiftool can read ({result.before.error})"]
+    else:
+        lines = [f"found in the original: {result.before.counts()}"]
     for cat in SHOW:
         for tag, value in result.before.tags.get(cat, [])[:MAX_SHOWN]:
             lines.append(f"  {cat}: {tag} = {value}")
-    after = result.after.counts() if result.after else "not checked"
-    lines.append(f"left in the copy: {after} (re-read with {result.before.tool})")
+    if result.after is None:
+        lines.append("left in the copy: not checked")
+    else:
+        lines.append(f"left in the copy: {result.after.counts()} (checked by {result.after.tool})")
     return lines
 
 
@@ -137,6 +142,8 @@ def _describe(entry: dict[str, Any] | None) -> tuple[str, bool]:
     if not entry or not isinstance(entry.get("findings"), dict):
         return "<em>not read</em>", False
     found = metadata.Findings.from_json(entry["findings"])
+    if found.error:
+        return f"<em>exiftool cannot read it: {html.escape(found.error)}</em>", True
     if not found.any():
         return f"no GPS, device, time or author tags ({html.escape(found.tool)})", False
     parts = []

@@ -282,8 +282,16 @@ def _office(src: Path, out: Path) -> list[str]:
     return []
 
 
-def _handler(path: Path) -> tuple[str, Cleaner, bool]:
-    """(kind, cleaner, needs exiftool to be checked) for ``path``, chosen by magic bytes."""
+@dataclass(frozen=True)
+class _Plan:
+    kind: str
+    clean: Cleaner
+    needs_exiftool: bool  # without exiftool this copy cannot be checked: refuse
+    frames: Callable[[Path], None] | None = None  # a format with no metadata fields at all
+
+
+def _plan(path: Path) -> _Plan:
+    """How to clean and check ``path``, chosen by magic bytes (never by its name)."""
     with open(path, "rb") as fh:
         head = fh.read(8)
     pure: list[tuple[bytes, str, Cleaner]] = [
@@ -294,7 +302,7 @@ def _handler(path: Path) -> tuple[str, Cleaner, bool]:
     ]
     for magic, kind, run in pure:
         if head.startswith(magic):
-            return kind, run, False
+            return _Plan(kind, run, False)
     media_kind = media.sniff(path)
     if media_kind is None:
         raise EditorError(
@@ -302,11 +310,17 @@ def _handler(path: Path) -> tuple[str, Cleaner, bool]:
             "M4A, Ogg/Opus, AMR, AAC, MP3 and WAV files; this is none of them"
         )
     pure_path = bool(media_kind.pure) and shutil.which(media_kind.tool) is None
-    return media_kind.label, lambda src, out: media.clean(media_kind, src, out), not pure_path
+    frames = media.FRAME_CHECKS.get(media_kind.frames)
+    return _Plan(
+        media_kind.label,
+        lambda src, out: media.clean(media_kind, src, out),
+        not pure_path and frames is None,
+        frames,
+    )
 
 
-def _check(name: str, kind: str, copy: Path, before: metadata.Findings) -> metadata.Findings:
-    """Re-read the copy: any identifying tag, or any text found before, means not clean."""
+def _check_tags(name: str, kind: str, copy: Path) -> metadata.Findings:
+    """Re-read the copy with exiftool: any identifying tag left means not clean."""
     after = metadata.read(copy)
     if after.any():
         first = next(t for c in metadata.CATEGORIES for t in after.tags.get(c, []))
@@ -314,6 +328,11 @@ def _check(name: str, kind: str, copy: Path, before: metadata.Findings) -> metad
             f"{name}: the scrubbed {kind} copy still has {after.counts()} metadata "
             f"(e.g. {first[0]}): this file cannot be cleaned here; no copy written"
         )
+    return after
+
+
+def _check_bytes(name: str, kind: str, copy: Path, before: metadata.Findings) -> None:
+    """Any text of the original's metadata still in the copy's bytes means not clean."""
     leaked = metadata.still_in(copy, before.texts())
     if leaked:
         raise NotCleaned(
@@ -321,7 +340,40 @@ def _check(name: str, kind: str, copy: Path, before: metadata.Findings) -> metad
             "original's metadata, also stored elsewhere in the file, e.g. in its audio or video "
             "data): this file cannot be cleaned here; no copy written"
         )
+
+
+def _before(path: Path, plan: _Plan) -> metadata.Findings | None:
+    """The original's findings; None when exiftool is missing and the plan can do without."""
+    try:
+        found = metadata.read_many([path]).get(path)
+    except metadata.ExiftoolMissing as exc:
+        if plan.needs_exiftool:
+            raise NotCleaned(f"{path.name}: {exc}; no copy written") from None
+        return None
+    if found is None or (found.error and plan.frames is None):
+        why = f" ({found.error})" if found else ""
+        raise NotCleaned(f"{path.name}: exiftool cannot read this file{why}: no copy written")
+    return found
+
+
+def _verify(path: Path, plan: _Plan, out: Path, before: metadata.Findings | None,
+            notes: list[str]) -> metadata.Findings | None:
+    """Check the copy (section 4 of docs/scrubbing.md); return what it still has."""
+    if plan.frames is not None:
+        plan.frames(out)
+        after: metadata.Findings | None = metadata.Findings(FRAMES_CHECKED)
+    elif before is not None:
+        after = _check_tags(path.name, plan.kind, out)
+    else:
+        notes.append("the copy was not re-checked: exiftool (Debian package "
+                     "libimage-exiftool-perl) is not installed")
+        return None
+    if before is not None:
+        _check_bytes(path.name, plan.kind, out, before)
     return after
+
+
+FRAMES_CHECKED = "a parse of every frame (the format has no metadata fields)"
 
 
 def scrub(path: Path) -> ScrubResult:
@@ -331,22 +383,15 @@ def scrub(path: Path) -> ScrubResult:
     dest = scrubbed_name(path)
     if dest.exists() or dest.is_symlink():
         raise EditorError(f"{dest} already exists: refusing to overwrite it")
-    kind, clean, needs_check = _handler(path)
-    try:
-        before: metadata.Findings | None = metadata.read(path)
-    except metadata.ExiftoolMissing as exc:
-        if needs_check:
-            raise NotCleaned(f"{path.name}: {exc}; no copy written") from None
-        before = None
+    plan = _plan(path)
+    before = _before(path, plan)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".scrub-") as work:
         out = Path(work) / f"copy{path.suffix}"
-        notes = clean(path, out)
+        notes = plan.clean(path, out)
         if not out.is_file():
-            raise NotCleaned(f"{path.name}: the {kind} cleaner wrote nothing: no copy written")
-        after = _check(path.name, kind, out, before) if before is not None else None
-        if before is None:
-            notes.append("the copy was not re-checked: exiftool (Debian package "
-                          "libimage-exiftool-perl) is not installed")
+            raise NotCleaned(f"{path.name}: the {plan.kind} cleaner wrote nothing: no copy "
+                             "written")
+        after = _verify(path, plan, out, before, notes)
         with open(out, "rb") as fh:
             write_new_file(dest, fh)
-    return ScrubResult(dest, kind, notes, before, after)
+    return ScrubResult(dest, plan.kind, notes, before, after)
