@@ -24,8 +24,12 @@ from .errors import EditorError
 
 CATEGORIES = ("GPS", "device", "time", "author", "text")
 _SKIP_GROUPS = ("System", "File", "ExifTool", "Composite", "ICC", "SourceFile")
-_STRUCTURAL = {"HandlerDescription", "HandlerType", "HandlerClass", "HandlerVendorID",
-               "SampleGroupDescription", "CopyrightFlag"}
+_STRUCTURAL = {  # names that match a rule below but describe the stream, not its making
+    "HandlerDescription", "HandlerType", "HandlerClass", "HandlerVendorID",
+    "SampleGroupDescription", "CopyrightFlag", "TimeScale", "MediaTimeScale", "PreviewTime",
+    "PosterTime", "SelectionTime", "CurrentTime", "TimeToSampleTable",
+    "CompositionTimeToSample", "TimeReference",
+}
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("GPS", re.compile(r"gps|location|iso6709|latitude|longitude|altitude", re.I)),
     ("device", re.compile(
@@ -35,12 +39,13 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("author", re.compile(
         r"artist|author|creator|copyright|owner|by-?line|lastmodifiedby|company|manager|"
         r"publisher|credit|rights|composer|performer", re.I)),
-    ("time", re.compile(r"date|^(sub ?sec ?time|offset ?time|time ?created|time ?stamp)", re.I)),
+    ("time", re.compile(r"date|time", re.I)),
     ("text", re.compile(
         r"comment|description|title|keyword|subject|caption|label|note|album|genre|"
-        r"codinghistory|xptitle", re.I)),
+        r"codinghistory|xptitle|userdefined", re.I)),
 ]
 _EMPTY = re.compile(r"^(0000:00:00|1904:01:01|1970:01:01|1980:01:01)[ T]00:00:00([+-]00:00|Z)?$")
+_USER_KEY = re.compile(r"^\(([^)]{1,64})\) ")
 MAX_VALUE = 200  # characters of a value kept for the report
 
 
@@ -104,11 +109,14 @@ def exiftool_version() -> str:
 
 
 def read_many(paths: list[Path]) -> dict[Path, Findings]:
-    """Findings for each file exiftool could read, with one run (raises ExiftoolMissing)."""
+    """Findings for each file exiftool could read, with one run (raises ExiftoolMissing).
+
+    ``-G1:4`` names a repeated tag ``group:CopyN:tag``: plain JSON output would keep only the
+    last of two tags with the same name (e.g. two ID3 user-defined texts)."""
     tool = exiftool_version()
     if not paths:
         return {}
-    cmd = ["exiftool", "-json", "-a", "-G1", "-u", "-charset", "filename=utf8", "--"]
+    cmd = ["exiftool", "-json", "-a", "-G1:4", "-u", "-charset", "filename=utf8", "--"]
     timeout = 120 + sum(p.stat().st_size for p in paths) // (20 << 20)
     try:
         proc = subprocess.run([*cmd, *map(str, paths)], capture_output=True, timeout=timeout)
@@ -150,6 +158,9 @@ def _classify(tool: str, pairs: list[tuple[str, object]]) -> Findings:
         if not text or _EMPTY.match(text):
             continue
         cat = "GPS" if group.startswith("GPS") else category(name)
+        inner = _USER_KEY.match(text) if cat == "text" else None
+        if inner:  # ID3 TXXX / user-defined "(key) value": the key says what it is
+            cat = category(inner.group(1)) or cat
         if cat is not None:
             found.tags.setdefault(cat, []).append((key, text[:MAX_VALUE]))
     return found
