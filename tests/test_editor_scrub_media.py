@@ -221,3 +221,19 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
     path = folder / name
     path.write_bytes(data)
     return path
+
+
+def test_import_without_exiftool_still_imports_and_says_so(env: Env,  # noqa: F811
+                                                           samples: dict[str, bytes]) -> None:
+    files = [("IMG_0001.HEIC", samples["photo.heic"])]
+    bundle = env.bundle("b.tar", 1, [("s1", "2026-11-26", None, env.parts("see", files))])
+    run_editor("import", str(bundle), "--review", str(env.review), "--keyring",
+               str(env.keyring), "--passphrase-file", str(env.passfile),
+               env={"PATH": str(env.tmp / "empty-bin")})
+    index = (env.review / "index.html").read_text()
+    assert "metadata not read: exiftool is not installed" in index
+    assert (env.sub_dir("s1") / "file-1_IMG_0001.HEIC").read_bytes() == samples["photo.heic"]
+    # once exiftool is there, "index" reads what could not be read at import
+    proc = run_editor("index", "--review", str(env.review))
+    assert "Read the metadata of 1 submission(s)" in proc.stdout
+    assert "39 deg 54" in (env.review / "index.html").read_text()
