@@ -169,6 +169,7 @@ def test_help_lists_every_option() -> None:
         assert opt in res.stdout
     res = run(["bash", str(DEPLOY / "editor-laptop/make-bundle.sh"), "--help"])
     assert res.returncode == 0 and "--python-version" in res.stdout and "--platform" in res.stdout
+    assert "--with-media-tools" in res.stdout
 
 
 def test_shellcheck_clean_for_every_script() -> None:

@@ -92,7 +92,7 @@ def test_import_lays_out_a_review_folder(env: Env) -> None:
     assert folder.name == "2026-11-25_sub-one"
     names = sorted(p.name for p in folder.iterdir())
     assert names == ["custody.json", "file-1_photo.jpg", "file-2__.._.._etc_passwd",
-                     "file-3_hidden name.txt", "testimony.json", "testimony.txt"]
+                     "file-3_hidden name.txt", "metadata.json", "testimony.json", "testimony.txt"]
     assert (folder / "file-1_photo.jpg").read_bytes() == PHOTO  # padding removed
     assert oct((folder / "file-1_photo.jpg").stat().st_mode & 0o777) == "0o600"
     text = (folder / "testimony.txt").read_text()

@@ -210,7 +210,7 @@ def test_scrub_refuses_unknown_types_and_never_overwrites(tmp_path: Path) -> Non
     sub.mkdir()
     (sub / "notes.txt").write_text("plain")
     proc = run_editor("scrub", str(sub / "notes.txt"), check=False)
-    assert proc.returncode == 1 and "supports JPEG, PNG, PDF and Office" in proc.stderr
+    assert proc.returncode == 1 and "supports JPEG, PNG, PDF, Office, HEIC" in proc.stderr
     (sub / "a.png").write_bytes(sample_png())
     run_editor("scrub", str(sub / "a.png"))
     proc = run_editor("scrub", str(sub / "a.png"), check=False)

@@ -26,6 +26,7 @@ from rich.progress import (
 )
 
 from . import custody as custody_mod
+from . import metareport
 from . import quarantine as quarantine_mod
 from . import replies as replies_mod
 from . import review as review_mod
@@ -170,10 +171,15 @@ def scrub(
     file: Annotated[Path, typer.Argument(help="An attachment in a submission folder.")],
 ) -> None:
     """Write a metadata-stripped copy next to the original (which is kept as evidence)."""
-    dest, kind, notes = scrub_mod.scrub(file)
-    _cli.out.print(f"{kind}: metadata-stripped copy written to {dest}", markup=False)
-    for note in notes:
+    result = scrub_mod.scrub(file)
+    _cli.out.print(f"{result.kind}: metadata-stripped copy written to {result.dest}", markup=False)
+    for line in metareport.summary_lines(result):
+        _cli.out.print(line, markup=False, highlight=False)
+    for note in result.notes:
         _cli.err.print(f"note: {note}", markup=False, highlight=False)
+    review = metareport.record_scrub(file, result, review_mod.CUSTODY)
+    if review is not None:
+        _cli.out.print(f"Updated {review_mod.write_index(review)}", markup=False)
 
 
 def custody(
@@ -198,11 +204,28 @@ def verify_custody(
         str | None,
         typer.Option("--editor-fingerprint", help="Require this editor fingerprint."),
     ] = None,
+    no_files: Annotated[
+        bool,
+        typer.Option(
+            "--no-files", help="Check signatures and manifest only, not the attachments on disk."
+        ),
+    ] = False,
 ) -> None:
-    """Check a custody report: both signatures, manifest, hashes; exit 1 on any mismatch."""
-    for line in custody_mod.verify_report(report, expected_editor=editor_fingerprint):
+    """Check a custody report: both signatures, the manifest and the attachments next to it.
+
+    Exit 0: verified; 1: a mismatch (altered report or file); 3: some attachment named by the
+    report was not next to it, so it could not be hashed (use --no-files to accept that)."""
+    check = custody_mod.verify_report(
+        report, expected_editor=editor_fingerprint, check_files=not no_files
+    )
+    for line in check.lines:
         _cli.out.print(f"ok: {line}", markup=False, highlight=False)
-    _cli.out.print("custody report verified", markup=False)
+    if not check.complete:
+        _cli.err.print(
+            custody_mod.not_checked_sentence(check, report.parent), markup=False, highlight=False
+        )
+        raise typer.Exit(custody_mod.EXIT_NOT_CHECKED)
+    _cli.out.print(custody_mod.checked_sentence(check), markup=False, highlight=False)
 
 
 def _text_from_editor() -> str:
@@ -273,8 +296,12 @@ def outbox(
 
 
 def index(review: ReviewOpt = None) -> None:
-    """Rebuild the review folder's index.html."""
-    path = review_mod.write_index(review or default_review())
+    """Rebuild the review folder's index.html (reading metadata not read yet)."""
+    folder = review or default_review()
+    scanned = metareport.scan_missing(folder, review_mod.CUSTODY)
+    if scanned:
+        _cli.out.print(f"Read the metadata of {scanned} submission(s)", markup=False)
+    path = review_mod.write_index(folder)
     _cli.out.print(f"Wrote {path}", markup=False)
 
 

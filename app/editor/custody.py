@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from .trust import server_fingerprint
 
 FORMAT = "guwah-custody/1"
 REPORT_FILE = "custody-report.json"
+EXIT_NOT_CHECKED = 3  # verify-custody: attachments named by the report were not there
 
 
 def load_submission(folder: Path) -> dict[str, Any]:
@@ -141,22 +143,53 @@ def _b64(value: Any, length: int, what: str) -> bytes:
     return raw
 
 
-def verify_report(path: Path, *, expected_editor: str | None = None) -> list[str]:
-    """Check a report; return what was checked. Any mismatch raises :class:`EditorError`."""
+@dataclass
+class CustodyCheck:
+    """What ``verify_report`` established: each line in ``lines`` was checked and holds."""
+
+    lines: list[str] = field(default_factory=list)
+    attachments: list[str] = field(default_factory=list)  # named by the report
+    hashed: list[str] = field(default_factory=list)  # found next to it, hashed, equal
+    files_checked: bool = True  # False with --no-files
+
+    @property
+    def missing(self) -> list[str]:
+        return [a for a in self.attachments if a not in self.hashed]
+
+    @property
+    def complete(self) -> bool:
+        """True when nothing the report names went unchecked (or files were not asked for)."""
+        return not self.files_checked or not self.missing
+
+
+def verify_report(
+    path: Path, *, expected_editor: str | None = None, check_files: bool = True
+) -> CustodyCheck:
+    """Check a report and the attachments next to it. Any mismatch raises EditorError; a
+    missing attachment does not (it is listed in the result: the caller says so)."""
     try:
         signed = json.loads(path.read_text("utf-8"))
         report, sig = signed["report"], signed["signature"]
         assert isinstance(report, dict) and report.get("format") == FORMAT
     except (OSError, ValueError, KeyError, TypeError, AssertionError):
         raise EditorError(f"{path} is not a Guwah custody report") from None
-    checked: list[str] = []
+    check = CustodyCheck(files_checked=check_files)
+    check.lines.append(_check_editor(report, sig, expected_editor))
+    check.lines += _check_manifest(report)
+    _check_plaintexts(report, path.parent, check)
+    return check
+
+
+def _check_editor(report: dict[str, Any], sig: Any, expected_editor: str | None) -> str:
     try:
         editor = _b64(report["editor_key"], 32, "editor key")
         VerifyKey(editor).verify(
             FORMAT.encode() + b"\n" + canonical_json(report), _b64(sig, 64, "signature")
         )
     except BadSignatureError:
-        raise EditorError("MISMATCH: the editor's signature does not verify: altered") from None
+        raise EditorError(
+            "MISMATCH: the editor's signature does not verify: the report was altered"
+        ) from None
     except KeyError:
         raise EditorError("the custody report lacks the editor key") from None
     fp = key_fingerprint(str(report.get("editor_age_recipient", "")), editor)
@@ -164,7 +197,10 @@ def verify_report(path: Path, *, expected_editor: str | None = None) -> list[str
         raise EditorError("MISMATCH: the editor fingerprint does not match the editor's keys")
     if expected_editor and fp.upper() != expected_editor.strip().upper():
         raise EditorError(f"MISMATCH: signed by editor {fp}, not {expected_editor}")
-    checked.append(f"editor signature valid (editor fingerprint {fp})")
+    return f"editor signature valid (editor fingerprint {fp})"
+
+
+def _check_manifest(report: dict[str, Any]) -> list[str]:
     manifest_bytes = _b64_any(report.get("manifest"), "manifest")
     server = _b64(report.get("server_key"), 32, "server key")
     try:
@@ -181,7 +217,6 @@ def verify_report(path: Path, *, expected_editor: str | None = None) -> list[str
         raise EditorError("MISMATCH: the server fingerprint does not match the server key")
     if manifest.get("server_key") != report.get("server_key"):
         raise EditorError("MISMATCH: the manifest names another server key")
-    checked.append(f"server signature on the manifest valid (server {server_fingerprint(server)})")
     sub = next(
         (s for s in manifest.get("submissions", []) if s.get("id") == report["submission_id"]),
         None,
@@ -194,23 +229,70 @@ def verify_report(path: Path, *, expected_editor: str | None = None) -> list[str
         "bundle_sequence"
     ):
         raise EditorError("MISMATCH: the day or bundle sequence differs from the signed manifest")
-    checked.append("ciphertext hashes, day and sequence match the signed manifest")
-    for p in report.get("plaintexts", []):
-        if not p.get("match"):
+    return [
+        f"server signature on the manifest valid (server {server_fingerprint(server)})",
+        f"ciphertext hashes ({len(sub['files'])}), day and bundle sequence match the signed "
+        "manifest",
+    ]
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_plaintexts(report: dict[str, Any], folder: Path, check: CustodyCheck) -> None:
+    plaintexts = report.get("plaintexts", [])
+    for p in plaintexts:
+        name = str(p.get("file", ""))
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise EditorError(f"the custody report names a malformed file {name!r}")
+        if not p.get("match") or p.get("sha256") != p.get("sha256_recorded_by_witness_side"):
             raise EditorError(
                 f"MISMATCH: {p.get('role')} does not match the hash the witness side recorded"
             )
-        local = path.parent / str(p.get("file", ""))
-        if p.get("file") and local.is_file() and local.parent == path.parent:
-            digest = hashlib.sha256()
-            with open(local, "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    digest.update(chunk)
-            if digest.hexdigest() != p.get("sha256"):
-                raise EditorError(f"MISMATCH: {local.name} on disk differs from the report")
-            checked.append(f"{local.name} on disk matches")
-    checked.append("every plaintext hash matches what the witness side recorded")
-    return checked
+        check.attachments.append(name)
+    if plaintexts:
+        check.lines.append(
+            f"the report's {len(plaintexts)} attachment hash(es) equal the ones the witness "
+            "side recorded"
+        )
+    else:
+        check.lines.append("the report lists no attachments")
+    if not check.files_checked:
+        return
+    for p in plaintexts:
+        local = folder / str(p["file"])
+        if local.is_symlink() or not local.is_file():
+            continue
+        if _sha256_file(local) != p.get("sha256"):
+            raise EditorError(f"MISMATCH: {local.name} on disk differs from the report")
+        check.hashed.append(local.name)
+        check.lines.append(f"{local.name} found next to the report: its SHA-256 matches")
+
+
+def not_checked_sentence(check: CustodyCheck, folder: Path) -> str:
+    """Why a report is not fully verified: which attachments were not there to hash."""
+    total, found = len(check.attachments), len(check.hashed)
+    missing = ", ".join(check.missing)
+    return (
+        f"NOT VERIFIED: only {found} of the report's {total} attachment(s) are next to it in "
+        f"{folder} (missing: {missing}), so their hashes on disk were not checked. Run it on "
+        "the report inside its submission folder, or pass --no-files to check only the "
+        "signatures and the manifest."
+    )
+
+
+def checked_sentence(check: CustodyCheck) -> str:
+    """One line saying exactly what a passed verification covered."""
+    if not check.files_checked:
+        files = "attachments on disk NOT checked (--no-files)"
+    else:
+        files = f"{len(check.hashed)} of {len(check.attachments)} attachment(s) found and hashed"
+    return f"custody report verified: editor and server signatures, the manifest, {files}"
 
 
 def _b64_any(value: Any, what: str) -> bytes:

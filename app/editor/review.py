@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 from app.bundles import EXPORT_FORMAT, BundleError, OpenedBundle, open_bundle
 
-from . import quarantine
+from . import metareport, quarantine
 from .errors import EditorError
 from .keyring import Keyring
 from .layout import CUSTODY, ImportResult, Layout, testimony_fields, write_new
@@ -118,6 +118,7 @@ def import_bundle(
                 layout.run(syncer)
             finally:
                 syncer.finish()
+            metareport.scan_folders(staging, CUSTODY)  # metadata found per attachment
             _fsync_tree(staging, skip=syncer.done)
             final.parent.mkdir(mode=0o700, exist_ok=True)
             os.rename(staging, final)
@@ -378,7 +379,8 @@ def render_index(review: Path) -> str:
                         parts.append(
                             f'<li><a href="{e(href(folder / f["saved_as"]))}" download>'
                             f"{e(f['saved_as'])}</a> ({e(str(f['size']))} bytes, "
-                            f"{e(f['content_type'] or '?')}){flag}</li>"
+                            f"{e(f['content_type'] or '?')}){flag}"
+                            f"{metareport.render_file(folder, f['saved_as'], href)}</li>"
                         )
                     parts.append("</ul>")
                 for warning in c.get("warnings", []):

@@ -8,6 +8,7 @@ authenticated, so a tampered or truncated file leaves nothing behind.
 import os
 import re
 import secrets
+import shutil
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,14 +80,18 @@ def atomic_output(directory: Path, name: str) -> Iterator[BinaryIO]:
         tmp.unlink(missing_ok=True)
 
 
-def write_new_file(path: Path, data: bytes) -> None:
+def write_new_file(path: Path, data: bytes | BinaryIO) -> None:
     """Create ``path`` (0600) holding ``data``, fully written and fsynced, or fail: a key, a
-    queued reply or a scrubbed copy is never half-written and never replaces an existing file."""
+    queued reply or a scrubbed copy is never half-written and never replaces an existing file.
+    ``data`` may be an open binary file, copied in chunks (a scrubbed video needs no RAM)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, bytes):
+                fh.write(data)
+            else:
+                shutil.copyfileobj(data, fh, 1 << 20)
             fh.flush()
             os.fsync(fh.fileno())
         os.link(tmp, path)  # fails if path exists

@@ -1,7 +1,8 @@
 """``guwah-editor scrub``: a metadata-stripped copy of an attachment, next to the original.
 
-The original stays untouched (it is evidence; its hash is in the custody record). Pure Python,
-no new dependency, chosen by magic bytes rather than by the witness's file name:
+The original stays untouched (it is evidence; its hash is in the custody record). The cleaner
+is chosen by magic bytes rather than by the witness's file name. Documents and the two common
+still-image formats have pure-Python cleaners (no dependency):
 
 - JPEG: drop APP1 (EXIF incl. GPS, XMP), APP13 (IPTC/Photoshop), every other APPn except
   APP0 (JFIF), APP2 ICC profiles and APP14 (Adobe colour transform), and COM segments; the
@@ -14,16 +15,28 @@ no new dependency, chosen by magic bytes rather than by the witness's file name:
 - Office Open XML (docx/xlsx/pptx …) and OpenDocument: ``docProps/core.xml``, ``app.xml``,
   ``custom.xml`` (or ODF ``meta.xml``) are replaced by empty documents and zip timestamps
   are zeroed; every other part is copied unchanged.
+
+Phone media (HEIC, MP4/MOV/3GP, M4A, Ogg/Opus, AMR, AAC, MP3, WAV) go through exiftool or an
+ffmpeg remux (``media.py``). Whatever the cleaner, the copy is made in a private folder next to
+the original, then re-read with exiftool (``metadata.py``): if any GPS, device, time, author or
+free-text tag is left, or any text value found in the original's metadata still occurs in its
+bytes, nothing is written and the editor is told this file cannot be cleaned. Only a copy that
+passed is published, with ``safe_output.write_new_file`` (0600, fsynced, never overwriting).
 """
 
 from __future__ import annotations
 
+import io
 import re
+import shutil
 import struct
+import tempfile
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import media, metadata
 from .errors import EditorError
 from .safe_output import write_new_file
 
@@ -199,9 +212,9 @@ def scrub_pdf_pure(data: bytes) -> tuple[bytes, list[str]]:
     return bytes(buf), notes
 
 
-def scrub_pdf(path: Path, dest: Path) -> list[str]:
+def scrub_pdf(path: Path, out: Path) -> list[str]:
     try:
-        import pikepdf  # type: ignore[import-not-found]
+        import pikepdf  # type: ignore[import-not-found]  # optional extra, may be absent
     except ImportError:
         pikepdf = None
     if pikepdf is not None:
@@ -210,16 +223,14 @@ def scrub_pdf(path: Path, dest: Path) -> list[str]:
                 del pdf.trailer["/Info"]
             if "/Metadata" in pdf.Root:
                 del pdf.Root["/Metadata"]
-            pdf.save(dest)
+            pdf.save(out)
         return ["used pikepdf"]
     data, notes = scrub_pdf_pure(path.read_bytes())
-    write_new_file(dest, data)
+    out.write_bytes(data)
     return [*notes, "pure-Python PDF scrub: best effort (install pikepdf for a full rewrite)"]
 
 
 def scrub_office(data_path: Path) -> bytes:
-    import io
-
     out = io.BytesIO()
     try:
         with zipfile.ZipFile(data_path) as src, zipfile.ZipFile(out, "w") as dst:
@@ -238,32 +249,149 @@ def scrubbed_name(path: Path) -> Path:
     return path.with_name(f"{path.stem}.scrubbed{path.suffix}")
 
 
-def scrub(path: Path) -> tuple[Path, str, list[str]]:
-    """Write ``<stem>.scrubbed<suffix>`` next to ``path``; return (dest, kind, notes)."""
+class NotCleaned(EditorError):
+    """The tool ran, but the copy still carries identifying metadata: nothing is written."""
+
+
+@dataclass
+class ScrubResult:
+    dest: Path
+    kind: str
+    notes: list[str]
+    before: metadata.Findings | None  # None: exiftool is not installed, nothing was read
+    after: metadata.Findings | None
+
+
+Cleaner = Callable[[Path, Path], list[str]]
+
+
+def _pure(fn: Callable[[bytes], bytes]) -> Cleaner:
+    def run(src: Path, out: Path) -> list[str]:
+        out.write_bytes(fn(src.read_bytes()))
+        return []
+
+    return run
+
+
+def _office(src: Path, out: Path) -> list[str]:
+    with zipfile.ZipFile(src) as z:
+        names = set(z.namelist())
+    if not names & set(OFFICE_REPLACE):
+        raise EditorError(f"{src.name} is a zip archive, not an Office document")
+    out.write_bytes(scrub_office(src))
+    return []
+
+
+@dataclass(frozen=True)
+class _Plan:
+    kind: str
+    clean: Cleaner
+    needs_exiftool: bool  # without exiftool this copy cannot be checked: refuse
+    frames: Callable[[Path], None] | None = None  # a format with no metadata fields at all
+
+
+def _plan(path: Path) -> _Plan:
+    """How to clean and check ``path``, chosen by magic bytes (never by its name)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    pure: list[tuple[bytes, str, Cleaner]] = [
+        (b"\xff\xd8\xff", "JPEG", _pure(scrub_jpeg)),
+        (b"\x89PNG", "PNG", _pure(scrub_png)),
+        (b"%PDF-", "PDF", scrub_pdf),
+        (b"PK\x03\x04", "Office/OpenDocument", _office),
+    ]
+    for magic, kind, run in pure:
+        if head.startswith(magic):
+            return _Plan(kind, run, False)
+    media_kind = media.sniff(path)
+    if media_kind is None:
+        raise EditorError(
+            f"{path.name}: scrubbing supports JPEG, PNG, PDF, Office, HEIC/HEIF, MP4, MOV, 3GP, "
+            "M4A, Ogg/Opus, AMR, AAC, MP3 and WAV files; this is none of them"
+        )
+    pure_path = bool(media_kind.pure) and shutil.which(media_kind.tool) is None
+    frames = media.FRAME_CHECKS.get(media_kind.frames)
+    return _Plan(
+        media_kind.label,
+        lambda src, out: media.clean(media_kind, src, out),
+        not pure_path and frames is None,
+        frames,
+    )
+
+
+def _check_tags(name: str, kind: str, copy: Path) -> metadata.Findings:
+    """Re-read the copy with exiftool: any identifying tag left means not clean."""
+    after = metadata.read(copy)
+    if after.any():
+        first = next(t for c in metadata.CATEGORIES for t in after.tags.get(c, []))
+        raise NotCleaned(
+            f"{name}: the scrubbed {kind} copy still has {after.counts()} metadata "
+            f"(e.g. {first[0]}): this file cannot be cleaned here; no copy written"
+        )
+    return after
+
+
+def _check_bytes(name: str, kind: str, copy: Path, before: metadata.Findings) -> None:
+    """Any text of the original's metadata still in the copy's bytes means not clean."""
+    leaked = metadata.still_in(copy, before.texts())
+    if leaked:
+        raise NotCleaned(
+            f"{name}: the scrubbed {kind} copy still contains {leaked[0]!r} (a value of the "
+            "original's metadata, also stored elsewhere in the file, e.g. in its audio or video "
+            "data): this file cannot be cleaned here; no copy written"
+        )
+
+
+def _before(path: Path, plan: _Plan) -> metadata.Findings | None:
+    """The original's findings; None when exiftool is missing and the plan can do without."""
+    try:
+        found = metadata.read_many([path]).get(path)
+    except metadata.ExiftoolMissing as exc:
+        if plan.needs_exiftool:
+            raise NotCleaned(f"{path.name}: {exc}; no copy written") from None
+        return None
+    if found is None or (found.error and plan.frames is None):
+        why = f" ({found.error})" if found else ""
+        raise NotCleaned(f"{path.name}: exiftool cannot read this file{why}: no copy written")
+    return found
+
+
+def _verify(path: Path, plan: _Plan, out: Path, before: metadata.Findings | None,
+            notes: list[str]) -> metadata.Findings | None:
+    """Check the copy (section 4 of docs/scrubbing.md); return what it still has."""
+    if plan.frames is not None:
+        plan.frames(out)
+        after: metadata.Findings | None = metadata.Findings(FRAMES_CHECKED)
+    elif before is not None:
+        after = _check_tags(path.name, plan.kind, out)
+    else:
+        notes.append("the copy was not re-checked: exiftool (Debian package "
+                     "libimage-exiftool-perl) is not installed")
+        return None
+    if before is not None:
+        _check_bytes(path.name, plan.kind, out, before)
+    return after
+
+
+FRAMES_CHECKED = "a parse of every frame (the format has no metadata fields)"
+
+
+def scrub(path: Path) -> ScrubResult:
+    """Write ``<stem>.scrubbed<suffix>`` next to ``path`` once it is checked clean."""
     if path.is_symlink() or not path.is_file():
         raise EditorError(f"{path} is not a regular file")
     dest = scrubbed_name(path)
-    if dest.exists():
+    if dest.exists() or dest.is_symlink():
         raise EditorError(f"{dest} already exists: refusing to overwrite it")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    handlers: list[tuple[bytes, str, Callable[[], tuple[bytes | None, list[str]]]]] = [
-        (b"\xff\xd8\xff", "JPEG", lambda: (scrub_jpeg(path.read_bytes()), [])),
-        (b"\x89PNG", "PNG", lambda: (scrub_png(path.read_bytes()), [])),
-        (b"%PDF-", "PDF", lambda: (None, scrub_pdf(path, dest))),
-        (b"PK\x03\x04", "Office/OpenDocument", lambda: (scrub_office(path), [])),
-    ]
-    for magic, kind, run in handlers:
-        if head.startswith(magic):
-            if kind.startswith("Office"):
-                with zipfile.ZipFile(path) as z:
-                    names = set(z.namelist())
-                if not names & set(OFFICE_REPLACE):
-                    raise EditorError(f"{path.name} is a zip archive, not an Office document")
-            data, notes = run()
-            if data is not None:
-                write_new_file(dest, data)
-            return dest, kind, notes
-    raise EditorError(
-        f"{path.name}: scrubbing supports JPEG, PNG, PDF and Office files; this is none of them"
-    )
+    plan = _plan(path)
+    before = _before(path, plan)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".scrub-") as work:
+        out = Path(work) / f"copy{path.suffix}"
+        notes = plan.clean(path, out)
+        if not out.is_file():
+            raise NotCleaned(f"{path.name}: the {plan.kind} cleaner wrote nothing: no copy "
+                             "written")
+        after = _verify(path, plan, out, before, notes)
+        with open(out, "rb") as fh:
+            write_new_file(dest, fh)
+    return ScrubResult(dest, plan.kind, notes, before, after)

@@ -16,6 +16,8 @@ SOURCE_DIR=$(cd -- "$SCRIPT_DIR/../.." && pwd)
 PYTHON=${PYTHON:-python3}
 PY_VERSION=""
 PLATFORMS=()
+WITH_TOOLS=0
+TOOL_PACKAGES=(ffmpeg libimage-exiftool-perl)
 
 usage() {
 	cat <<'EOF'
@@ -29,9 +31,13 @@ Options:
                           older manylinux tags are accepted automatically)
   --source DIR            guwah source tree (default: the repository this script is in)
   --python PATH           Python used to run pip here (default: python3)
+  --with-media-tools      also bundle the Debian packages ffmpeg and libimage-exiftool-perl
+                          with all their dependencies (about 250 MB) for a laptop on the
+                          same Debian release and architecture as this machine
   -h, --help              show this help
 
 Copy DIR to the laptop (USB stick) and run: sh DIR/install.sh [VENV_DIR]
+With --with-media-tools, also (as root): sh DIR/install-tools.sh
 EOF
 }
 
@@ -46,6 +52,7 @@ while [[ $# -gt 0 ]]; do
 		usage
 		exit 0
 		;;
+	--with-media-tools) WITH_TOOLS=1 ;;
 	--out | --python-version | --platform | --source | --python)
 		[[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"
 		case $1 in
@@ -163,6 +170,56 @@ PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "\$VENV/bin/python" -m pip instal
 echo "guwah-editor installed: \$VENV/bin/guwah-editor"
 EOF
 chmod 0755 "$OUT/install.sh"
+
+if ((WITH_TOOLS)); then
+	for tool in apt-get apt-cache dpkg-scanpackages; do
+		command -v "$tool" >/dev/null || die "--with-media-tools needs $tool (Debian: apt, dpkg-dev)"
+	done
+	# shellcheck source=/dev/null
+	release=$(. /etc/os-release && echo "${VERSION_CODENAME:-unknown}")
+	arch=$(dpkg --print-architecture)
+	echo "make-bundle: downloading ${TOOL_PACKAGES[*]} and their dependencies (Debian $release, $arch)"
+	mkdir -p -- "$OUT/debs"
+	mapfile -t debs < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+		--no-breaks --no-replaces --no-enhances "${TOOL_PACKAGES[@]}" | grep -E '^[a-z0-9]' | sort -u)
+	(cd -- "$OUT/debs" && apt-get download -q "${debs[@]}" >/dev/null) ||
+		die "apt-get download failed (run 'apt-get update' first?)"
+	(cd -- "$OUT/debs" && dpkg-scanpackages --multiversion . /dev/null 2>/dev/null >Packages)
+	cat >"$OUT/install-tools.sh" <<EOF
+#!/bin/sh
+# Installs ${TOOL_PACKAGES[*]} (for guwah-editor scrub) from this folder's debs/ on an
+# offline Debian $release ($arch) laptop. Run as root. apt reads only debs/ (a private package
+# list, no network source); the bundle is checked against SHA256SUMS first.
+set -eu
+HERE=\$(cd "\$(dirname "\$0")" && pwd)
+want="$release $arch"
+# shellcheck source=/dev/null
+have="\$(. /etc/os-release && echo "\${VERSION_CODENAME:-unknown}") \$(dpkg --print-architecture)"
+if [ "\$have" != "\$want" ]; then
+	echo "install-tools.sh: these packages are for Debian \$want, this laptop is \$have" >&2
+	exit 1
+fi
+if [ "\$(id -u)" -ne 0 ]; then
+	echo "install-tools.sh: run it as root (sudo sh install-tools.sh)" >&2
+	exit 1
+fi
+(cd "\$HERE" && sha256sum --quiet --check SHA256SUMS) || {
+	echo "install-tools.sh: the bundle does not match SHA256SUMS (damaged or altered copy)" >&2
+	exit 1
+}
+work=\$(mktemp -d)
+trap 'rm -rf "\$work"' EXIT
+mkdir -p "\$work/lists/partial"
+echo "deb [trusted=yes] file:\$HERE/debs ./" >"\$work/sources.list"
+set -- -o Dir::Etc::SourceList="\$work/sources.list" -o Dir::Etc::SourceParts=/dev/null \\
+	-o Dir::State::Lists="\$work/lists" -o APT::Get::List-Cleanup=0
+apt-get -q "\$@" update
+DEBIAN_FRONTEND=noninteractive apt-get -q -y "\$@" install ${TOOL_PACKAGES[*]}
+ffmpeg -version >/dev/null && exiftool -ver >/dev/null
+echo "install-tools.sh: installed ${TOOL_PACKAGES[*]}"
+EOF
+	chmod 0755 "$OUT/install-tools.sh"
+fi
 
 sums=$(cd "$OUT" && find . -type f | sed 's#^\./##' | sort | xargs -d '\n' sha256sum)
 printf '%s\n' "$sums" >"$OUT/SHA256SUMS"
