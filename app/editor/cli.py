@@ -22,9 +22,10 @@ from rich.progress import (
 )
 
 from app.bundles import BundleError
-from app.crypto import AgeError, decrypt_stream
+from app.crypto import AgeError, Decryptor
 from app.crypto.passphrase import DEFAULT_WORK_FACTOR
 
+from . import attachments
 from . import backup as backup_mod
 from .errors import EditorError
 from .keyring import Keyring, create_keyring, default_keyring, open_keyring, read_public
@@ -100,19 +101,54 @@ def decrypt(
     keyring: KeyringOpt = None,
     passphrase_file: PassFileOpt = None,
 ) -> None:
-    """Decrypt age files into a folder; never overwrites, never leaves half a file."""
+    """Decrypt age files into a folder, like 'age -d'; never overwrites or leaves half a file.
+
+    A Guwah attachment (file-N.age from a bundle) comes out as the witness's exact file, cut
+    to the size and checked against the SHA-256 its message.age records (it must sit beside
+    it); alone it is refused: use 'guwah-editor import BUNDLE'.
+    """
     for path in files:
         if not path.is_file():
             raise EditorError(f"{path} is not a file")
+        if attachments.attachment_role(path):
+            attachments.message_beside(path)  # refuse before asking for the passphrase
     ring = _open(keyring, passphrase_file)
     target = ensure_out_dir(out_dir)
-    names = [output_name_for(p) for p in files]
+    plans = []
+    for path in files:
+        role = attachments.attachment_role(path)
+        record = attachments.witness_record(path, role, ring) if role else None
+        plans.append((path, record, record.output_name if record else output_name_for(path)))
+    names = [name for _, _, name in plans]
     if len(set(names)) != len(names):
         raise EditorError("two input files would decrypt to the same name: decrypt them separately")
-    for path, name in zip(files, names, strict=True):
-        with path.open("rb") as src, atomic_output(target, name) as dst, _progress(path) as step:
-            decrypt_stream(src, dst, [ring.identity], progress=step)
-        out.print(f"{path} -> {target / name}")
+    for path, record, name in plans:
+        notes = _decrypt_one(path, target, name, ring, record)
+        out.print(f"{path} -> {target / name}" + (" (SHA-256 verified)" if record else ""))
+        for note in notes:
+            err.print(f"note: {note}", markup=False, highlight=False)
+
+
+def _decrypt_one(
+    path: Path, target: Path, name: str, ring: Keyring, record: attachments.WitnessFile | None
+) -> list[str]:
+    """One file: the witness's exact file for an attachment, else exactly 'age -d'."""
+    with path.open("rb") as src, atomic_output(target, name) as dst, _progress(path) as step:
+        if record is not None:
+            return attachments.decrypt_exact(src, dst, ring, record, step)
+        tail = bytearray()
+
+        def write(chunk: bytes) -> None:
+            dst.write(chunk)
+            tail[:] = (bytes(tail) + bytes(chunk[-16:]))[-16:]
+
+        size = Decryptor(src, [ring.identity]).read_all_into(write, step)
+    if attachments.looks_padded(size, bytes(tail)):
+        return [
+            f"{name} ends in zero bytes at a Padmé length: if it is a renamed Guwah "
+            "attachment, only 'guwah-editor import BUNDLE' gives the witness's exact file"
+        ]
+    return []
 
 
 class _progress:

@@ -83,7 +83,13 @@ def trust_server(
 
 
 def import_(
-    bundle: Annotated[Path, typer.Argument(help="An export bundle from 'guwah export'.")],
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="An export bundle from 'guwah export', or a folder (e.g. the USB stick): "
+            "every guwah-export-*.tar in it, oldest first."
+        ),
+    ],
     review: ReviewOpt = None,
     keyring: KeyringOpt = None,
     passphrase_file: PassFileOpt = None,
@@ -91,11 +97,33 @@ def import_(
         bool, typer.Option("--allow-replay", help="Import a bundle older than the last one.")
     ] = False,
 ) -> None:
-    """Verify, decrypt and lay out an export bundle in the review folder (atomic)."""
+    """Verify, decrypt and lay out export bundles in the review folder (each one atomic)."""
     review_dir = review or default_review()
     keyring_dir = _cli._keyring_dir(keyring)
     read_public(keyring_dir)
-    total = bundle.stat().st_size if bundle.is_file() else 0
+    folder = bundle.is_dir()
+    paths = sorted(bundle.glob("guwah-export-*.tar")) if folder else [bundle]
+    if folder and not paths:
+        raise EditorError(f"no export bundle (guwah-export-*.tar) in {bundle}")
+    unlock = _unlock(keyring, passphrase_file)
+    ring = None
+
+    def unlock_once():  # type: ignore[no-untyped-def]
+        nonlocal ring
+        ring = ring or unlock()
+        return ring
+
+    new = 0
+    for path in paths:
+        new += _import_one(path, review_dir, keyring_dir, unlock_once, allow_replay)
+    if folder:
+        _cli.out.print(f"{new} new bundle(s) of {len(paths)} in {bundle}.", markup=False)
+    _cli.out.print(f"Open {review_dir / review_mod.INDEX} to review them.", markup=False)
+
+
+def _import_one(path: Path, review_dir: Path, keyring_dir: Path, unlock, allow_replay: bool):  # type: ignore[no-untyped-def]
+    """Import one bundle with a progress bar; 1 if it was new, 0 if imported before."""
+    total = path.stat().st_size if path.is_file() else 0
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -107,7 +135,6 @@ def import_(
         disable=not _cli.err.is_terminal,
     )
     task = bar.add_task("decrypting", total=total)
-    unlock = _unlock(keyring, passphrase_file)
 
     def unlock_then_show():  # type: ignore[no-untyped-def]
         ring = unlock()
@@ -116,7 +143,7 @@ def import_(
 
     try:
         result = review_mod.import_bundle(
-            bundle,
+            path,
             review_dir,
             keyring_dir,
             unlock_then_show,
@@ -126,16 +153,20 @@ def import_(
     finally:
         bar.stop()
     if result.already:
-        _cli.out.print(f"Already imported into {result.folder}: nothing changed.")
-        return
+        _cli.out.print(
+            f"{path.name}: already imported into {result.folder}: nothing changed.", markup=False
+        )
+        return 0
     for warning in result.warnings:
         _cli.err.print(f"warning: {warning}", markup=False, highlight=False)
     for alert in result.alerts:
         _cli.err.print(f"ALERT: {alert}", style="bold red", markup=False, highlight=False)
     _cli.out.print(
-        f"Imported {result.submissions} submission(s) into {result.folder}", markup=False
+        f"Imported {result.submissions} submission(s) into {result.folder}"
+        + (f"; {result.replies} reply(ies) from the desk's editors" if result.replies else ""),
+        markup=False,
     )
-    _cli.out.print(f"Open {review_dir / review_mod.INDEX} to review them.", markup=False)
+    return 1
 
 
 def scrub(

@@ -38,6 +38,7 @@ from urllib.parse import quote
 from app.bundles import EXPORT_FORMAT, BundleError, OpenedBundle, open_bundle
 from app.crypto import AgeError, Decryptor
 
+from . import deskmail
 from .errors import EditorError
 from .keyring import Keyring
 from .risk import RiskScanner
@@ -59,6 +60,7 @@ class ImportResult:
     folder: Path | None
     submissions: int = 0
     already: bool = False
+    replies: int = 0
     warnings: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
 
@@ -289,7 +291,7 @@ def import_bundle(
                 with contextlib.suppress(OSError):
                     review.rmdir()  # only if still empty: leave no trace of a failed import
             raise
-    state.record(pinned, desk, seq, bundle.manifest_sha256, str(final))
+    state.record(pinned, desk, seq, bundle.manifest_sha256, str(final), m.get("editors"))
     result.folder, result.submissions = final, count
     write_index(review)
     return result
@@ -393,6 +395,12 @@ def _decrypt_into(
             syncer.submit(c["dir"])  # the folder's entries too
 
     for entry, stream in bundle.members():
+        if entry.path.startswith(f"{deskmail.REPLIES}/"):  # after every submission
+            if current is not None:
+                finish(current)
+                current = None
+            _desk_reply_into(staging, entry.path, stream, ring, result)
+            continue
         sid, role = entry.path.split("/")[1], entry.path.split("/")[2].removesuffix(".age")
         sub = subs[sid]
         if role == "message":
@@ -511,6 +519,19 @@ def _decrypt_into(
     if current is not None:
         finish(current)
     return len(subs)
+
+
+def _desk_reply_into(
+    staging: Path, path: str, stream: Any, ring: Keyring, result: ImportResult
+) -> None:
+    """A reply another editor (or this one) sent: readable in ``replies/`` when it is for us."""
+    reply_id = path.split("/")[1].removesuffix(".age")
+    reply, why = deskmail.read_export_reply(stream, reply_id, ring)
+    if reply is None:
+        result.warnings.append(str(why))
+        return
+    deskmail.write_reply(staging, reply)
+    result.replies += 1
 
 
 # ------------------------------------------------------------------------------ index.html
