@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -22,6 +21,7 @@ from rich.progress import (
 )
 
 from app.bundles import BundleError
+from app.cli_help import TYPER_STYLE, command_of
 from app.crypto import AgeError, Decryptor
 from app.crypto.passphrase import DEFAULT_WORK_FACTOR
 
@@ -30,15 +30,13 @@ from . import backup as backup_mod
 from .errors import EditorError
 from .keyring import Keyring, create_keyring, default_keyring, open_keyring, read_public
 from .options import KeyringOpt, PassFileOpt
-from .prompts import read_passphrase
+from .prompts import BACKUP_PROMPT, read_passphrase
 from .safe_output import atomic_output, ensure_out_dir, output_name_for
 
 app = typer.Typer(
     name="guwah-editor",
     help="Offline tool for Guwah editors: keys, decryption and review, on an air-gapped laptop.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    **TYPER_STYLE,  # type: ignore[arg-type]
 )
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -183,7 +181,9 @@ def backup(
 ) -> None:
     """Write a printable paper backup of the keyring (armored, passphrase-protected)."""
     ring = _open(keyring, passphrase_file)
-    passphrase = read_passphrase(passphrase_file)
+    # a second, different question: the backup gets its own passphrase (asked twice, since a
+    # typo here would lock the only offline copy)
+    passphrase = read_passphrase(passphrase_file, confirm=True, prompt=BACKUP_PROMPT)
     backup_mod.write_backup(out_file, ring, passphrase)
     out.print(f"Paper backup written to {out_file}: print it, check it, then delete the file.")
 
@@ -209,14 +209,24 @@ _commands.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turn every expected failure into one line and exit status 1."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        rv = app(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
+        rv = command_of(app).main(
+            args=args or ["--help"], prog_name="guwah-editor", standalone_mode=False
+        )
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
         err.print("guwah-editor: aborted")
         sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: unknown command, missing option, …
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err.print(
+            f"guwah-editor: error: {' '.join(message.split())} (see guwah-editor --help)",
+            markup=False,
+            highlight=False,
+        )
+        sys.exit(2)
     except (EditorError, AgeError, BundleError) as exc:
         err.print(f"guwah-editor: error: {exc}", markup=False, highlight=False)
         sys.exit(1)

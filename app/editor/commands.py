@@ -27,6 +27,7 @@ from rich.progress import (
 from . import custody as custody_mod
 from . import replies as replies_mod
 from . import review as review_mod
+from . import routine as routine_mod
 from . import scrub as scrub_mod
 from . import trust as trust_mod
 from .errors import EditorError
@@ -274,6 +275,24 @@ def outbox(
     _cli.out.print("Give it to the operator for 'guwah import'.")
 
 
+def list_(
+    review: ReviewOpt = None,
+    todo: Annotated[
+        bool,
+        typer.Option("--todo", help="Only folders still waiting for a reply (one per line)."),
+    ] = False,
+) -> None:
+    """List the submission folders, oldest first, with what was done about each."""
+    found = routine_mod.statuses(review or default_review())
+    for status in found:
+        if todo and status.waiting:
+            sys.stdout.write(f"{status.folder}\n")
+        elif not todo:
+            sys.stdout.write(f"{status.folder}\t{status.label()}\n")
+    if not found:
+        _cli.err.print("no submissions imported yet: run 'guwah-editor import BUNDLE'")
+
+
 def index(review: ReviewOpt = None) -> None:
     """Rebuild the review folder's index.html."""
     path = review_mod.write_index(review or default_review())
@@ -289,6 +308,7 @@ def register(app: typer.Typer) -> None:
     app.command()(reply)
     app.command()(done)
     app.command()(outbox)
+    app.command("list")(list_)
     app.command()(index)
 
 

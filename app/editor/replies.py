@@ -30,12 +30,11 @@ from app.crypto import AgeError, encrypt, padme, parse_recipient
 from .custody import load_submission
 from .errors import EditorError
 from .keyring import Keyring, read_public
+from .routine import DONE_MARK, SENT_PREFIX
 from .safe_output import safe_name, write_new_file
 from .trust import ImportState
 
 OUTBOX = "outbox"
-DONE_MARK = "done-requested.txt"
-SENT_PREFIX = "reply-"  # the editor's own copy of each reply, in the submission folder
 REPLY_FORMAT = "guwah-reply/1"
 MAX_REPLY_CHARS = 100_000
 

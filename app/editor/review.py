@@ -38,7 +38,7 @@ from urllib.parse import quote
 from app.bundles import EXPORT_FORMAT, BundleError, OpenedBundle, open_bundle
 from app.crypto import AgeError, Decryptor
 
-from . import deskmail
+from . import deskmail, routine
 from .errors import EditorError
 from .keyring import Keyring
 from .risk import RiskScanner
@@ -561,6 +561,7 @@ CSS = (
 def render_index(review: Path) -> str:
     """A static page: no script, every witness string escaped, relative links only."""
     records = _records(review)
+    answers = routine.Answers(review)
     e = html.escape
     ids = {c["submission_id"]: folder for folder, c, _ in records}
     children: dict[str, list[str]] = {}
@@ -581,6 +582,7 @@ def render_index(review: Path) -> str:
         "<h1>Guwah review</h1>",
         f"<p>{len(records)} submission(s). Attachments are evidence: risky files are flagged; "
         "open them only on this offline machine, with care.</p>",
+        routine.how_to_html(review),
     ]
     by_desk: dict[str, dict[str, list[tuple[Path, dict[str, Any], dict[str, Any]]]]] = {}
     for rec in records:
@@ -636,6 +638,7 @@ def render_index(review: Path) -> str:
                     parts.append("</ul>")
                 for warning in c.get("warnings", []):
                     parts.append(f'<p class="alert">{e(warning)}</p>')
+                parts.append(answers.html(folder, sid))
                 parts.append(
                     f'<p><a href="{e(href(folder / CUSTODY))}">custody record</a></p></div>'
                 )

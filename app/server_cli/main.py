@@ -17,13 +17,12 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from app.cli_help import TYPER_STYLE, command_of
+
 app = typer.Typer(
     name="guwah",
     help="Operate a Guwah server: data dir, desks, editor keys, serving, backups.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    **TYPER_STYLE,  # type: ignore[arg-type]
 )
 desks_app = typer.Typer(help="Desks: teams of editors a witness can address.", no_args_is_help=True)
 recipients_app = typer.Typer(help="Editors' public keys on each desk.", no_args_is_help=True)
@@ -637,7 +636,7 @@ def main(argv: list[str] | None = None) -> None:
         BundleError,
     )
     try:
-        result = app(args=argv, prog_name="guwah", standalone_mode=False)
+        result = command_of(app).main(args=argv, prog_name="guwah", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
