@@ -7,7 +7,6 @@ from pathlib import Path
 
 from .errors import EditorError
 
-
 KEYRING_PROMPT = "Keyring passphrase: "
 BACKUP_PROMPT = "Passphrase for the paper backup (type it twice; may differ from the keyring's): "
 
