@@ -1,8 +1,8 @@
 """``guwah-editor``: the offline tool editors run on an air-gapped laptop.
 
 Imports nothing from the web stack (FastAPI, Starlette, SQLAlchemy, uvicorn): the base
-``pip install guwah`` is all an editor laptop gets.  Every failure is one line on stderr and
-a non-zero exit.
+install of the package (no ``[server]`` extra) is all an editor laptop gets. Every failure is
+one line on stderr and a non-zero exit.
 """
 
 import sys

@@ -174,6 +174,7 @@ def scrub(
     file: Annotated[Path, typer.Argument(help="An attachment in a submission folder.")],
 ) -> None:
     """Write a metadata-stripped copy next to the original (which is kept as evidence)."""
+    custody_mod.check_attachment(file)
     dest, kind, notes = scrub_mod.scrub(file)
     _cli.out.print(f"{kind}: metadata-stripped copy written to {dest}", markup=False)
     for note in notes:
