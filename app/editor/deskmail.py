@@ -95,3 +95,21 @@ def replies_in(review: Path) -> dict[str, list[tuple[Path, DeskReply]]]:
             continue
         out.setdefault(reply.submission_id, []).append((text_path, reply))
     return out
+
+
+def editor_changes(old: list[dict[str, str]], new: list[dict[str, str]] | None) -> list[str]:
+    """Warnings when the desk's editor keys differ from the ones this laptop knew: replies
+    are encrypted to them, so a key the editors did not expect must be checked aloud."""
+    if new is None:
+        return []
+    known = {e.get("fingerprint") for e in old}
+    added = [e for e in new if e.get("fingerprint") not in known]
+    gone = known - {e.get("fingerprint") for e in new}
+    out = [
+        f"replies now also go to the desk's editor key {e.get('name')!r} ({e.get('fingerprint')})"
+        ": compare its fingerprint with the operator"
+        for e in added
+    ]
+    out += [f"the editor key {fp} left the desk: new replies are no longer encrypted to it"
+            for fp in sorted(str(f) for f in gone)]  # fmt: skip
+    return out

@@ -291,6 +291,8 @@ def import_bundle(
                 with contextlib.suppress(OSError):
                     review.rmdir()  # only if still empty: leave no trace of a failed import
             raise
+    if seq >= state.last(pinned, desk):  # an older bundle's list is stale: no warning from it
+        result.warnings += deskmail.editor_changes(state.editors(pinned, desk), m.get("editors"))
     state.record(pinned, desk, seq, bundle.manifest_sha256, str(final), m.get("editors"))
     result.folder, result.submissions = final, count
     write_index(review)
