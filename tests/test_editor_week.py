@@ -145,7 +145,8 @@ def test_replies_reach_every_editor_of_the_desk(tmp_path: Path, database_url: st
 
     with chain.store() as store:
         sid = submit(store, "default", CODENAMES[0], "testimony for the desk")
-    chain.editor_import(chain.export())  # editor A learns the desk's two keys from the export
+    first = chain.editor_import(chain.export())  # A learns the desk's two keys from the export
+    assert first.stderr.count("replies now also go to the desk's editor key") == 2
     chain.reply(chain.submission_dir(sid), "Reply from editor A, readable by B")
     chain.server_import(chain.outbox())
     with chain.store() as store:
@@ -168,6 +169,15 @@ def test_replies_reach_every_editor_of_the_desk(tmp_path: Path, database_url: st
     assert "Reply from editor A, readable by B" in index
     assert "answered (2 reply(ies))" in index  # A's own copy and the desk's copy
     assert chain.export() is None  # nothing new: nothing written
+    # a key joins the desk: the next import says so, with its fingerprint
+    third = tmp_path / "editor-c"
+    make_keyring(third, chain.passfile, x25519=True)
+    chain.guwah("recipients", "add", str(third / "editor.pub"))
+    with chain.store() as store:
+        submit(store, "default", CODENAMES[1], "another")
+    proc = chain.editor_import(chain.export())
+    fp = re.search(r"^fingerprint: (\S+)", (third / "editor.pub").read_text(), re.M).group(1)
+    assert proc.stderr.count("replies now also go to") == 1 and fp in proc.stderr
 
 
 def _png() -> bytes:

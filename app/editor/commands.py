@@ -233,7 +233,7 @@ def reply(
     ] = None,
     keyring: KeyringOpt = None,
 ) -> None:
-    """Encrypt a reply to the witness (and to you) and queue it in the outbox."""
+    """Encrypt a reply to the witness and to the desk's editors; queue it in the outbox."""
     if text_file is None:
         text = _text_from_editor()
     elif str(text_file) == "-":
