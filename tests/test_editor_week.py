@@ -167,7 +167,7 @@ def test_replies_reach_every_editor_of_the_desk(tmp_path: Path, database_url: st
     chain.editor_import(bundle)
     index = (chain.review / "index.html").read_text()
     assert "Reply from editor A, readable by B" in index
-    assert "answered (2 reply(ies))" in index  # A's own copy and the desk's copy
+    assert "answered (1 reply(ies))" in index  # A's own copy and the desk's copy: one reply
     assert chain.export() is None  # nothing new: nothing written
     # a key joins the desk: the next import says so, with its fingerprint
     third = tmp_path / "editor-c"

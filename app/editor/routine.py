@@ -8,11 +8,13 @@ with an export (``deskmail``), or its deletion was requested (``done-requested.t
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from . import deskmail
 
@@ -55,11 +57,11 @@ def statuses(
         except (OSError, ValueError, KeyError, TypeError):
             continue
         folder = custody.parent
-        own = len(list(folder.glob(f"{SENT_PREFIX}*.txt")))
-        out.append(
-            Status(folder, sid, day, own + len(desk_replies.get(sid, [])),
-                   (folder / DONE_MARK).exists())
-        )  # fmt: skip
+        # this laptop's copy and the same reply back from an export count once
+        texts = {hashlib.sha256(p.read_bytes()).hexdigest()
+                 for p in folder.glob(f"{SENT_PREFIX}*.txt")}  # fmt: skip
+        texts |= {hashlib.sha256(r.text.encode()).hexdigest() for _, r in desk_replies.get(sid, [])}
+        out.append(Status(folder, sid, day, len(texts), (folder / DONE_MARK).exists()))
     return sorted(out, key=lambda s: (s.day, s.submission_id, str(s.folder)))
 
 
@@ -105,7 +107,7 @@ class Answers:
             f"Folder: <code>{e(str(folder))}</code></p>"
         ]
         for text_path, reply in self.replies.get(sid, []):
-            href = e("/".join(text_path.relative_to(self.review).parts))
+            href = e(quote(text_path.relative_to(self.review).as_posix()))
             parts.append(
                 f'<p>Reply sent {e(reply.day)} (<a href="{href}">text</a>):</p>'
                 f"<pre>{e(reply.text[:400])}</pre>"
