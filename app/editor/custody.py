@@ -66,7 +66,7 @@ def check_attachment(path: Path) -> None:
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
-    if digest.hexdigest() != entry.get("sha256_recorded"):
+    if digest.hexdigest() != entry.get("sha256"):  # what import wrote and checked
         raise EditorError(
             f"{path} is not the witness's file any more (its SHA-256 differs from the custody "
             "record): refused; import the bundle again to get it back"
