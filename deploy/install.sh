@@ -15,6 +15,9 @@ export LC_ALL=C
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 readonly SCRIPT_DIR
 readonly DEPLOY_DIR=$SCRIPT_DIR
+# every dependency of guwah[server], pinned with the SHA-256 of its files (requirements/lock.sh)
+LOCK=$(dirname -- "$SCRIPT_DIR")/requirements/server.lock
+readonly LOCK
 
 # Where things go on the target machine (fixed: the units name these paths).
 readonly PREFIX=/opt/guwah
@@ -41,6 +44,7 @@ DATABASE_URL=""
 SSH_ONION=0
 SSH_ONION_ONLY=0
 SSH_CLIENT_AUTH=()
+OB_INSTANCE=0
 UNINSTALL=0
 PURGE_DATA=0
 YES_REALLY=0
@@ -65,6 +69,9 @@ Options:
   --ssh-client-auth FILE   client key for the SSH onion ("descriptor:x25519:BASE32" or the
                            bare BASE32 public key); repeat for several operators
   --ssh-onion-only         as --ssh-onion, and close TCP port 22 in the firewall
+  --onionbalance-instance  this node is an Onionbalance backend: put
+                           "HiddenServiceOnionbalanceInstance 1" in the witness onion
+                           service's torrc block (docs/multinode.md); kept by later runs
   --source DIR             guwah source tree or folder with a guwah-*.whl
                            (default: the repository this script lives in)
   --root DIR               stage: write files under DIR, run nothing, list the commands
@@ -150,6 +157,7 @@ parse_args() {
 			SSH_CLIENT_AUTH+=("$2")
 			shift
 			;;
+		--onionbalance-instance) OB_INSTANCE=1 ;;
 		--uninstall) UNINSTALL=1 ;;
 		--purge-data) PURGE_DATA=1 ;;
 		--yes-really) YES_REALLY=1 ;;
@@ -351,7 +359,7 @@ put_file() {
 	else
 		chmod "$mode" -- "$tmp"
 		mv -f -- "$tmp" "$target"
-		say "wrote $path"
+		say "wrote $target"
 		CHANGED=1
 	fi
 	chmod "$mode" -- "$target"
@@ -415,9 +423,16 @@ create_user() {
 	fi
 }
 
+# install_digest: the code and the pinned dependencies (a new lock rebuilds the venv too).
+install_digest() {
+	[[ -f $LOCK ]] || die "$LOCK is missing: the installer needs the repository it came with"
+	printf '%s %s\n' "$(source_digest)" "$(sha256sum <"$LOCK" | cut -d' ' -f1)" |
+		sha256sum | cut -d' ' -f1
+}
+
 install_venv() {
 	local digest kind wheel
-	digest=$(source_digest)
+	digest=$(install_digest)
 	kind=$(source_kind)
 	put_dir 0755 root:root "$PREFIX"
 	if [[ -x $ROOT$VENV/bin/guwah && -f $ROOT$PREFIX/source.sha256 ]] &&
@@ -426,10 +441,12 @@ install_venv() {
 	fi
 	if staging; then
 		plan python3 -m venv "$VENV"
+		plan "$VENV/bin/pip" install --require-hashes -r "$LOCK"
 		case $kind in
-		tree:*) plan "$VENV/bin/pip" install --upgrade "${kind#tree:}[server]" ;;
-		wheel:*) plan "$VENV/bin/pip" install --upgrade "${kind#wheel:}[server]" ;;
+		tree:*) plan "$VENV/bin/pip" install --no-deps "${kind#tree:}" ;;
+		wheel:*) plan "$VENV/bin/pip" install --no-deps "${kind#wheel:}" ;;
 		esac
+		plan "$VENV/bin/pip" check
 		plan python3 -m compileall -q "$VENV"
 		return 0
 	fi
@@ -444,8 +461,11 @@ install_venv() {
 		;;
 	wheel:*) wheel=${kind#wheel:} ;;
 	esac
+	# the dependencies exactly as pinned, by hash; then guwah itself; pip check proves the lock
+	# covers everything guwah[server] asks for
+	run "$VENV/bin/pip" install --require-hashes -r "$LOCK"
 	run "$VENV/bin/pip" install --upgrade --force-reinstall --no-deps "$wheel"
-	run "$VENV/bin/pip" install --upgrade "${wheel}[server]"
+	run "$VENV/bin/pip" check
 	run "$VENV/bin/python" -m compileall -q "$VENV"
 	[[ $kind != tree:* ]] || rm -rf -- "$wdir"
 	chown -R root:root "$VENV"
@@ -533,12 +553,23 @@ restore_original() {
 	fi
 }
 
+# onionbalance_torrc < TEMPLATE: the template, plus the instance line after the witness
+# service's port when --onionbalance-instance is given now or the installed torrc has it.
+readonly OB_LINE="HiddenServiceOnionbalanceInstance 1"
+onionbalance_torrc() {
+	if ((OB_INSTANCE)) || { [[ -f $ROOT$TORRC ]] && grep -qxF "$OB_LINE" -- "$ROOT$TORRC"; }; then
+		sed "\\|^HiddenServicePort 80 unix:/run/guwah/guwah.sock\$|a $OB_LINE"
+	else
+		cat
+	fi
+}
+
 install_tor() {
 	local f name
 	keep_original "$TORRC"
 	{
 		printf '## %s\n' "$TORRC, $MARKER (template: deploy/tor/torrc)."
-		cat -- "$DEPLOY_DIR/tor/torrc"
+		onionbalance_torrc <"$DEPLOY_DIR/tor/torrc"
 		if ((SSH_ONION)); then
 			cat -- "$DEPLOY_DIR/tor/torrc-ssh"
 		fi

@@ -165,9 +165,17 @@ def _b64key(value: Any, what: str) -> bytes:
     return raw
 
 
+EXPORT_OPTIONAL = {"editors", "replies"}
+
+
 def validate_export(m: dict[str, Any]) -> list[Entry]:
-    """Check an export manifest's shape; return its members in order."""
-    _keys(m, {"format", "server_key", "desk", "sequence", "day", "submissions"}, "the manifest")
+    """Check an export manifest's shape; return its members in order.
+
+    ``editors`` and ``replies`` are optional so that bundles from before they existed still
+    open; a server writes both.
+    """
+    base = {"format", "server_key", "desk", "sequence", "day", "submissions"}
+    _keys(m, base | (EXPORT_OPTIONAL & m.keys() if isinstance(m, dict) else set()), "the manifest")
     _require(m["format"] == EXPORT_FORMAT, "wrong format")
     _b64key(m["server_key"], "server_key")
     _require(is_a(DESK_NAME, m["desk"]), "bad desk name")
@@ -202,6 +210,33 @@ def validate_export(m: dict[str, Any]) -> list[Entry]:
             _require((j == 0) == (role == "message"), f"{where} must list its message first")
             roles.add(role)
             entries.append(_entry(f, f"submissions/{sid}/{role}.age", fw, MAX_MEMBER_SIZE))
+    _validate_editors(m.get("editors", []))
+    entries += _validate_export_replies(m.get("replies", []))
+    return entries
+
+
+def _validate_editors(editors: Any) -> None:
+    _require(isinstance(editors, list), "editors is not a list")
+    for i, e in enumerate(editors):
+        where = f"editor {i}"
+        _keys(e, {"name", "age_recipient", "ed25519", "fingerprint"}, where)
+        _b64key(e["ed25519"], f"{where}.ed25519")
+        for name in ("name", "age_recipient", "fingerprint"):
+            _require(isinstance(e[name], str) and 0 < len(e[name]) <= 4096, f"{where}.{name}")
+
+
+def _validate_export_replies(replies: Any) -> list[Entry]:
+    _require(isinstance(replies, list), "replies is not a list")
+    entries: list[Entry] = []
+    seen: set[str] = set()
+    for i, r in enumerate(replies):
+        where = f"reply {i}"
+        _keys(r, {"id", "path", "size", "sha256"}, where)
+        rid = r["id"]
+        _require(is_a(ID, rid), f"{where} has a bad id")
+        _require(rid not in seen, f"the reply id {rid} appears twice")
+        seen.add(rid)
+        entries.append(_entry(r, f"replies/{rid}.age", where, MAX_REPLY))
     return entries
 
 

@@ -1,15 +1,14 @@
 """``guwah-editor``: the offline tool editors run on an air-gapped laptop.
 
 Imports nothing from the web stack (FastAPI, Starlette, SQLAlchemy, uvicorn): the base
-``pip install guwah`` is all an editor laptop gets.  Every failure is one line on stderr and
-a non-zero exit.
+install of the package (no ``[server]`` extra) is all an editor laptop gets. Every failure is
+one line on stderr and a non-zero exit.
 """
 
 import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -23,22 +22,22 @@ from rich.progress import (
 )
 
 from app.bundles import BundleError
-from app.crypto import AgeError, decrypt_stream
+from app.cli_help import TYPER_STYLE, command_of
+from app.crypto import AgeError, Decryptor
 from app.crypto.passphrase import DEFAULT_WORK_FACTOR
 
+from . import attachments
 from . import backup as backup_mod
 from .errors import EditorError
 from .keyring import Keyring, create_keyring, default_keyring, open_keyring, read_public
 from .options import KeyringOpt, PassFileOpt
-from .prompts import read_passphrase
+from .prompts import BACKUP_PROMPT, read_passphrase
 from .safe_output import atomic_output, ensure_out_dir, output_name_for
 
 app = typer.Typer(
     name="guwah-editor",
     help="Offline tool for Guwah editors: keys, decryption and review, on an air-gapped laptop.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    **TYPER_STYLE,  # type: ignore[arg-type]
 )
 # No markup and no highlighting by default: paths, file and desk names come from the user or a
 # bundle, and a "[" in one would make rich raise MarkupError after the work was done. Lines
@@ -107,19 +106,54 @@ def decrypt(
     keyring: KeyringOpt = None,
     passphrase_file: PassFileOpt = None,
 ) -> None:
-    """Decrypt age files into a folder; never overwrites, never leaves half a file."""
+    """Decrypt age files into a folder, like 'age -d'; never overwrites or leaves half a file.
+
+    A Guwah attachment (file-N.age from a bundle) comes out as the witness's exact file, cut
+    to the size and checked against the SHA-256 its message.age records (it must sit beside
+    it); alone it is refused: use 'guwah-editor import BUNDLE'.
+    """
     for path in files:
         if not path.is_file():
             raise EditorError(f"{path} is not a file")
+        if attachments.attachment_role(path):
+            attachments.message_beside(path)  # refuse before asking for the passphrase
     ring = _open(keyring, passphrase_file)
     target = ensure_out_dir(out_dir)
-    names = [output_name_for(p) for p in files]
+    plans = []
+    for path in files:
+        role = attachments.attachment_role(path)
+        record = attachments.witness_record(path, role, ring) if role else None
+        plans.append((path, record, record.output_name if record else output_name_for(path)))
+    names = [name for _, _, name in plans]
     if len(set(names)) != len(names):
         raise EditorError("two input files would decrypt to the same name: decrypt them separately")
-    for path, name in zip(files, names, strict=True):
-        with path.open("rb") as src, atomic_output(target, name) as dst, _progress(path) as step:
-            decrypt_stream(src, dst, [ring.identity], progress=step)
-        out.print(f"{path} -> {target / name}")
+    for path, record, name in plans:
+        notes = _decrypt_one(path, target, name, ring, record)
+        out.print(f"{path} -> {target / name}" + (" (SHA-256 verified)" if record else ""))
+        for note in notes:
+            err.print(f"note: {note}", markup=False, highlight=False)
+
+
+def _decrypt_one(
+    path: Path, target: Path, name: str, ring: Keyring, record: attachments.WitnessFile | None
+) -> list[str]:
+    """One file: the witness's exact file for an attachment, else exactly 'age -d'."""
+    with path.open("rb") as src, atomic_output(target, name) as dst, _progress(path) as step:
+        if record is not None:
+            return attachments.decrypt_exact(src, dst, ring, record, step)
+        tail = bytearray()
+
+        def write(chunk: bytes) -> None:
+            dst.write(chunk)
+            tail[:] = (bytes(tail) + bytes(chunk[-16:]))[-16:]
+
+        size = Decryptor(src, [ring.identity]).read_all_into(write, step)
+    if attachments.looks_padded(size, bytes(tail)):
+        return [
+            f"{name} ends in zero bytes at a Padmé length: if it is a renamed Guwah "
+            "attachment, only 'guwah-editor import BUNDLE' gives the witness's exact file"
+        ]
+    return []
 
 
 class _progress:
@@ -154,7 +188,9 @@ def backup(
 ) -> None:
     """Write a printable paper backup of the keyring (armored, passphrase-protected)."""
     ring = _open(keyring, passphrase_file)
-    passphrase = read_passphrase(passphrase_file)
+    # a second, different question: the backup gets its own passphrase (asked twice, since a
+    # typo here would lock the only offline copy)
+    passphrase = read_passphrase(passphrase_file, confirm=True, prompt=BACKUP_PROMPT)
     backup_mod.write_backup(out_file, ring, passphrase)
     out.print(f"Paper backup written to {out_file}: print it, check it, then delete the file.")
 
@@ -180,14 +216,24 @@ _commands.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turn every expected failure into one line and exit status 1."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        rv = app(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
+        rv = command_of(app).main(
+            args=args or ["--help"], prog_name="guwah-editor", standalone_mode=False
+        )
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
         err.print("guwah-editor: aborted")
         sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: unknown command, missing option, …
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err.print(
+            f"guwah-editor: error: {' '.join(message.split())} (see guwah-editor --help)",
+            markup=False,
+            highlight=False,
+        )
+        sys.exit(2)
     except (EditorError, AgeError, BundleError) as exc:
         err.print(f"guwah-editor: error: {exc}", markup=False, highlight=False)
         sys.exit(1)

@@ -11,6 +11,8 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -30,10 +32,11 @@ from . import metareport
 from . import quarantine as quarantine_mod
 from . import replies as replies_mod
 from . import review as review_mod
+from . import routine as routine_mod
 from . import scrub as scrub_mod
 from . import trust as trust_mod
 from .errors import EditorError
-from .keyring import read_public
+from .keyring import Keyring, read_public
 from .options import KeyringOpt, PassFileOpt
 
 
@@ -86,7 +89,13 @@ def trust_server(
 
 
 def import_(
-    bundle: Annotated[Path, typer.Argument(help="An export bundle from 'guwah export'.")],
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="An export bundle from 'guwah export', or a folder (e.g. the USB stick): "
+            "every guwah-export-*.tar in it, oldest first."
+        ),
+    ],
     review: ReviewOpt = None,
     keyring: KeyringOpt = None,
     passphrase_file: PassFileOpt = None,
@@ -94,14 +103,47 @@ def import_(
         bool, typer.Option("--allow-replay", help="Import a bundle older than the last one.")
     ] = False,
 ) -> None:
-    """Verify, decrypt and lay out an export bundle in the review folder (atomic).
+    """Verify, decrypt and lay out export bundles in the review folder (each one atomic).
 
     Each submission stands alone: one that does not open or read goes to the quarantine
     section, the others are laid out; the exit status is then 3 (see the summary)."""
     review_dir = review or default_review()
     keyring_dir = _cli._keyring_dir(keyring)
     read_public(keyring_dir)
-    total = bundle.stat().st_size if bundle.is_file() else 0
+    folder = bundle.is_dir()
+    paths = sorted(bundle.glob("guwah-export-*.tar")) if folder else [bundle]
+    if folder and not paths:
+        raise EditorError(f"no export bundle (guwah-export-*.tar) in {bundle}")
+    unlock = _unlock(keyring, passphrase_file)
+    ring = None
+
+    def unlock_once():  # type: ignore[no-untyped-def]
+        nonlocal ring
+        ring = ring or unlock()
+        return ring
+
+    outcomes = [_import_one(path, review_dir, keyring_dir, unlock_once, allow_replay)
+                for path in paths]
+    if folder:
+        new = sum(o.new for o in outcomes)
+        _cli.out.print(f"{new} new bundle(s) of {len(paths)} in {bundle}.", markup=False)
+    _cli.out.print(f"Open {review_dir / review_mod.INDEX} to review them.", markup=False)
+    if any(o.quarantined for o in outcomes):
+        raise typer.Exit(quarantine_mod.EXIT_CODE)
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What one bundle's import did: was it new, how many submissions were quarantined."""
+
+    new: bool
+    quarantined: int
+
+
+def _import_one(path: Path, review_dir: Path, keyring_dir: Path,
+                unlock: Callable[[], Keyring], allow_replay: bool) -> Imported:
+    """Import one bundle with a progress bar."""
+    total = path.stat().st_size if path.is_file() else 0
     bar = Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -113,7 +155,6 @@ def import_(
         disable=not _cli.err.is_terminal,
     )
     task = bar.add_task("decrypting", total=total)
-    unlock = _unlock(keyring, passphrase_file)
 
     def unlock_then_show():  # type: ignore[no-untyped-def]
         ring = unlock()
@@ -122,7 +163,7 @@ def import_(
 
     try:
         result = review_mod.import_bundle(
-            bundle,
+            path,
             review_dir,
             keyring_dir,
             unlock_then_show,
@@ -131,11 +172,11 @@ def import_(
         )
     finally:
         bar.stop()
-    _report_import(result, review_dir)
+    return _report_import(path, result, review_dir)
 
 
-def _report_import(result: review_mod.ImportResult, review_dir: Path) -> None:
-    """Warnings, alerts, the summary; exit status 3 when anything was quarantined."""
+def _report_import(path: Path, result: review_mod.ImportResult, review_dir: Path) -> Imported:
+    """Warnings, alerts and the summary of one bundle."""
     for warning in result.warnings:
         _cli.err.print(f"warning: {warning}", markup=False, highlight=False)
     for alert in result.alerts:
@@ -144,16 +185,20 @@ def _report_import(result: review_mod.ImportResult, review_dir: Path) -> None:
         _cli.err.print(f"QUARANTINED: submission {sid}: {reason}", style="bold red",
                        markup=False, highlight=False)
     if result.already and not result.retried and not result.quarantined:
-        _cli.out.print(f"Already imported into {result.folder}: nothing changed.", markup=False)
-        return
+        _cli.out.print(
+            f"{path.name}: already imported into {result.folder}: nothing changed.", markup=False
+        )
+        return Imported(new=False, quarantined=0)
     if result.already:
         _cli.out.print(
-            f"Already imported into {result.folder}: {result.retried} quarantined submission(s) "
-            "opened this time and were laid out.", markup=False,
+            f"{path.name}: already imported into {result.folder}: {result.retried} quarantined "
+            "submission(s) opened this time and were laid out.", markup=False,
         )
     else:
         _cli.out.print(
-            f"Imported {result.submissions} submission(s) into {result.folder}", markup=False
+            f"Imported {result.submissions} submission(s) into {result.folder}"
+            + (f"; {result.replies} reply(ies) from the desk's editors" if result.replies else ""),
+            markup=False,
         )
     if result.quarantined:
         _cli.out.print(
@@ -162,15 +207,14 @@ def _report_import(result: review_mod.ImportResult, review_dir: Path) -> None:
             "same bundle again to retry them, or 'guwah-editor done' their folder to delete "
             "them from the server.", markup=False,
         )
-    _cli.out.print(f"Open {review_dir / review_mod.INDEX} to review them.", markup=False)
-    if result.quarantined:
-        raise typer.Exit(quarantine_mod.EXIT_CODE)
+    return Imported(new=not result.already, quarantined=len(result.quarantined))
 
 
 def scrub(
     file: Annotated[Path, typer.Argument(help="An attachment in a submission folder.")],
 ) -> None:
     """Write a metadata-stripped copy next to the original (which is kept as evidence)."""
+    custody_mod.check_attachment(file)
     result = scrub_mod.scrub(file)
     _cli.out.print(f"{result.kind}: metadata-stripped copy written to {result.dest}", markup=False)
     for line in metareport.summary_lines(result):
@@ -251,7 +295,7 @@ def reply(
     ] = None,
     keyring: KeyringOpt = None,
 ) -> None:
-    """Encrypt a reply to the witness (and to you) and queue it in the outbox."""
+    """Encrypt a reply to the witness and to the desk's editors; queue it in the outbox."""
     if text_file is None:
         text = _text_from_editor()
     elif str(text_file) == "-":
@@ -295,6 +339,24 @@ def outbox(
     _cli.out.print("Give it to the operator for 'guwah import'.")
 
 
+def list_(
+    review: ReviewOpt = None,
+    todo: Annotated[
+        bool,
+        typer.Option("--todo", help="Only folders still waiting for a reply (one per line)."),
+    ] = False,
+) -> None:
+    """List the submission folders, oldest first, with what was done about each."""
+    found = routine_mod.statuses(review or default_review())
+    for status in found:
+        if todo and status.waiting:
+            sys.stdout.write(f"{status.folder}\n")
+        elif not todo:
+            sys.stdout.write(f"{status.folder}\t{status.label()}\n")
+    if not found:
+        _cli.err.print("no submissions imported yet: run 'guwah-editor import BUNDLE'")
+
+
 def index(review: ReviewOpt = None) -> None:
     """Rebuild the review folder's index.html (reading metadata not read yet)."""
     folder = review or default_review()
@@ -314,6 +376,7 @@ def register(app: typer.Typer) -> None:
     app.command()(reply)
     app.command()(done)
     app.command()(outbox)
+    app.command("list")(list_)
     app.command()(index)
 
 

@@ -55,6 +55,26 @@ def load_submission(folder: Path) -> dict[str, Any]:
     return record
 
 
+def check_attachment(path: Path) -> None:
+    """Refuse to work from an attachment that is not what the witness sent (SHA-256 of the
+    custody record); a file outside a submission folder is the editor's own business."""
+    if not (path.parent / CUSTODY).is_file():
+        return
+    record = load_submission(path.parent)
+    entry = next((f for f in record.get("files", []) if f.get("saved_as") == path.name), None)
+    if entry is None:
+        return
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != entry.get("sha256"):  # what import wrote and checked
+        raise EditorError(
+            f"{path} is not the witness's file any more (its SHA-256 differs from the custody "
+            "record): refused; import the bundle again to get it back"
+        )
+
+
 def build_report(folder: Path, ring: Keyring) -> dict[str, Any]:
     record = load_submission(folder)
     bundle_dir = folder.parent

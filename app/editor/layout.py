@@ -24,13 +24,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from app.bundles import OpenedBundle
 from app.crypto import AgeError, Decryptor, HeaderError, NoIdentityMatchError, PayloadError, padme
 from app.ids import HEX64, ROLE, is_a
 
-from . import quarantine
+from . import deskmail, quarantine
 from .keyring import Keyring
 from .quarantine import Quarantine
 from .risk import RiskScanner
@@ -192,6 +192,7 @@ class ImportResult:
     submissions: int = 0
     already: bool = False
     retried: int = 0  # quarantined submissions that opened when the bundle was imported again
+    replies: int = 0  # the desk's replies (this or another editor's) laid out in replies/
     warnings: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (submission id, reason)
@@ -269,6 +270,17 @@ class Layout:
         self.laid_out: list[str] = []
         self.quarantined: list[str] = []
 
+    def _desk_reply(self, path: str, stream: BinaryIO) -> None:
+        """A reply another editor (or this one) sent: readable in ``replies/`` when it is for
+        us; one that is not is a warning, never a reason to stop."""
+        reply_id = path.split("/")[1].removesuffix(".age")
+        reply, why = deskmail.read_export_reply(stream, reply_id, self.ring)
+        if reply is None:
+            self.result.warnings.append(str(why))
+            return
+        deskmail.write_reply(self.staging, reply)
+        self.result.replies += 1
+
     def folder_name(self, sid: str) -> str:
         return f"{self.subs[sid]['day']}_{sid}"
 
@@ -276,6 +288,12 @@ class Layout:
         """Every submission (or those in ``only``); the bundle is read once, in order."""
         current: _Open | None = None
         for entry, stream in self.bundle.members():
+            if entry.path.startswith(f"{deskmail.REPLIES}/"):  # after every submission
+                self._close(current, syncer)
+                current = None
+                if only is None:  # a retry already has them
+                    self._desk_reply(entry.path, stream)
+                continue
             sid, role = entry.path.split("/")[1], entry.path.split("/")[2].removesuffix(".age")
             if only is not None and sid not in only:
                 continue  # still read and hash-checked by the bundle reader

@@ -17,6 +17,9 @@ PassFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--passphrase-file",
-        help="Read the passphrase from the first line of FILE instead of asking (scripts, tests).",
+        help="Read the passphrase from the first line of FILE instead of asking "
+        "(scripts, tests, the demo).",
+        envvar="GUWAH_PASSPHRASE_FILE",
+        show_envvar=True,
     ),
 ]

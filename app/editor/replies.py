@@ -1,10 +1,12 @@
 """Replies and deletion requests queued on the editor laptop, then sent as one signed bundle.
 
 Queue: ``KEYRING/outbox/`` (0700). A reply is ``<id>.age`` (ciphertext only: age, to the
-witness's reply recipient and the editor's own key) plus ``<id>.json`` naming the submission
-and desk; a deletion request is ``done-<submission id>.json``. An item counts only once its
-``.json`` exists (written last). ``guwah-editor outbox`` writes one bundle signed with the
-editor's Ed25519 key, fsyncs it, and only then clears the queue.
+witness's reply recipient, every editor key of the desk that the last export carried, and the
+editor's own key, so the desk's other editors read it from their next export) plus
+``<id>.json`` naming the submission and desk; a deletion request is
+``done-<submission id>.json``. An item counts only once its ``.json`` exists (written last).
+``guwah-editor outbox`` writes one bundle signed with the editor's Ed25519 key, fsyncs it,
+and only then clears the queue.
 
 Reply plaintext: ``{"format": "guwah-reply/1", "submission_id", "day", "text"}`` as JSON,
 followed by spaces up to the Padmé length (like the testimony).
@@ -29,7 +31,9 @@ from .custody import load_submission
 from .errors import EditorError
 from .keyring import Keyring, read_public
 from .quarantine import load_record
+from .routine import DONE_MARK, SENT_PREFIX
 from .safe_output import safe_name, write_new_file
+from .trust import ImportState
 
 OUTBOX = "outbox"
 REPLY_FORMAT = "guwah-reply/1"
@@ -68,6 +72,12 @@ def queue_reply(submission: Path, text: str, keyring_dir: Path) -> tuple[str, Pa
             f"the witness's reply key is {witness.type} but your key is {own.type}: age never "
             "mixes the two in one file, so this keyring cannot reply to this desk"
         )
+    desk = desk_recipients(record, keyring_dir)
+    if any(r.type != own.type for r in desk):
+        raise EditorError(
+            "the desk's editor keys mix X25519 and post-quantum keys: age never mixes the two "
+            "in one file; ask the operator to check the desk's keys"
+        )
     body = json.dumps(
         {
             "format": REPLY_FORMAT,
@@ -79,7 +89,7 @@ def queue_reply(submission: Path, text: str, keyring_dir: Path) -> tuple[str, Pa
         separators=(",", ":"),
     ).encode()
     body += b" " * (padme(len(body)) - len(body))
-    ciphertext = encrypt(body, [witness, own])
+    ciphertext = encrypt(body, _unique([witness, *desk, own]))
     rid = secrets.token_urlsafe(16)
     queue = outbox_dir(keyring_dir)
     write_new_file(queue / f"{rid}.age", ciphertext)
@@ -90,20 +100,52 @@ def queue_reply(submission: Path, text: str, keyring_dir: Path) -> tuple[str, Pa
         "desk": record["desk"],
     }
     write_new_file(queue / f"{rid}.json", json.dumps(meta).encode())
-    sent = submission / safe_name(f"reply-{_today()}-{rid}.txt")
+    sent = submission / safe_name(f"{SENT_PREFIX}{_today()}-{rid}.txt")
     write_new_file(sent, text.encode())
     return rid, sent
 
 
+def desk_recipients(record: dict[str, Any], keyring_dir: Path) -> list[Any]:
+    """The desk's editor keys as the newest export from this submission's server listed them."""
+    try:
+        server = base64.b64decode(record["bundle"]["server_key"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        return []
+    out = []
+    for editor in ImportState(keyring_dir).editors(server, record["desk"]):
+        try:
+            out.append(parse_recipient(editor["age_recipient"]))
+        except (AgeError, KeyError, TypeError):
+            raise EditorError(
+                "imports.json holds a damaged editor key: import the next export again"
+            ) from None
+    return out
+
+
+def _unique(recipients: list[Any]) -> list[Any]:
+    seen: set[str] = set()
+    out = []
+    for r in recipients:
+        if str(r) not in seen:
+            seen.add(str(r))
+            out.append(r)
+    return out
+
+
 def queue_done(submission: Path, keyring_dir: Path) -> bool:
     """Queue a deletion request (a laid-out or a quarantined submission); False when it is
-    queued already."""
+    queued already.
+
+    A ``DONE_MARK`` file in the submission folder remembers it after the queue is sent, so
+    ``guwah-editor list`` no longer shows the submission as waiting.
+    """
     record = load_record(submission)
     path = outbox_dir(keyring_dir) / f"done-{record['submission_id']}.json"
-    if path.exists():
+    if path.exists() or (submission / DONE_MARK).exists():
         return False
     meta = {"kind": "done", "submission_id": record["submission_id"], "desk": record["desk"]}
     write_new_file(path, json.dumps(meta).encode())
+    write_new_file(submission / DONE_MARK, f"deletion requested {_today()}\n".encode())
     return True
 
 

@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 from app.bundles import EXPORT_FORMAT, BundleError, OpenedBundle, open_bundle
 
-from . import metareport, quarantine
+from . import deskmail, metareport, quarantine, routine
 from .errors import EditorError
 from .keyring import Keyring
 from .layout import CUSTODY, ImportResult, Layout, testimony_fields, write_new
@@ -123,7 +123,10 @@ def import_bundle(
             final.parent.mkdir(mode=0o700, exist_ok=True)
             os.rename(staging, final)
             _fsync_dir(final.parent)
-    state.record(pinned, desk, seq, bundle.manifest_sha256, str(final))
+    editors = bundle.manifest.get("editors")
+    if seq >= state.last(pinned, desk):  # an older bundle's list is stale: no warning from it
+        result.warnings += deskmail.editor_changes(state.editors(pinned, desk), editors)
+    state.record(pinned, desk, seq, bundle.manifest_sha256, str(final), editors)
     result.folder, result.submissions = final, len(layout.laid_out)
     write_index(review)
     return result
@@ -303,6 +306,7 @@ CSS = (
 def render_index(review: Path) -> str:
     """A static page: no script, every witness string escaped, relative links only."""
     records = _records(review)
+    answers = routine.Answers(review)
     e = html.escape
     ids = {c["submission_id"]: folder for folder, c, _ in records}
     children: dict[str, list[str]] = {}
@@ -323,6 +327,7 @@ def render_index(review: Path) -> str:
         "<h1>Guwah review</h1>",
         f"<p>{len(records)} submission(s). Attachments are evidence: risky files are flagged; "
         "open them only on this offline machine, with care.</p>",
+        routine.how_to_html(review),
     ]
     held = quarantine.entries(review)
     if held:
@@ -385,6 +390,7 @@ def render_index(review: Path) -> str:
                     parts.append("</ul>")
                 for warning in c.get("warnings", []):
                     parts.append(f'<p class="alert">{e(warning)}</p>')
+                parts.append(answers.html(folder, sid))
                 parts.append(
                     f'<p><a href="{e(href(folder / CUSTODY))}">custody record</a></p></div>'
                 )

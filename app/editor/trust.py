@@ -130,13 +130,27 @@ class ImportState:
     def last(self, server: bytes, desk: str) -> int:
         return int(self._desk(server, desk)["last"])
 
+    def editors(self, server: bytes, desk: str) -> list[dict[str, str]]:
+        """The desk's editor keys from the newest export that carried them ([] if none did)."""
+        return list(self._desk(server, desk).get("editors", []))
+
     def imported_as(self, server: bytes, desk: str, sequence: int) -> dict[str, str] | None:
         return self._desk(server, desk)["bundles"].get(str(sequence))
 
     def record(
-        self, server: bytes, desk: str, sequence: int, manifest_sha: str, where: str
+        self,
+        server: bytes,
+        desk: str,
+        sequence: int,
+        manifest_sha: str,
+        where: str,
+        editors: list[dict[str, str]] | None = None,
     ) -> None:
+        """Remember an imported bundle, and the desk's editor keys it carried (newest wins)."""
         entry = self._desk(server, desk)
         entry["bundles"][str(sequence)] = {"manifest_sha256": manifest_sha, "folder": where}
+        if editors is not None and sequence >= int(entry.get("editors_sequence", 0)):
+            entry["editors"] = editors
+            entry["editors_sequence"] = sequence
         entry["last"] = max(int(entry["last"]), sequence)
         _atomic_write(self.path, json.dumps(self.data, indent=1, sort_keys=True).encode())

@@ -13,8 +13,9 @@ import base64
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from sqlalchemy import func, select
 
@@ -36,6 +37,7 @@ class ExportResult:
     submissions: int
     files: int
     bytes: int
+    replies: int = 0
 
 
 def _role_key(role: str) -> tuple[int, int]:
@@ -63,26 +65,48 @@ def _next_sequence(store: Store, desk_name: str) -> int:
     return int(last or 0) + 1
 
 
+def desk_editors(store: Store, desk: str) -> list[dict[str, str]]:
+    """The desk's editor public keys, as the signed export carries them to every editor:
+    a reply is encrypted to all of them, so any editor of the desk can read it later."""
+    return [
+        {
+            "name": k.name,
+            "age_recipient": k.age_recipient,
+            "ed25519": k.ed25519_public,
+            "fingerprint": k.fingerprint,
+        }
+        for k in sorted(store.get_desk(desk).recipients, key=lambda k: k.fingerprint)
+    ]
+
+
 def build_manifest(
     store: Store, settings: Settings, desk: str, mode: Literal["since_last", "all"]
-) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
-    """The manifest for the next bundle, and member path -> (submission id, role)."""
+) -> tuple[dict[str, Any], dict[str, Callable[[], BinaryIO]]]:
+    """The manifest for the next bundle, and member path -> how to open it."""
     key = load_server_key(settings.server_key_file)
     subs = store.list_submissions(desk)
+    replies = store.desk_replies(desk)
     if mode == "since_last":
         already = store.exported_ids(desk)
         subs = [s for s in subs if s.id not in already]
-    members: dict[str, tuple[str, str]] = {}
+        sent = store.exported_reply_ids(desk)
+        replies = [r for r in replies if r.id not in sent]
+    members: dict[str, Callable[[], BinaryIO]] = {}
     entries = []
     for sub in subs:
         files = []
         for f in sorted(sub.files, key=lambda f: _role_key(f.role)):
             path = f"submissions/{sub.id}/{f.role}.age"
-            members[path] = (sub.id, f.role)
+            members[path] = partial(store.open_blob_for_read, sub.id, f.role)
             files.append({"role": f.role, "path": path, "size": f.size, "sha256": f.sha256})
         entries.append(
             {"id": sub.id, "day": sub.day.isoformat(), "parent_id": sub.parent_id, "files": files}
         )
+    reply_entries = []
+    for r in replies:
+        path = f"replies/{r.id}.age"
+        members[path] = partial(store.open_reply_by_id, r.id)
+        reply_entries.append({"id": r.id, "path": path, "size": r.size, "sha256": r.sha256})
     manifest = {
         "format": EXPORT_FORMAT,
         "server_key": base64.b64encode(public_key_bytes(key)).decode(),
@@ -90,6 +114,8 @@ def build_manifest(
         "sequence": _next_sequence(store, desk),
         "day": dt.datetime.now(dt.UTC).date().isoformat(),
         "submissions": entries,
+        "editors": desk_editors(store, desk),
+        "replies": reply_entries,
     }
     return manifest, members
 
@@ -110,9 +136,10 @@ def export_bundle(
     desk_name = choose_desk(store, desk)
     manifest, members = build_manifest(store, settings, desk_name, mode)
     total = sum(f["size"] for s in manifest["submissions"] for f in s["files"])
+    total += sum(r["size"] for r in manifest["replies"])
     n_files = sum(len(s["files"]) for s in manifest["submissions"])
     seq = manifest["sequence"]
-    if not manifest["submissions"]:
+    if not manifest["submissions"] and not manifest["replies"]:
         return ExportResult(None, desk_name, seq - 1, 0, 0, 0)
     if to.is_dir():
         to = to / f"guwah-export-{desk_name}-{seq:06d}.tar"
@@ -120,20 +147,20 @@ def export_bundle(
         on_total(total)
     key = load_server_key(settings.server_key_file)
 
-    def open_member(path: str):  # type: ignore[no-untyped-def]
-        return store.open_blob_for_read(*members[path])
-
-    write_bundle_file(to, manifest, key, open_member, progress)
+    write_bundle_file(to, manifest, key, lambda path: members[path](), progress)
     try:
         recorded = store.record_export(
             desk_name,
             [s["id"] for s in manifest["submissions"]],
             sequence=seq,
             only_new=mode == "since_last",
+            reply_ids=[r["id"] for r in manifest["replies"]],
         )
         if recorded != seq:
             raise BundleError("another export ran at the same time: run guwah export again")
     except BaseException:
         to.unlink(missing_ok=True)
         raise
-    return ExportResult(to, desk_name, seq, len(manifest["submissions"]), n_files, total)
+    return ExportResult(
+        to, desk_name, seq, len(manifest["submissions"]), n_files, total, len(manifest["replies"])
+    )

@@ -39,6 +39,10 @@ from app.store.store import new_id
 from app.utcday import today
 
 
+class OutboxReplayError(BundleError):
+    """This outbox bundle was applied before (a folder import skips it, a file import fails)."""
+
+
 @dataclass
 class ImportOutboxResult:
     desk: str
@@ -105,7 +109,7 @@ def import_outbox(store: Store, settings: Settings, path: Path) -> ImportOutboxR
                         OutboxBundleRow.bundle_id == m["bundle_id"]
                     )
                 ).first():
-                    raise BundleError(
+                    raise OutboxReplayError(
                         f"outbox bundle {m['bundle_id']} was imported before: replay refused"
                     )
                 named = {r["submission_id"] for r in m["replies"]} | set(m["done"])
@@ -172,6 +176,7 @@ def import_outbox(store: Store, settings: Settings, path: Path) -> ImportOutboxR
                         insert(ReplyRow).values(
                             id=new_id(),
                             token_hash=rows[r["submission_id"]][1],
+                            desk_id=desk.id,
                             day=today(),
                             blob_ref=w.ref,
                             size=w.size,
@@ -202,7 +207,7 @@ def import_outbox(store: Store, settings: Settings, path: Path) -> ImportOutboxR
                         [{"submission_id": sid, "day": today()} for sid in doomed],
                     )
         except IntegrityError:
-            raise BundleError(
+            raise OutboxReplayError(
                 f"outbox bundle {m['bundle_id']} was applied by another import at the same "
                 "time: replay refused, nothing changed"
             ) from None

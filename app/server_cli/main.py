@@ -17,15 +17,13 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from app.cli_help import TYPER_STYLE, command_of
 from app.web.i18n import Catalogs
 
 app = typer.Typer(
     name="guwah",
     help="Operate a Guwah server: data dir, desks, editor keys, serving, backups.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    **TYPER_STYLE,  # type: ignore[arg-type]
 )
 desks_app = typer.Typer(help="Desks: teams of editors a witness can address.", no_args_is_help=True)
 recipients_app = typer.Typer(help="Editors' public keys on each desk.", no_args_is_help=True)
@@ -582,26 +580,45 @@ def export_cmd(
         return
     _say(
         f"bundle {result.sequence} of desk {result.desk} written to {result.path}: "
-        f"{result.submissions} submission(s), {result.files} file(s), {result.bytes} bytes"
+        f"{result.submissions} submission(s), {result.files} file(s), "
+        f"{result.replies} reply(ies) for the desk's editors, {result.bytes} bytes"
     )
 
 
 @app.command("import")
 def import_cmd(
-    bundle: Annotated[Path, typer.Argument(help="An outbox bundle from guwah-editor outbox.")],
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="An outbox bundle from guwah-editor outbox, or a folder (e.g. the USB stick): "
+            "every guwah-outbox-*.tar in it not applied yet."
+        ),
+    ],
     data_dir: DataDir = None,
 ) -> None:
     """Apply an editor's signed outbox bundle: store replies, delete finished submissions."""
-    from .importing import import_outbox
+    from .importing import OutboxReplayError, import_outbox
 
+    folder = bundle.is_dir()
+    paths = sorted(bundle.glob("guwah-outbox-*.tar")) if folder else [bundle]
+    if folder and not paths:
+        _say(f"no outbox bundle (guwah-outbox-*.tar) in {bundle}: nothing to apply")
+        return
     with _store(data_dir) as store:
-        result = import_outbox(store, store.settings, bundle)
-    for note in result.notes:
-        _warn(note)
-    _say(
-        f"outbox bundle of desk {result.desk} applied: {result.replies} reply(ies) stored, "
-        f"{result.deleted} submission(s) deleted"
-    )
+        for path in paths:
+            try:
+                result = import_outbox(store, store.settings, path)
+            except OutboxReplayError:
+                if not folder:
+                    raise
+                _say(f"{path.name}: applied before, skipped")
+                continue
+            for note in result.notes:
+                _warn(note)
+            _say(
+                f"outbox bundle of desk {result.desk} applied: {result.replies} reply(ies) "
+                f"stored, {result.deleted} submission(s) deleted"
+            )
 
 
 # ---------------------------------------------------------------------------------- entry
@@ -649,7 +666,7 @@ def main(argv: list[str] | None = None) -> None:
         BundleError,
     )
     try:
-        result = app(args=argv, prog_name="guwah", standalone_mode=False)
+        result = command_of(app).main(args=argv, prog_name="guwah", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -131,6 +131,9 @@ class ReplyRow(Base):
     blob_ref: Mapped[str] = mapped_column(String(64), unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
+    # set by guwah import (migration 0004): exported to the desk's editors even after the
+    # submission it answers was deleted; None for replies stored before 0004
+    desk_id: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
 
 
 class TombstoneRow(Base):
@@ -153,6 +156,7 @@ class ExportRow(Base):
     sequence: Mapped[int] = mapped_column(Integer)
     day: Mapped[dt.date] = mapped_column(Date)
     submission_ids: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    reply_ids: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")  # JSON list
 
 
 class OutboxBundleRow(Base):

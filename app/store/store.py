@@ -685,6 +685,7 @@ class Store:
         sequence: int | None = None,
         *,
         only_new: bool = False,
+        reply_ids: list[str] | None = None,
     ) -> int:
         """Record a desk's export bundle; returns its sequence number (1, 2, …).
 
@@ -726,6 +727,7 @@ class Store:
                         sequence=next_sequence,
                         day=today(),
                         submission_ids=json.dumps(sorted(submission_ids)),
+                        reply_ids=json.dumps(sorted(reply_ids or [])),
                     )
                 )
         except IntegrityError:
@@ -741,6 +743,40 @@ class Store:
             ):
                 ids.update(json.loads(blob))
         return ids
+
+    def exported_reply_ids(self, desk_name: str) -> set[str]:
+        desk = self.get_desk(desk_name)
+        ids: set[str] = set()
+        with self.engine.connect() as conn:
+            for (blob,) in conn.execute(
+                select(ExportRow.reply_ids).where(ExportRow.desk_id == desk.id)
+            ):
+                ids.update(json.loads(blob))
+        return ids
+
+    def desk_replies(self, desk_name: str) -> list[ReplyInfo]:
+        """Every reply of a desk, oldest first: those ``guwah import`` tagged with the desk,
+        and older untagged ones whose mailbox belongs to one of the desk's submissions."""
+        desk = self.get_desk(desk_name)
+        tokens = select(SubmissionRow.token_hash).where(SubmissionRow.desk_id == desk.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ReplyRow.id, ReplyRow.day, ReplyRow.size, ReplyRow.sha256)
+                .where(
+                    (ReplyRow.desk_id == desk.id)
+                    | (ReplyRow.desk_id.is_(None) & ReplyRow.token_hash.in_(tokens))
+                )
+                .order_by(ReplyRow.day, ReplyRow.id)
+            )
+            return [ReplyInfo(*r) for r in rows]
+
+    def open_reply_by_id(self, reply_id: str) -> BinaryIO:
+        """A reply's age file for an export to its desk's editors (no mailbox check)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(ReplyRow.blob_ref).where(ReplyRow.id == reply_id)).first()
+        if row is None:
+            raise NotFound("no such reply")
+        return self.blobs.open(row[0])
 
     def tombstones(self) -> list[tuple[str, dt.date]]:
         with self.engine.connect() as conn:
