@@ -28,7 +28,7 @@ from .errors import EditorError
 from .keyring import Keyring
 from .safe_output import safe_name
 
-ATTACHMENT_NAME = re.compile(r"^(file-[1-9][0-9]{0,3})\.age$")
+ATTACHMENT_NAME = re.compile(r"(file-[1-9][0-9]{0,3})\.age")  # fullmatch
 MESSAGE = "message.age"
 MAX_MESSAGE = 16 * 1024 * 1024
 
@@ -55,7 +55,7 @@ class WitnessFile:
 
 def attachment_role(path: Path) -> str | None:
     """``file-N`` when ``path`` is named like a Guwah attachment, else None."""
-    match = ATTACHMENT_NAME.match(path.name)
+    match = ATTACHMENT_NAME.fullmatch(path.name)
     return match.group(1) if match else None
 
 

@@ -44,7 +44,8 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
         r"comment|description|title|keyword|subject|caption|label|note|album|genre|"
         r"codinghistory|xptitle|userdefined", re.I)),
 ]
-_EMPTY = re.compile(r"^(0000:00:00|1904:01:01|1970:01:01|1980:01:01)[ T]00:00:00([+-]00:00|Z)?$")
+# an unset date as tools write it; used with fullmatch
+_EMPTY = re.compile(r"(0000:00:00|1904:01:01|1970:01:01|1980:01:01)[ T]00:00:00([+-]00:00|Z)?")
 _USER_KEY = re.compile(r"^\(([^)]{1,64})\) ")
 MAX_VALUE = 200  # characters of a value kept for the report
 
@@ -155,7 +156,7 @@ def _classify(tool: str, pairs: list[tuple[str, object]]) -> Findings:
             continue
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         text = text.strip()
-        if not text or _EMPTY.match(text):
+        if not text or _EMPTY.fullmatch(text):
             continue
         cat = "GPS" if group.startswith("GPS") else category(name)
         inner = _USER_KEY.match(text) if cat == "text" else None
