@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from container import Container
-from debian_root import LOCAL_REPO_IN_ROOT, REPO, cached_root, guwah_wheel, root_copy, wheelhouse
+
+from .container import Container
+from .debian_root import LOCAL_REPO_IN_ROOT, REPO, cached_root, guwah_wheel, root_copy, wheelhouse
 
 HERE = Path(__file__).resolve().parent
 _TIMINGS: list[tuple[str, str, float]] = []

@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 import httpx
-from container import Container
-from debian_root import ADDED_BY_INSTALLER
+
+from .container import Container
+from .debian_root import ADDED_BY_INSTALLER
 
 INSTALL = "bash /srv/guwah-deploy/install.sh"
 OFFLINE_PIP = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/srv/guwah-wheels"}
