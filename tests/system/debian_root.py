@@ -87,7 +87,11 @@ def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 def _write_local_repo(repo: Path) -> None:
     """A flat apt repository with the .debs the installer must add itself."""
     repo.mkdir(parents=True)
-    _run(["apt-get", "download", *ADDED_BY_INSTALLER], cwd=repo)
+    try:
+        _run(["apt-get", "download", *ADDED_BY_INSTALLER], cwd=repo)
+    except RuntimeError:  # a host whose package lists were never fetched
+        _run(["apt-get", "update", "-qq"])
+        _run(["apt-get", "download", *ADDED_BY_INSTALLER], cwd=repo)
     stanzas = []
     for deb in sorted(repo.glob("*.deb")):
         control = _run(["dpkg-deb", "-f", str(deb)]).stdout.rstrip("\n")
