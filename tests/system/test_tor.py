@@ -87,19 +87,21 @@ def bring_up(base: Path, options: str, hs_dir: Path) -> tuple[TorNet, str, float
 
 
 @contextmanager
-def serve_on_socket(chain: Chain, sock: Path, tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
-    tmpdir = tmp / "server-tmp"
+def serve_on_socket(data_dir: Path, sock: Path, tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``guwah serve`` on a unix socket, its own TMPDIR, logs in ``tmp``."""
+    tmpdir = tmp / f"{sock.stem}-tmp"
     tmpdir.mkdir(mode=0o700)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUWAH_")}
-    env.update({"TMPDIR": str(tmpdir), "GUWAH_DATA_DIR": str(chain.data_dir)})
+    env.update({"TMPDIR": str(tmpdir), "GUWAH_DATA_DIR": str(data_dir)})
     guwah = str(Path(sys.executable).with_name("guwah"))
-    with open(tmp / "server.log", "wb") as log:
-        proc = subprocess.Popen([guwah, "serve", "--data-dir", str(chain.data_dir), "--socket",
+    log_path = tmp / f"{sock.stem}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([guwah, "serve", "--data-dir", str(data_dir), "--socket",
                                  str(sock)], env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while not sock.exists():
-            assert proc.poll() is None, (tmp / "server.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "guwah serve did not start"
             time.sleep(0.1)
         yield proc
@@ -138,7 +140,9 @@ def interrupted_js_on(browser: Browser, url: str, net: TorNet, text: str, attach
             " return (c && c.textContent.trim().split(/\\s+/).length === 7)"
             " || document.querySelector('#js-status .error'); }"
         )
-        assert page.query_selector("#js-status .error") is None, page.text_content("#js-status")
+        if page.query_selector("#js-status .error") is not None:
+            client_log = "\n".join(net.tors["client"].log().splitlines()[-25:])
+            raise AssertionError(f"page: {page.text_content('#js-status')}\nclient tor:\n{client_log}")
         return " ".join(page.text_content("#codename").split()), rec
     finally:
         context.close()
@@ -186,7 +190,7 @@ def test_witnesses_through_the_onion_service(tools, tmp_path: Path, steps) -> No
     photo.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(20 * MiB))
     sent: list[bytes] = []
 
-    with serve_on_socket(chain, sock, tmp_path):
+    with serve_on_socket(chain.data_dir, sock, tmp_path):
         net, address, seconds = bring_up(tmp_path / "tor", service_options(hs_dir, sock), hs_dir)
         steps.record("Tor network bring-up to the onion home page", seconds)
         url = f"http://{address}"

@@ -115,6 +115,7 @@ class TorNet:
     """The network's processes, their folders and the one DirAuthority line they share."""
 
     base: Path
+    relays: int = RELAYS
     authority_line: str = ""
     tors: dict[str, Tor] = field(default_factory=dict)
     socks_port: int = 0
@@ -169,8 +170,8 @@ class TorNet:
         self.tors["client"] = Tor("client", data, torrc)
 
     def make_service(self, name: str, service_options: str) -> Tor:
-        """An onion service tor: ``service_options`` are the production torrc's lines
-        (rewritten paths), on top of this network's common lines."""
+        """A tor with ``service_options`` (e.g. the production torrc's lines with rewritten
+        paths) on top of this network's common lines."""
         data = self._folder(name)
         torrc = data / "torrc"
         torrc.write_text(self._common(data) + service_options)
@@ -188,7 +189,7 @@ class TorNet:
         for name, tor in self.tors.items():
             if name == "auth0" or name.startswith("relay"):
                 tor.start()
-        while self.consensus_routers() < RELAYS + 1:
+        while self.consensus_routers() < self.relays + 1:
             for tor in self.tors.values():
                 if tor.process is not None and not tor.alive():
                     raise TorNetError(f"{tor.name} exited:\n{tor.log()[-2000:]}")
@@ -211,9 +212,14 @@ class TorNet:
 
     def restart_client(self) -> None:
         """Kill the client tor and start it again on the same SOCKS port and folder."""
-        client = self.tors["client"]
-        client.kill()
-        client.start()
+        self.restart("client")
+
+    def restart(self, name: str) -> None:
+        """Kill one tor and start it again with its (possibly edited) torrc and folder.
+        Why not SIGHUP: an onion-service tor may die on a reload that changes its services."""
+        tor = self.tors[name]
+        tor.kill()
+        tor.start()
 
 
 def fetch_through(socks_port: int, url: str, timeout: float = 30) -> int:
