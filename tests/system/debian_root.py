@@ -162,13 +162,21 @@ def root_copy(entry: Path, work: Path) -> Iterator[Path]:
         subprocess.run(["rm", "-rf", "--one-file-system", str(upper), str(scratch)], check=False)
 
 
+# Hash-pinned lock files the installer may install from (pip checks their hashes, so the
+# wheelhouse must hold exactly the files they name: downloaded, not rebuilt).
+LOCK_PATTERNS = ("requirements*.txt", "*.lock", "deploy/*.lock", "deploy/requirements*.txt")
+
+
+def _lock_files() -> list[Path]:
+    return [path for pattern in LOCK_PATTERNS for path in sorted(REPO.glob(pattern))]
+
+
 def _dependency_key() -> str:
     """Changes when the Python dependencies may change: pyproject and any lock file."""
     parts: list[bytes] = [sys.version.split()[0].encode(), (REPO / "pyproject.toml").read_bytes()]
-    for pattern in ("requirements*.txt", "*.lock", "deploy/*.lock", "deploy/requirements*.txt"):
-        for path in sorted(REPO.glob(pattern)):
-            parts.append(path.name.encode())
-            parts.append(path.read_bytes())
+    for path in _lock_files():
+        parts.append(path.name.encode())
+        parts.append(path.read_bytes())
     return _digest(*parts)
 
 
@@ -183,6 +191,9 @@ def wheelhouse() -> Path:
         shutil.rmtree(work, ignore_errors=True)
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
               "--wheel-dir", str(work), f"{REPO}[server]"])  # fmt: skip
+        for lock in _lock_files():
+            _run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                  "--no-deps", "--dest", str(work), "-r", str(lock)])  # fmt: skip
         for own in work.glob("guwah-*.whl"):
             own.unlink()
         (work / "ready").write_text("")
