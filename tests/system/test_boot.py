@@ -41,9 +41,12 @@ def install(box: Container, *args: str, check: bool = True) -> subprocess.Comple
     return res
 
 
-def first_install(box: Container, editor: dict[str, Path]) -> subprocess.CompletedProcess[str]:
+def first_install(box: Container, editor: dict[str, Path],
+                  check: bool = True) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """install.sh with the editor key copied into the machine and the host-built wheel."""
     (box.root / "root/alice.pub").write_bytes(editor["pub"].read_bytes())
-    return install(box, "--editor-key", "/root/alice.pub", "--source", "/srv/guwah-source")
+    return install(box, "--editor-key", "/root/alice.pub", "--source", "/srv/guwah-source",
+                   check=check)  # fmt: skip
 
 
 def unit_states(box: Container) -> dict[str, str]:
@@ -184,46 +187,31 @@ def host_ruleset() -> str:
     return res.stdout + res.stderr
 
 
-def test_install_on_minimal_debian(machine: Container, editor_pub, steps, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    box = machine
-    host_rules = host_ruleset()
-    missing = box.run("dpkg-query -W -f='${Status}' " + " ".join(ADDED_BY_INSTALLER), check=False)
-    assert "install ok installed" not in missing.stdout  # a minimal image without netbase
-
-    run1 = steps.timed("install.sh, first run", first_install, box, editor_pub)
-    assert "onion address: http://" in run1.stdout, run1.stdout
-    netbase = box.run("dpkg-query -W -f='${Status}' netbase", check=False).stdout
-    assert netbase == "install ok installed"
+def check_running_install(box: Container, log: str, steps) -> str:  # type: ignore[no-untyped-def]
+    """Units, live security score, firewall, AppArmor, listeners; returns the onion address."""
     assert unit_states(box) == dict.fromkeys(UNITS, "active")
-
     score = security_score(box, "guwah.service")
     print(f"live systemd-analyze security guwah.service: {score}")
     steps.record(f"(figure) live systemd-analyze security guwah.service = {score}", 0)
     assert score <= SECURITY_LIMIT
     assert security_score(box, "guwah-cleanup.service") <= SECURITY_LIMIT
 
-    # Firewall: loaded in the container's network namespace, never on the host.
+    # Firewall: loaded in the container's network namespace (the host's is checked by caller).
     table = box.run("nft list table inet guwah").stdout
     assert "policy drop" in table and "icmpv6 type" in table, table
-    assert host_ruleset() == host_rules
-    print("nftables: loaded into the container's own network namespace; host ruleset unchanged")
-    print(apparmor_statement(box, run1.stdout + run1.stderr))
+    print("nftables: loaded into the container's own network namespace")
+    print(apparmor_statement(box, log))
 
     # Only the unix socket: no TCP/UDP listener in the machine, none in the app's namespace.
     assert tcp_listeners(box) == [], "a TCP/UDP listener in the container"
-    guwah_pid = main_pids(box)["guwah.service"]
-    assert tcp_listeners(box, guwah_pid) == []
+    assert tcp_listeners(box, main_pids(box)["guwah.service"]) == []
     hostname = box.run("cat /var/lib/tor/guwah/hostname").stdout.strip()
     assert re.fullmatch(r"[a-z2-7]{56}\.onion", hostname), hostname
+    return hostname
 
-    wait_for_site(box)
-    marker = "SYSTEM-TEST-MARKER the guards took him at night"
-    attachment = b"\xff\xd8" + os.urandom(300_000) + marker.encode() + os.urandom(300_000)
-    steps.timed("JS-off submission through the socket", submit_js_off, box, marker, attachment)
-    check_ciphertext_only(box, marker, editor_pub, tmp_path)
-    stored = kept_data(box)
-    assert stored[1].startswith("submissions: 1  files: 2 "), stored  # testimony + photo
 
+def check_restart_and_reboot(box: Container, stored: tuple[dict[str, str], str], hostname: str,
+                             steps) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
     box.run("systemctl restart guwah.service")
     wait_for_site(box)
     assert kept_data(box) == stored
@@ -237,6 +225,8 @@ def test_install_on_minimal_debian(machine: Container, editor_pub, steps, tmp_pa
     with site(box) as client:
         assert client.get("/submit").status_code == 200
 
+
+def check_second_run_changes_nothing(box: Container, steps) -> None:  # type: ignore[no-untyped-def]
     before, pids = tree_snapshot(box), main_pids(box)
     run2 = steps.timed("install.sh, second run", install, box, "--editor-key", "/root/alice.pub",
                        "--source", "/srv/guwah-source")  # fmt: skip
@@ -245,6 +235,8 @@ def test_install_on_minimal_debian(machine: Container, editor_pub, steps, tmp_pa
     assert tree_snapshot(box) == before
     assert main_pids(box) == pids
 
+
+def check_uninstall(box: Container, stored: tuple[dict[str, str], str], steps) -> None:  # type: ignore[no-untyped-def]
     steps.timed("install.sh --uninstall", install, box, "--uninstall")
     assert box.run("systemctl cat guwah.service", check=False).returncode != 0
     after = data_files(box)
@@ -260,6 +252,32 @@ def test_install_on_minimal_debian(machine: Container, editor_pub, steps, tmp_pa
     assert gone.count("No such file or directory") == 3 and "guwah:" not in gone, gone
 
 
+def test_install_on_minimal_debian(machine: Container, editor_pub, steps, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    box = machine
+    host_rules = host_ruleset()
+    missing = box.run("dpkg-query -W -f='${Status}' " + " ".join(ADDED_BY_INSTALLER), check=False)
+    assert "install ok installed" not in missing.stdout  # a minimal image without netbase
+
+    run1 = steps.timed("install.sh, first run", first_install, box, editor_pub)
+    assert "onion address: http://" in run1.stdout, run1.stdout
+    netbase = box.run("dpkg-query -W -f='${Status}' netbase", check=False).stdout
+    assert netbase == "install ok installed"
+    hostname = check_running_install(box, run1.stdout + run1.stderr, steps)
+    assert host_ruleset() == host_rules  # the firewall never landed on the host
+
+    wait_for_site(box)
+    marker = "SYSTEM-TEST-MARKER the guards took him at night"
+    attachment = b"\xff\xd8" + os.urandom(300_000) + marker.encode() + os.urandom(300_000)
+    steps.timed("JS-off submission through the socket", submit_js_off, box, marker, attachment)
+    check_ciphertext_only(box, marker, editor_pub, tmp_path)
+    stored = kept_data(box)
+    assert stored[1].startswith("submissions: 1  files: 2 "), stored  # testimony + photo
+
+    check_restart_and_reboot(box, stored, hostname, steps)
+    check_second_run_changes_nothing(box, steps)
+    check_uninstall(box, stored, steps)
+
+
 def test_rerun_after_half_way_failure(machine: Container, editor_pub, steps) -> None:  # type: ignore[no-untyped-def]
     """A first run that dies at the firewall (as on a minimal image without /etc/protocols)
     leaves tor on Debian's default config; the next run must converge on the running state."""
@@ -268,7 +286,7 @@ def test_rerun_after_half_way_failure(machine: Container, editor_pub, steps) -> 
     fake_nft = box.root / "usr/local/sbin/nft"
     fake_nft.write_text("#!/bin/sh\necho 'Error: Could not resolve protocol name' >&2\nexit 1\n")
     fake_nft.chmod(0o755)
-    failed = steps.timed("install.sh failing at nft", first_install_unchecked, box, editor_pub)
+    failed = steps.timed("install.sh failing at nft", first_install, box, editor_pub, check=False)
     assert failed.returncode != 0 and "nft -f" in failed.stdout, failed.stdout + failed.stderr
     assert box.run("test -s /var/lib/tor/guwah/hostname", check=False).returncode != 0
     assert tcp_listeners(box) != []  # still Debian's tor config running
@@ -292,10 +310,4 @@ def test_rerun_after_half_way_failure(machine: Container, editor_pub, steps) -> 
     assert new["tor@default.service"] != pids["tor@default.service"], drift.stdout
     assert new["guwah.service"] == pids["guwah.service"], drift.stdout
     assert "wrote " not in drift.stdout
-
-
-def first_install_unchecked(box: Container, editor: dict[str, Path]) -> subprocess.CompletedProcess[str]:
-    (box.root / "root/alice.pub").write_bytes(editor["pub"].read_bytes())
-    return install(box, "--editor-key", "/root/alice.pub", "--source", "/srv/guwah-source",
-                   check=False)  # fmt: skip
 

@@ -177,6 +177,57 @@ def tools() -> None:
         pytest.skip(f"the Tor test needs {', '.join(missing)} (tests/run.sh installs them)")
 
 
+def editor_round_trip(chain: Chain, texts: dict[str, str], photo: Path,
+                      canary: str) -> dict[str, str]:  # fmt: skip
+    """Export, import on the editor's side (every byte checked), a reply to each, outbox,
+    import on the server; returns the reply text for each kind of submission."""
+    bundle = chain.export()
+    assert bundle is not None
+    chain.editor_import(bundle)
+    found: dict[str, Path] = {}
+    for d in chain.submission_dirs():
+        testimony = (d / "testimony.txt").read_text()
+        kind = next(k for k, v in texts.items() if v in testimony)
+        attachment = next(f for f in d.iterdir() if f.name.endswith("photo.jpg"))
+        assert attachment.read_bytes() == photo.read_bytes()
+        found[kind] = d
+    assert sorted(found) == sorted(texts)
+    replies = {k: f"Reply {k} {canary}-r-{k}" for k in found}
+    for kind, d in found.items():
+        chain.reply(d, replies[kind])
+    chain.server_import(chain.outbox())
+    return replies
+
+
+def witnesses(browser: Browser, url: str, net: TorNet, chain: Chain, photo: Path, canary: str,
+              steps) -> tuple[Recorder, list[bytes]]:  # type: ignore[no-untyped-def]  # fmt: skip
+    """Every step a witness and an editor take, through the onion address only."""
+    texts = {"off": f"JS-off testimony {canary}-off", "on": f"JS-on testimony {canary}-on",
+             "cut": f"JS-on interrupted testimony {canary}-cut"}  # fmt: skip
+    sent: list[bytes] = []
+    codenames = {
+        "off": steps.timed("JS-off submission, text + 20 MiB, through the onion",
+                           submit, browser, url, False, texts["off"], photo, sent),
+        "on": steps.timed("JS-on submission, text + 20 MiB, through the onion",
+                          submit, browser, url, True, texts["on"], photo, sent),
+    }  # fmt: skip
+    restarts: list[float] = []
+    codenames["cut"], rec = steps.timed(
+        "JS-on 20 MiB with the client tor killed and restarted mid-upload",
+        interrupted_js_on, browser, url, net, texts["cut"], photo, restarts)  # fmt: skip
+    assert restarts, "the client tor was never restarted"
+    check_resumed(rec)
+
+    replies = steps.timed("editor round trip (export, import, reply, outbox, import)",
+                          editor_round_trip, chain, texts, photo, canary)  # fmt: skip
+    for kind, js in (("off", False), ("on", True)):
+        shown = steps.timed(f"reply read through the onion, JS {kind}",
+                            read_mailbox, browser, url, js, codenames[kind], sent)  # fmt: skip
+        assert replies[kind] in shown
+        assert all(replies[k] not in shown for k in replies if k != kind)
+    return rec, sent
+
+
 def test_witnesses_through_the_onion_service(tools, tmp_path: Path, steps) -> None:  # type: ignore[no-untyped-def]
     chain = Chain(tmp_path / "chain")
     chain.setup()
@@ -184,11 +235,8 @@ def test_witnesses_through_the_onion_service(tools, tmp_path: Path, steps) -> No
     hs_dir = tmp_path / "hs"
     hs_dir.mkdir(mode=0o700)
     canary = os.urandom(6).hex()
-    texts = {"off": f"JS-off testimony {canary}-off", "on": f"JS-on testimony {canary}-on",
-             "cut": f"JS-on interrupted testimony {canary}-cut"}  # fmt: skip
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(20 * MiB))
-    sent: list[bytes] = []
 
     with serve_on_socket(chain.data_dir, sock, tmp_path):
         net, address, seconds = bring_up(tmp_path / "tor", service_options(hs_dir, sock), hs_dir)
@@ -202,43 +250,7 @@ def test_witnesses_through_the_onion_service(tools, tmp_path: Path, steps) -> No
                     proxy={"server": f"socks5://127.0.0.1:{net.socks_port}"},
                 )
                 try:
-                    codenames = {
-                        "off": steps.timed("JS-off submission, text + 20 MiB, through the onion",
-                                           submit, browser, url, False, texts["off"], photo, sent),
-                        "on": steps.timed("JS-on submission, text + 20 MiB, through the onion",
-                                          submit, browser, url, True, texts["on"], photo, sent),
-                    }  # fmt: skip
-                    restarts: list[float] = []
-                    codenames["cut"], rec = steps.timed(
-                        "JS-on 20 MiB with the client tor killed and restarted mid-upload",
-                        interrupted_js_on, browser, url, net, texts["cut"], photo, restarts)
-                    assert restarts, "the client tor was never restarted"
-                    check_resumed(rec)
-
-                    t = time.monotonic()
-                    bundle = chain.export()
-                    assert bundle is not None
-                    chain.editor_import(bundle)
-                    found: dict[str, Path] = {}
-                    for d in chain.submission_dirs():
-                        testimony = (d / "testimony.txt").read_text()
-                        kind = next(k for k, v in texts.items() if v in testimony)
-                        attachment = next(f for f in d.iterdir() if f.name.endswith("photo.jpg"))
-                        assert attachment.read_bytes() == photo.read_bytes()
-                        found[kind] = d
-                    assert sorted(found) == ["cut", "off", "on"]
-                    replies = {k: f"Reply {k} {canary}-r-{k}" for k in found}
-                    for kind, d in found.items():
-                        chain.reply(d, replies[kind])
-                    chain.server_import(chain.outbox())
-                    steps.record("editor round trip (export, import, reply, outbox, import)",
-                                 time.monotonic() - t)
-
-                    for kind, js in (("off", False), ("on", True)):
-                        shown = steps.timed(f"reply read through the onion, JS {kind}",
-                                            read_mailbox, browser, url, js, codenames[kind], sent)
-                        assert replies[kind] in shown
-                        assert all(replies[k] not in shown for k in replies if k != kind)
+                    rec, sent = witnesses(browser, url, net, chain, photo, canary, steps)
                 finally:
                     browser.close()
         finally:
