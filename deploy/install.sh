@@ -33,8 +33,13 @@ readonly TOR_SSH_DIR=/var/lib/tor/ssh
 readonly NFT_FILE=/etc/nftables.d/guwah.nft
 readonly NFT_CONF=/etc/nftables.conf
 readonly MARKER="installed by Guwah's deploy/install.sh"
-readonly APT_PACKAGES=(tor nftables unattended-upgrades apt-listchanges apparmor apparmor-utils
-	python3 python3-venv python3-pip ca-certificates)
+# Present while changed files are not yet applied to the running system: a run that fails
+# half-way leaves it, so that the next run restarts and reloads everything again.
+readonly PENDING=$CONF_DIR/activation-pending
+# netbase: /etc/protocols, which nft needs to resolve the names in guwah.nft (a minimal
+# Debian image does not have it).
+readonly APT_PACKAGES=(tor nftables netbase unattended-upgrades apt-listchanges apparmor
+	apparmor-utils python3 python3-venv python3-pip ca-certificates)
 
 ROOT=""
 SOURCE_DIR=$(dirname -- "$SCRIPT_DIR")
@@ -678,8 +683,65 @@ tmp_on_tmpfs() {
 	warn "/tmp (and any plaintext the app spools while sealing) stays in RAM."
 }
 
+# apply_system_config: make the running system use the files just written (journald,
+# units, AppArmor, firewall).
+apply_system_config() {
+	run systemctl restart systemd-journald
+	run systemctl daemon-reload
+	if command -v aa-enabled >/dev/null && aa-enabled -q 2>/dev/null; then
+		run apparmor_parser -r /etc/apparmor.d/system_tor
+	fi
+	run nft -f "$NFT_FILE"
+	run systemctl enable nftables.service
+}
+
+firewall_loaded() { nft list table inet guwah >/dev/null 2>&1; }
+
+add_editor_key() {
+	local fingerprint
+	[[ -n $EDITOR_KEY ]] || return 0
+	fingerprint=$(editor_fingerprint)
+	if ! "$WRAPPER" recipients list | grep -F -- "$fingerprint" >/dev/null; then
+		local add=("$WRAPPER" recipients add "$CONF_DIR/editors/$(editor_key_name).pub")
+		[[ -z $DESK ]] || add+=(--desk "$DESK")
+		run "${add[@]}"
+	fi
+}
+
+# started_us UNIT: when UNIT's main process started, in microseconds since the epoch; empty
+# when systemd does not say (not running).
+started_us() {
+	local when
+	when=$(systemctl show --timestamp=us+utc -p ExecMainStartTimestamp --value "$1" 2>/dev/null) || return 0
+	[[ -n $when && $when != n/a ]] || return 0
+	date -u -d "$when" +%s%6N 2>/dev/null || true
+}
+
+# restart_if_stale UNIT FILE...: restart UNIT when it runs but started before one of FILEs
+# last changed (e.g. tor still running the config it had before an earlier run failed, or
+# the unit files changed by hand). Why not restart on every run: a re-run must change nothing.
+restart_if_stale() {
+	local unit=$1 started f changed
+	shift
+	systemctl is-active --quiet "$unit" || return 0 # the start below loads the current config
+	started=$(started_us "$unit")
+	[[ $started =~ ^[0-9]+$ ]] || return 0
+	if [[ $(systemctl show -p NeedDaemonReload --value "$unit" 2>/dev/null) == yes ]]; then
+		run systemctl daemon-reload
+	fi
+	for f in "$@"; do
+		[[ -e $f ]] || continue
+		changed=$(stat -c %.6Y -- "$f")
+		if ((${changed/./} > started)); then
+			say "$unit started before $f last changed"
+			run systemctl restart "$unit"
+			return 0
+		fi
+	done
+}
+
 activate() {
-	local fingerprint hostname_file i
+	local hostname_file i
 	if staging; then
 		tmp_on_tmpfs
 		plan systemd-tmpfiles --create /etc/tmpfiles.d/guwah.conf
@@ -706,27 +768,21 @@ activate() {
 	tmp_on_tmpfs
 	run systemd-tmpfiles --create /etc/tmpfiles.d/guwah.conf
 	if ((CHANGED)); then
-		run systemctl restart systemd-journald
-		run systemctl daemon-reload
-		if command -v aa-enabled >/dev/null && aa-enabled -q 2>/dev/null; then
-			run apparmor_parser -r /etc/apparmor.d/system_tor
-		fi
-		run nft -f "$NFT_FILE"
-		run systemctl enable nftables.service
+		: >"$PENDING"
 	fi
+	if [[ -e $PENDING ]]; then
+		apply_system_config
+	fi
+	firewall_loaded || run nft -f "$NFT_FILE" # flushed since, or never loaded
 	run "$WRAPPER" init # idempotent: keeps an existing config, database and server key
 	run "$WRAPPER" migrate
-	if [[ -n $EDITOR_KEY ]]; then
-		fingerprint=$(editor_fingerprint)
-		if ! "$WRAPPER" recipients list | grep -F -- "$fingerprint" >/dev/null; then
-			local add=("$WRAPPER" recipients add "$CONF_DIR/editors/$(editor_key_name).pub")
-			[[ -z $DESK ]] || add+=(--desk "$DESK")
-			run "${add[@]}"
-		fi
-	fi
+	add_editor_key
 	run systemctl enable guwah.service guwah-cleanup.timer
-	if ((CHANGED)); then
+	if [[ -e $PENDING ]]; then
 		run systemctl restart guwah.service tor@default.service
+	else
+		restart_if_stale guwah.service "$UNIT_DIR/guwah.service" "$ENV_FILE" "$PREFIX/source.sha256"
+		restart_if_stale tor@default.service "$TORRC"
 	fi
 	run systemctl start guwah.service guwah-cleanup.timer tor@default.service
 	hostname_file=$TOR_HS_DIR/hostname
@@ -740,6 +796,7 @@ activate() {
 	else
 		warn "tor has not written $hostname_file yet; check: journalctl -u tor@default"
 	fi
+	rm -f -- "$PENDING"
 	if ((SSH_ONION)) && [[ -s $TOR_SSH_DIR/hostname ]]; then
 		say "SSH onion address: $(cat -- "$TOR_SSH_DIR/hostname") (port 22, client authorization)"
 	fi
@@ -800,6 +857,7 @@ do_uninstall() {
 		remove_path "$UNIT_DIR/$unit.d"
 	done
 	remove_path /etc/tmpfiles.d/guwah.conf
+	remove_path "$PENDING"
 	remove_path "$WRAPPER"
 	remove_path "$PREFIX"
 	remove_path "$NFT_FILE"

@@ -14,7 +14,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # Debian packages: the real tools the tests drive (age CLI, Chromium, tor, nft, shellcheck,
 # ffmpeg and exiftool for scrubbing phone media …).
 PKGS=(python3 python3-venv python3-dev gcc age tor chromium shellcheck nftables apparmor
-      systemd postgresql nodejs npm onionbalance ffmpeg libimage-exiftool-perl)
+      systemd postgresql nodejs npm onionbalance ffmpeg libimage-exiftool-perl
+      mmdebstrap systemd-container util-linux curl)
 missing=()
 for pkg in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,0 +1,1 @@
+"""System tests: a booted Debian with the installer, and a private Tor network (marker system)."""
