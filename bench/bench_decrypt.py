@@ -106,7 +106,8 @@ def main() -> None:
         print(f"file: {args.mib} MiB; best of {args.runs} alternating runs; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(f"{'':34} {'wall s':>7} {'MB/s':>6} {'CPU s':>6}")
-        print(f"{'guwah-editor decrypt, end to end':34} {big_w:7.2f} {mb / big_w:6.0f} {big_c:6.2f}")
+        print(f"{'guwah-editor decrypt, end to end':34} {big_w:7.2f} {mb / big_w:6.0f} "
+              f"{big_c:6.2f}")
         print(f"{'  fixed: start + scrypt unlock':34} {tiny_w:7.2f} {'':6} {tiny_c:6.2f}")
         print(f"{'  data path (difference)':34} {data_w:7.2f} {mb / data_w:6.0f} {data_c:6.2f}")
         print(f"{'age -d':34} {age_w:7.2f} {mb / age_w:6.0f} {age_c:6.2f}")
