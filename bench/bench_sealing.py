@@ -187,6 +187,9 @@ def main() -> None:
         print(f"CPU seconds (user+sys): age {min(age_cpu):.3f}, guwah server {min(cpu):.3f} "
               f"-> CPU-cost ratio {min(age_cpu) / min(cpu):.2f}x (less sensitive to other load; "
               f"load average now {os.getloadavg()[0]:.1f})")
+        per_gib = min(cpu) / (size / (1 << 30))
+        print(f"server CPU per GiB sealed: {per_gib:.2f} s -> one core keeps up with "
+              f"{(1 << 30) / per_gib / 1e6:.0f} concurrent 1 MB/s Tor witnesses")
         print(f"server RSS: idle {idle / MiB:.0f} MiB; peak 16 MiB upload "
               f"{rss_small.peak / MiB:.0f} MiB; peak {args.mib} MiB upload {peak / MiB:.0f} MiB"
               "   (target <= 120 MB, flat in file size)")

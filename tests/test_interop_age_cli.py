@@ -18,6 +18,7 @@ import pytest
 from app.crypto import (
     AgeError,
     Decryptor,
+    Encryptor,
     X25519Identity,
     decrypt,
     encrypt,
@@ -132,3 +133,25 @@ def test_truncated_age_file_is_refused(age: str) -> None:
     proc = run(age, "-e", "-r", str(identity.recipient()), data=payload(65536 * 2))
     with pytest.raises(AgeError):
         decrypt(proc.stdout[: -(65536 + 16)], [identity])  # drop the whole last chunk
+
+
+@pytest.mark.parametrize("background", [False, True])
+@pytest.mark.parametrize("size", [0, 65536, 16 * 65536, 16 * 65536 + 1, (3 << 20) + 5])
+def test_incremental_encryptor_age_decrypts(
+    age: str, tmp_path: Path, background: bool, size: int
+) -> None:
+    """The web server's path: ``Encryptor.write`` in uneven pieces, sealed inline or on its
+    background thread, must give a file plain ``age -d`` opens to the same bytes."""
+    identity = X25519Identity.generate()
+    plain = payload(size)
+    out = io.BytesIO()
+    enc = Encryptor([identity.recipient()], out, background=background)
+    pos, step = 0, 1
+    while pos < size:
+        enc.write(plain[pos : pos + step])
+        pos += step
+        step = step * 7 % 300_007 + 1
+    enc.close()
+    proc = run(age, "-d", "-i", str(write_identity(tmp_path, identity)), data=out.getvalue())
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == plain

@@ -71,13 +71,23 @@ def atomic_output(directory: Path, name: str) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            os.fsync(fh.fileno())  # once, for the finished file
         try:
             os.link(tmp, target)
         except FileExistsError:
             raise EditorError(f"{target} already exists: refusing to overwrite it") from None
     finally:
         tmp.unlink(missing_ok=True)
+    fsync_dir(directory)  # then the folder: the new name (and the gone .part) survive a crash
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the names just created or removed in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_new_file(path: Path, data: bytes | BinaryIO) -> None:

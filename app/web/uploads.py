@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import email.utils
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -43,6 +44,7 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration"
 AGE_HEADER_MAX = 1 << 20  # app.crypto.header.MAX_HEADER_BYTES
 STREAM_CHUNK = 64 * 1024
+WRITE_BATCH = 1024 * 1024  # received bytes appended per worker-thread hand-off
 
 UMSG = {
     "tus_version": N_(
@@ -296,14 +298,19 @@ async def _receive_into(request: Request, appender: Any, ticket: Ticket,
     this offset); a refusal (too long, budget, disk) keeps nothing of this PATCH.
     """
     web = request.app.state.web
+    batch: list[bytes] = []
+    batched = 0
     try:
-        async for piece in paced_body(request.stream(), web.pacing):
+        async for piece in _arrived(request):
             await web.budget.take(ticket, len(piece), web.settings.budget_wait_seconds)
             web.ledger.fed(upload_id)
-            await anyio.to_thread.run_sync(appender.write, piece, limiter=web.write_limiter)
-            web.budget.landed(ticket, len(piece))
-    except (ClientDisconnect, BodyStalled):
-        pass  # the client re-syncs with HEAD before it continues
+            batch.append(piece)
+            batched += len(piece)
+            if batched >= WRITE_BATCH:
+                await _write(web, appender, ticket, batch)
+                batch, batched = [], 0
+        if batch:  # also after a disconnect or a stall: what arrived is kept
+            await _write(web, appender, ticket, batch)
     except UploadTooLong:
         await _rollback(appender)
         return refuse(request, 413, UMSG["upload_long"])
@@ -316,6 +323,27 @@ async def _receive_into(request: Request, appender: Any, ticket: Ticket,
             raise
         return refuse(request, 507, MSG["disk"])
     return None
+
+
+async def _arrived(request: Request) -> AsyncIterator[bytes]:
+    """The body's pieces; it just ends when the client disconnects or stalls (the client
+    re-syncs with HEAD before it continues)."""
+    try:
+        async for piece in paced_body(request.stream(), request.app.state.web.pacing):
+            yield piece
+    except (ClientDisconnect, BodyStalled):
+        return
+
+
+async def _write(web: Any, appender: Any, ticket: Ticket, batch: list[bytes]) -> None:
+    """Append pieces that arrived on a worker thread, joined into one write.
+
+    Why batches and not each piece: a piece is often 64 KiB, and each thread hand-off wakes
+    the event loop and a thread; at about 1 MiB the hand-offs no longer show in the profile.
+    """
+    data = batch[0] if len(batch) == 1 else b"".join(batch)
+    await anyio.to_thread.run_sync(appender.write, data, limiter=web.write_limiter)
+    web.budget.landed(ticket, len(data))
 
 
 async def _rollback(appender: Any) -> None:

@@ -20,12 +20,16 @@ import * as esbuild from "esbuild";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
+// The worker's age-encryption runs its ChaCha20-Poly1305 through app/web/js/chacha20poly1305.js
+// (written for engines without a JIT: Tor Browser "Safer"); the other bundles keep noble's.
+const JITLESS_AEAD = { "@noble/ciphers/chacha.js": "./app/web/js/chacha20poly1305.js" };
+
 const ENTRIES = [
-  // [source in app/web/js, output name, format]
-  ["mailbox.js", "mailbox.js", "esm"],
-  ["submit.js", "submit.js", "esm"],
-  ["return.js", "return.js", "esm"], // returning witness: opens the mailbox in the browser
-  ["worker.js", "worker.js", "iife"], // classic worker script: works in every browser
+  // [source in app/web/js, output name, format, module substitutions]
+  ["mailbox.js", "mailbox.js", "esm", {}],
+  ["submit.js", "submit.js", "esm", {}],
+  ["return.js", "return.js", "esm", {}], // returning witness: opens the mailbox in the browser
+  ["worker.js", "worker.js", "iife", JITLESS_AEAD], // classic worker script: every browser
 ];
 
 const BANNER =
@@ -44,7 +48,7 @@ async function main() {
   const outdir = parseOutdir(process.argv.slice(2));
   mkdirSync(outdir, { recursive: true });
   const sri = {};
-  for (const [src, out, format] of ENTRIES) {
+  for (const [src, out, format, alias] of ENTRIES) {
     const result = await esbuild.build({
       absWorkingDir: ROOT,
       entryPoints: [join("app", "web", "js", src)],
@@ -59,6 +63,7 @@ async function main() {
       sourcemap: false,
       minify: false,
       treeShaking: true,
+      alias,
       loader: { ".txt": "text" },
       banner: { js: BANNER },
       logLevel: "warning",

@@ -346,11 +346,11 @@
   // node_modules/@noble/hashes/_u64.js
   var fromNumH = (n) => n / 2 ** 32 | 0;
   var fromNumL = (n) => n >>> 0;
-  function setU64FromNum(view, byteOffset, n, isLE4) {
+  function setU64FromNum(view, byteOffset, n, isLE3) {
     const h = fromNumH(n);
     const l = fromNumL(n);
-    view.setUint32(byteOffset, isLE4 ? l : h, isLE4);
-    view.setUint32(byteOffset + 4, isLE4 ? h : l, isLE4);
+    view.setUint32(byteOffset, isLE3 ? l : h, isLE3);
+    view.setUint32(byteOffset + 4, isLE3 ? h : l, isLE3);
   }
 
   // node_modules/@noble/hashes/_md.js
@@ -373,11 +373,11 @@
     length = 0;
     pos = 0;
     destroyed = false;
-    constructor(blockLen, outputLen, padOffset, isLE4) {
+    constructor(blockLen, outputLen, padOffset, isLE3) {
       this.blockLen = blockLen;
       this.outputLen = outputLen;
       this.padOffset = padOffset;
-      this.isLE = isLE4;
+      this.isLE = isLE3;
       this.buffer = new Uint8Array(blockLen);
       this.view = createView(this.buffer);
     }
@@ -414,7 +414,7 @@
       aexists(this);
       aoutput(out, this);
       this.finished = true;
-      const { buffer, view, blockLen, isLE: isLE4 } = this;
+      const { buffer, view, blockLen, isLE: isLE3 } = this;
       let { pos } = this;
       buffer[pos++] = 128;
       buffer.fill(0, pos);
@@ -422,7 +422,7 @@
         this.process(view, 0);
         buffer.fill(0);
       }
-      setU64FromNum(view, blockLen - 8, this.length * 8, isLE4);
+      setU64FromNum(view, blockLen - 8, this.length * 8, isLE3);
       this.process(view, 0);
       this.roundClean();
       const oview = out === buffer ? view : createView(out);
@@ -432,7 +432,7 @@
       if (len % 4 || outLen > state.length)
         throw new Error("invalid outputLen");
       for (let i = 0; i < outLen; i++)
-        oview.setUint32(4 * i, state[i], isLE4);
+        oview.setUint32(4 * i, state[i], isLE3);
     }
     digest() {
       const { buffer, outputLen } = this;
@@ -834,11 +834,11 @@
         throw new Error(`${label}: printable ASCII expected`);
     }
   }
-  function wordsToU8(words) {
-    const len = words.length;
+  function wordsToU8(words2) {
+    const len = words2.length;
     const res = new Uint8Array(len);
     for (let i = 0; i < len; i++) {
-      const w = words[i];
+      const w = words2[i];
       if (w < 0 || w >= 32)
         throw new Error(`alphabet.encode: invalid digit ${w}`);
       res[i] = w;
@@ -855,7 +855,7 @@
     }
     return chk;
   }
-  function bechChecksum(prefix, words, encodingConst = 1) {
+  function bechChecksum(prefix, words2, encodingConst = 1) {
     const len = prefix.length;
     let chk = 1;
     for (let i = 0; i < len; i++) {
@@ -867,7 +867,7 @@
     chk = bech32Polymod(chk);
     for (let i = 0; i < len; i++)
       chk = bech32Polymod(chk) ^ prefix.charCodeAt(i) & 31;
-    for (let v of words)
+    for (let v of words2)
       chk = bech32Polymod(chk) ^ v;
     for (let i = 0; i < 6; i++)
       chk = bech32Polymod(chk);
@@ -910,23 +910,23 @@
       return _words.decode(digits);
     };
     const fromWordsUnsafe = unsafeWrapper(fromWords);
-    function encode(prefix, words, limit = 90) {
+    function encode(prefix, words2, limit = 90) {
       astr("bech32.encode prefix", prefix);
       if (limit !== false)
         anumber2(limit, "limit");
-      if (isBytes2(words))
-        words = u8ToNumArr(words);
-      anumArr("bech32.encode", words);
+      if (isBytes2(words2))
+        words2 = u8ToNumArr(words2);
+      anumArr("bech32.encode", words2);
       const plen = prefix.length;
       if (plen === 0)
         throw new TypeError(`Invalid prefix length ${plen}`);
-      const actualLength = plen + 7 + words.length;
+      const actualLength = plen + 7 + words2.length;
       if (limit !== false && actualLength > limit)
         throw new TypeError(`Length ${actualLength} exceeds limit ${limit}`);
       assertBech32Printable("bech32.encode prefix", prefix);
       const lowered = prefix.toLowerCase();
-      const sum = bechChecksum(lowered, words, ENCODING_CONST);
-      return `${lowered}1${BECH_ALPHABET.encode(wordsToU8(words))}${sum}`;
+      const sum = bechChecksum(lowered, words2, ENCODING_CONST);
+      return `${lowered}1${BECH_ALPHABET.encode(wordsToU8(words2))}${sum}`;
     }
     function decode(str, limit = 90) {
       astr("bech32.decode input", str);
@@ -950,19 +950,19 @@
       if (data.length < 6)
         throw new Error("invalid data length");
       const digits = BECH_ALPHABET.decode(data);
-      const words = u8ToNumArr(digits, digits.length - 6);
-      const sum = bechChecksum(prefix, words, ENCODING_CONST);
+      const words2 = u8ToNumArr(digits, digits.length - 6);
+      const sum = bechChecksum(prefix, words2, ENCODING_CONST);
       if (!data.endsWith(sum))
         throw new Error(`Invalid checksum in ${str}`);
-      return { prefix, words };
+      return { prefix, words: words2 };
     }
     const decodeUnsafe = unsafeWrapper(decode);
     function decodeToBytes(str, limit = 90) {
-      const { prefix, words } = decode(str, limit);
+      const { prefix, words: words2 } = decode(str, limit);
       return {
         prefix,
-        words,
-        bytes: fromWords(words)
+        words: words2,
+        bytes: fromWords(words2)
       };
     }
     function encodeFromBytes(prefix, bytes) {
@@ -1220,11 +1220,6 @@
     return a instanceof Uint8Array || ArrayBuffer.isView(a) && a.constructor.name === "Uint8Array" && "BYTES_PER_ELEMENT" in a && a.BYTES_PER_ELEMENT === 1;
   }
   var atitle2 = (title) => title ? `"${title}" ` : "";
-  function abool(value, title = "") {
-    if (typeof value !== "boolean")
-      throw new TypeError(atitle2(title) + "expected boolean, got type=" + typeof value);
-    return value;
-  }
   function anumber3(n, title = "") {
     if (typeof n !== "number")
       throw new TypeError(atitle2(title) + "expected number, got " + typeof n);
@@ -1245,10 +1240,6 @@
       throw new TypeError(message);
     throw new RangeError(message);
   }
-  var aobject2 = (value, label) => {
-    if (value === null || typeof value !== "object" || Array.isArray(value))
-      throw new TypeError(label === "object" ? "expected valid options object" : `"${label}" expected object, got type=${typeof value}`);
-  };
   function aexists2(instance, checkFinished = true) {
     if (instance.destroyed)
       throw new Error("hash was destroyed");
@@ -1262,265 +1253,13 @@
       throw new RangeError('"output" expected length >= ' + min);
     }
   }
-  function u322(arr) {
-    return new Uint32Array(arr.buffer, arr.byteOffset, Math.floor(arr.byteLength / 4));
-  }
   function clean2(...arrays) {
     for (let i = 0; i < arrays.length; i++) {
       arrays[i].fill(0);
     }
   }
-  function createView2(arr) {
-    return new DataView(arr.buffer, arr.byteOffset, arr.byteLength);
-  }
-  var isLE2 = /* @__PURE__ */ (() => new Uint8Array(new Uint32Array([287454020]).buffer)[0] === 68)();
-  function byteSwap2(word) {
-    return word << 24 & 4278190080 | word << 8 & 16711680 | word >>> 8 & 65280 | word >>> 24 & 255;
-  }
-  function byteSwap322(arr) {
-    for (let i = 0; i < arr.length; i++) {
-      arr[i] = byteSwap2(arr[i]);
-    }
-    return arr;
-  }
-  var swap32IfBE2 = isLE2 ? (u) => u : byteSwap322;
-  function overlapBytes(a, b) {
-    if (!a.byteLength || !b.byteLength)
-      return false;
-    return a.buffer === b.buffer && // best we can do, may fail with an obscure Proxy
-    a.byteOffset < b.byteOffset + b.byteLength && // a starts before b end
-    b.byteOffset < a.byteOffset + a.byteLength;
-  }
-  function complexOverlapBytes(input, output) {
-    if (overlapBytes(input, output) && input.byteOffset < output.byteOffset)
-      throw new Error("complex overlap of input and output is not supported");
-  }
-  function checkOpts2(defaults, opts2) {
-    aobject2(defaults, "defaults");
-    aobject2(opts2, "opts");
-    const merged = Object.assign(defaults, opts2);
-    return merged;
-  }
-  function equalBytes(a, b) {
-    a = abytes3(a);
-    b = abytes3(b);
-    if (a.length !== b.length)
-      return false;
-    let diff = 0;
-    for (let i = 0; i < a.length; i++)
-      diff |= a[i] ^ b[i];
-    return diff === 0;
-  }
-  function wrapMacConstructor(keyLen, macCons, fromMsg) {
-    const mac = macCons;
-    const getArgs = fromMsg || (() => []);
-    const macC = (msg, key) => mac(key, ...getArgs(msg)).update(msg).digest();
-    const tmp = mac(new Uint8Array(keyLen), ...getArgs(new Uint8Array(0)));
-    macC.outputLen = tmp.outputLen;
-    macC.blockLen = tmp.blockLen;
-    macC.create = (key, ...args) => mac(key, ...args);
-    return macC;
-  }
-  var wrapCipher = /* @__NO_SIDE_EFFECTS__ */ (params, constructor) => {
-    function wrappedCipher(key, ...args) {
-      abytes3(key, void 0, "key");
-      if (params.nonceLength !== void 0) {
-        const nonce = args[0];
-        abytes3(nonce, params.varSizeNonce ? void 0 : params.nonceLength, "nonce");
-      }
-      const tagl = params.tagLength;
-      const aadStart = params.nonceLength !== void 0 ? 1 : 0;
-      if (!params.withAAD) {
-        for (let i = aadStart; i < args.length; i++)
-          if (isBytes3(args[i]))
-            throw new Error("AAD not supported");
-      }
-      if (params.withAAD && args[aadStart] !== void 0)
-        abytes3(args[aadStart], void 0, "AAD");
-      const cipher = constructor(key, ...args);
-      const checkOutput = (fnLength, output) => {
-        if (output !== void 0) {
-          if (fnLength !== 2)
-            throw new Error("cipher output not supported");
-          abytes3(output, void 0, "output");
-        }
-      };
-      let called = false;
-      const wrCipher = {
-        encrypt(data, output) {
-          if (called)
-            throw new Error("cannot encrypt() twice with same key + nonce");
-          called = true;
-          abytes3(data, void 0, "data");
-          checkOutput(cipher.encrypt.length, output);
-          return cipher.encrypt(data, output);
-        },
-        decrypt(data, output) {
-          abytes3(data, void 0, "data");
-          if (tagl && data.length < tagl)
-            throw new Error('"ciphertext" expected length >= tagLength=' + tagl);
-          checkOutput(cipher.decrypt.length, output);
-          return cipher.decrypt(data, output);
-        }
-      };
-      return wrCipher;
-    }
-    Object.assign(wrappedCipher, params);
-    return wrappedCipher;
-  };
-  function getOutput(expectedLength, out, onlyAligned = true) {
-    if (out === void 0)
-      return new Uint8Array(expectedLength);
-    abytes3(out, expectedLength, "output");
-    if (onlyAligned && !isAligned32(out))
-      throw new Error("invalid output, must be aligned");
-    return out;
-  }
-  function u64Lengths(dataLength, aadLength, isLE4) {
-    anumber3(dataLength);
-    anumber3(aadLength);
-    abool(isLE4);
-    const num = new Uint8Array(16);
-    const view = createView2(num);
-    view.setBigUint64(0, BigInt(aadLength), isLE4);
-    view.setBigUint64(8, BigInt(dataLength), isLE4);
-    return num;
-  }
-  function isAligned32(bytes) {
-    return bytes.byteOffset % 4 === 0;
-  }
   function copyBytes(bytes) {
     return Uint8Array.from(abytes3(bytes));
-  }
-
-  // node_modules/@noble/ciphers/_arx.js
-  var encodeStr = (str) => Uint8Array.from(str.split(""), (c) => c.charCodeAt(0));
-  var sigma16_32 = /* @__PURE__ */ (() => swap32IfBE2(u322(encodeStr("expand 16-byte k"))))();
-  var sigma32_32 = /* @__PURE__ */ (() => swap32IfBE2(u322(encodeStr("expand 32-byte k"))))();
-  function rotl2(a, b) {
-    return a << b | a >>> 32 - b;
-  }
-  var BLOCK_LEN = 64;
-  var BLOCK_LEN32 = 16;
-  var MAX_COUNTER = /* @__PURE__ */ (() => 2 ** 32 - 1)();
-  var U32_EMPTY = /* @__PURE__ */ Uint32Array.of();
-  function runCipher(core, sigma, key, nonce, data, output, counter, rounds) {
-    const len = data.length;
-    const block = new Uint8Array(BLOCK_LEN);
-    const b32 = u322(block);
-    const isAligned = isLE2 && isAligned32(data) && isAligned32(output);
-    const d32 = isAligned ? u322(data) : U32_EMPTY;
-    const o32 = isAligned ? u322(output) : U32_EMPTY;
-    if (!isLE2) {
-      for (let pos = 0; pos < len; counter++) {
-        core(sigma, key, nonce, b32, counter, rounds);
-        swap32IfBE2(b32);
-        if (counter >= MAX_COUNTER)
-          throw new Error("arx: counter overflow");
-        const take = Math.min(BLOCK_LEN, len - pos);
-        for (let j = 0, posj; j < take; j++) {
-          posj = pos + j;
-          output[posj] = data[posj] ^ block[j];
-        }
-        pos += take;
-      }
-      return;
-    }
-    for (let pos = 0; pos < len; counter++) {
-      core(sigma, key, nonce, b32, counter, rounds);
-      if (counter >= MAX_COUNTER)
-        throw new Error("arx: counter overflow");
-      const take = Math.min(BLOCK_LEN, len - pos);
-      if (isAligned && take === BLOCK_LEN) {
-        const pos32 = pos / 4;
-        if (pos % 4 !== 0)
-          throw new Error("arx: invalid block position");
-        for (let j = 0, posj; j < BLOCK_LEN32; j++) {
-          posj = pos32 + j;
-          o32[posj] = d32[posj] ^ b32[j];
-        }
-        pos += BLOCK_LEN;
-        continue;
-      }
-      for (let j = 0, posj; j < take; j++) {
-        posj = pos + j;
-        output[posj] = data[posj] ^ block[j];
-      }
-      pos += take;
-    }
-  }
-  function createCipher(core, opts2) {
-    const { allowShortKeys, extendNonceFn, counterLength, counterRight, rounds } = checkOpts2({ allowShortKeys: false, counterLength: 8, counterRight: false, rounds: 20 }, opts2);
-    if (typeof core !== "function")
-      throw new Error("core must be a function");
-    anumber3(counterLength);
-    anumber3(rounds);
-    abool(counterRight);
-    abool(allowShortKeys);
-    return (key, nonce, data, output, counter = 0) => {
-      abytes3(key, void 0, "key");
-      abytes3(nonce, void 0, "nonce");
-      abytes3(data, void 0, "data");
-      const len = data.length;
-      const hasOutput = output !== void 0;
-      output = getOutput(len, output, false);
-      if (hasOutput)
-        complexOverlapBytes(data, output);
-      anumber3(counter);
-      if (counter < 0 || counter >= MAX_COUNTER)
-        throw new Error("arx: counter overflow");
-      const toClean = [];
-      let l = key.length;
-      let k;
-      let sigma;
-      if (l === 32) {
-        toClean.push(k = copyBytes(key));
-        sigma = sigma32_32;
-      } else if (l === 16 && allowShortKeys) {
-        k = new Uint8Array(32);
-        k.set(key);
-        k.set(key, 16);
-        sigma = sigma16_32;
-        toClean.push(k);
-      } else {
-        abytes3(key, 32, "arx key");
-        throw new Error("invalid key size");
-      }
-      if (!isLE2 || !isAligned32(nonce))
-        toClean.push(nonce = copyBytes(nonce));
-      let k32 = u322(k);
-      if (extendNonceFn) {
-        if (nonce.length !== 24)
-          throw new Error("arx: extended nonce must be 24 bytes");
-        const n16 = nonce.subarray(0, 16);
-        if (isLE2)
-          extendNonceFn(sigma, k32, u322(n16), k32);
-        else {
-          const sigmaRaw = swap32IfBE2(Uint32Array.from(sigma));
-          extendNonceFn(sigmaRaw, k32, u322(n16), k32);
-          clean2(sigmaRaw);
-          swap32IfBE2(k32);
-        }
-        nonce = nonce.subarray(16);
-      } else if (!isLE2)
-        swap32IfBE2(k32);
-      const nonceNcLen = 16 - counterLength;
-      if (nonceNcLen !== nonce.length)
-        throw new Error(`arx: nonce must be ${nonceNcLen} or 16 bytes`);
-      if (nonceNcLen !== 12) {
-        const nc = new Uint8Array(12);
-        nc.set(nonce, counterRight ? 0 : 12 - nonce.length);
-        nonce = nc;
-        toClean.push(nonce);
-      }
-      const n32 = swap32IfBE2(u322(nonce));
-      try {
-        runCipher(core, sigma, k32, n32, data, output, counter, rounds);
-        return output;
-      } finally {
-        clean2(...toClean);
-      }
-    };
   }
 
   // node_modules/@noble/ciphers/_poly1305.js
@@ -1772,157 +1511,304 @@
       return res;
     }
   };
-  var poly1305 = /* @__PURE__ */ wrapMacConstructor(32, (key) => new Poly1305(key));
 
-  // node_modules/@noble/ciphers/chacha.js
-  function chachaCore(s, k, n, out, cnt, rounds = 20) {
-    let y00 = s[0], y01 = s[1], y02 = s[2], y03 = s[3], y04 = k[0], y05 = k[1], y06 = k[2], y07 = k[3], y08 = k[4], y09 = k[5], y10 = k[6], y11 = k[7], y12 = cnt, y13 = n[0], y14 = n[1], y15 = n[2];
-    let x00 = y00, x01 = y01, x02 = y02, x03 = y03, x04 = y04, x05 = y05, x06 = y06, x07 = y07, x08 = y08, x09 = y09, x10 = y10, x11 = y11, x12 = y12, x13 = y13, x14 = y14, x15 = y15;
-    for (let r = 0; r < rounds; r += 2) {
-      x00 = x00 + x04 | 0;
-      x12 = rotl2(x12 ^ x00, 16);
-      x08 = x08 + x12 | 0;
-      x04 = rotl2(x04 ^ x08, 12);
-      x00 = x00 + x04 | 0;
-      x12 = rotl2(x12 ^ x00, 8);
-      x08 = x08 + x12 | 0;
-      x04 = rotl2(x04 ^ x08, 7);
-      x01 = x01 + x05 | 0;
-      x13 = rotl2(x13 ^ x01, 16);
-      x09 = x09 + x13 | 0;
-      x05 = rotl2(x05 ^ x09, 12);
-      x01 = x01 + x05 | 0;
-      x13 = rotl2(x13 ^ x01, 8);
-      x09 = x09 + x13 | 0;
-      x05 = rotl2(x05 ^ x09, 7);
-      x02 = x02 + x06 | 0;
-      x14 = rotl2(x14 ^ x02, 16);
-      x10 = x10 + x14 | 0;
-      x06 = rotl2(x06 ^ x10, 12);
-      x02 = x02 + x06 | 0;
-      x14 = rotl2(x14 ^ x02, 8);
-      x10 = x10 + x14 | 0;
-      x06 = rotl2(x06 ^ x10, 7);
-      x03 = x03 + x07 | 0;
-      x15 = rotl2(x15 ^ x03, 16);
-      x11 = x11 + x15 | 0;
-      x07 = rotl2(x07 ^ x11, 12);
-      x03 = x03 + x07 | 0;
-      x15 = rotl2(x15 ^ x03, 8);
-      x11 = x11 + x15 | 0;
-      x07 = rotl2(x07 ^ x11, 7);
-      x00 = x00 + x05 | 0;
-      x15 = rotl2(x15 ^ x00, 16);
-      x10 = x10 + x15 | 0;
-      x05 = rotl2(x05 ^ x10, 12);
-      x00 = x00 + x05 | 0;
-      x15 = rotl2(x15 ^ x00, 8);
-      x10 = x10 + x15 | 0;
-      x05 = rotl2(x05 ^ x10, 7);
-      x01 = x01 + x06 | 0;
-      x12 = rotl2(x12 ^ x01, 16);
-      x11 = x11 + x12 | 0;
-      x06 = rotl2(x06 ^ x11, 12);
-      x01 = x01 + x06 | 0;
-      x12 = rotl2(x12 ^ x01, 8);
-      x11 = x11 + x12 | 0;
-      x06 = rotl2(x06 ^ x11, 7);
-      x02 = x02 + x07 | 0;
-      x13 = rotl2(x13 ^ x02, 16);
-      x08 = x08 + x13 | 0;
-      x07 = rotl2(x07 ^ x08, 12);
-      x02 = x02 + x07 | 0;
-      x13 = rotl2(x13 ^ x02, 8);
-      x08 = x08 + x13 | 0;
-      x07 = rotl2(x07 ^ x08, 7);
-      x03 = x03 + x04 | 0;
-      x14 = rotl2(x14 ^ x03, 16);
-      x09 = x09 + x14 | 0;
-      x04 = rotl2(x04 ^ x09, 12);
-      x03 = x03 + x04 | 0;
-      x14 = rotl2(x14 ^ x03, 8);
-      x09 = x09 + x14 | 0;
-      x04 = rotl2(x04 ^ x09, 7);
+  // app/web/js/chacha20poly1305.js
+  var LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+  var SIGMA = [1634760805, 857760878, 2036477234, 1797285236];
+  function words(bytes, count) {
+    const out = new Uint32Array(count);
+    for (let i = 0; i < count; i++) {
+      const j = 4 * i;
+      out[i] = (bytes[j] | bytes[j + 1] << 8 | bytes[j + 2] << 16 | bytes[j + 3] << 24) >>> 0;
     }
-    let oi = 0;
-    out[oi++] = y00 + x00 | 0;
-    out[oi++] = y01 + x01 | 0;
-    out[oi++] = y02 + x02 | 0;
-    out[oi++] = y03 + x03 | 0;
-    out[oi++] = y04 + x04 | 0;
-    out[oi++] = y05 + x05 | 0;
-    out[oi++] = y06 + x06 | 0;
-    out[oi++] = y07 + x07 | 0;
-    out[oi++] = y08 + x08 | 0;
-    out[oi++] = y09 + x09 | 0;
-    out[oi++] = y10 + x10 | 0;
-    out[oi++] = y11 + x11 | 0;
-    out[oi++] = y12 + x12 | 0;
-    out[oi++] = y13 + x13 | 0;
-    out[oi++] = y14 + x14 | 0;
-    out[oi++] = y15 + x15 | 0;
+    return out;
   }
-  var chacha20 = /* @__PURE__ */ createCipher(chachaCore, {
-    counterRight: false,
-    counterLength: 4,
-    allowShortKeys: false
-  });
-  var ZEROS16 = /* @__PURE__ */ new Uint8Array(16);
-  var updatePadded = (h, msg) => {
-    h.update(msg);
-    const leftover = msg.length % 16;
-    if (leftover)
-      h.update(ZEROS16.subarray(leftover));
-  };
-  var ZEROS32 = /* @__PURE__ */ new Uint8Array(32);
-  function computeTag(fn, key, nonce, ciphertext, AAD) {
-    if (AAD !== void 0)
-      abytes3(AAD, void 0, "AAD");
-    const authKey = fn(key, nonce, ZEROS32);
-    const lengths = u64Lengths(ciphertext.length, AAD ? AAD.length : 0, true);
-    const h = poly1305.create(authKey);
-    if (AAD)
-      updatePadded(h, AAD);
-    updatePadded(h, ciphertext);
-    h.update(lengths);
-    const res = h.digest();
-    clean2(authKey, lengths);
-    return res;
+  function xorKeystream(k, n, counter, w) {
+    const j0 = SIGMA[0], j1 = SIGMA[1], j2 = SIGMA[2], j3 = SIGMA[3];
+    const j4 = k[0], j5 = k[1], j6 = k[2], j7 = k[3], j8 = k[4], j9 = k[5], j10 = k[6];
+    const j11 = k[7], j13 = n[0], j14 = n[1], j15 = n[2];
+    for (let o = 0; o < w.length; o += 16) {
+      const j12 = counter++ | 0;
+      let x0 = j0, x1 = j1, x2 = j2, x3 = j3, x4 = j4, x5 = j5, x6 = j6, x7 = j7;
+      let x8 = j8, x9 = j9, x10 = j10, x11 = j11, x12 = j12, x13 = j13, x14 = j14, x15 = j15;
+      let t = 0;
+      for (let r = 0; r < 10; r++) {
+        x0 = x0 + x4 | 0;
+        t = x12 ^ x0;
+        x12 = t << 16 | t >>> 16;
+        x8 = x8 + x12 | 0;
+        t = x4 ^ x8;
+        x4 = t << 12 | t >>> 20;
+        x0 = x0 + x4 | 0;
+        t = x12 ^ x0;
+        x12 = t << 8 | t >>> 24;
+        x8 = x8 + x12 | 0;
+        t = x4 ^ x8;
+        x4 = t << 7 | t >>> 25;
+        x1 = x1 + x5 | 0;
+        t = x13 ^ x1;
+        x13 = t << 16 | t >>> 16;
+        x9 = x9 + x13 | 0;
+        t = x5 ^ x9;
+        x5 = t << 12 | t >>> 20;
+        x1 = x1 + x5 | 0;
+        t = x13 ^ x1;
+        x13 = t << 8 | t >>> 24;
+        x9 = x9 + x13 | 0;
+        t = x5 ^ x9;
+        x5 = t << 7 | t >>> 25;
+        x2 = x2 + x6 | 0;
+        t = x14 ^ x2;
+        x14 = t << 16 | t >>> 16;
+        x10 = x10 + x14 | 0;
+        t = x6 ^ x10;
+        x6 = t << 12 | t >>> 20;
+        x2 = x2 + x6 | 0;
+        t = x14 ^ x2;
+        x14 = t << 8 | t >>> 24;
+        x10 = x10 + x14 | 0;
+        t = x6 ^ x10;
+        x6 = t << 7 | t >>> 25;
+        x3 = x3 + x7 | 0;
+        t = x15 ^ x3;
+        x15 = t << 16 | t >>> 16;
+        x11 = x11 + x15 | 0;
+        t = x7 ^ x11;
+        x7 = t << 12 | t >>> 20;
+        x3 = x3 + x7 | 0;
+        t = x15 ^ x3;
+        x15 = t << 8 | t >>> 24;
+        x11 = x11 + x15 | 0;
+        t = x7 ^ x11;
+        x7 = t << 7 | t >>> 25;
+        x0 = x0 + x5 | 0;
+        t = x15 ^ x0;
+        x15 = t << 16 | t >>> 16;
+        x10 = x10 + x15 | 0;
+        t = x5 ^ x10;
+        x5 = t << 12 | t >>> 20;
+        x0 = x0 + x5 | 0;
+        t = x15 ^ x0;
+        x15 = t << 8 | t >>> 24;
+        x10 = x10 + x15 | 0;
+        t = x5 ^ x10;
+        x5 = t << 7 | t >>> 25;
+        x1 = x1 + x6 | 0;
+        t = x12 ^ x1;
+        x12 = t << 16 | t >>> 16;
+        x11 = x11 + x12 | 0;
+        t = x6 ^ x11;
+        x6 = t << 12 | t >>> 20;
+        x1 = x1 + x6 | 0;
+        t = x12 ^ x1;
+        x12 = t << 8 | t >>> 24;
+        x11 = x11 + x12 | 0;
+        t = x6 ^ x11;
+        x6 = t << 7 | t >>> 25;
+        x2 = x2 + x7 | 0;
+        t = x13 ^ x2;
+        x13 = t << 16 | t >>> 16;
+        x8 = x8 + x13 | 0;
+        t = x7 ^ x8;
+        x7 = t << 12 | t >>> 20;
+        x2 = x2 + x7 | 0;
+        t = x13 ^ x2;
+        x13 = t << 8 | t >>> 24;
+        x8 = x8 + x13 | 0;
+        t = x7 ^ x8;
+        x7 = t << 7 | t >>> 25;
+        x3 = x3 + x4 | 0;
+        t = x14 ^ x3;
+        x14 = t << 16 | t >>> 16;
+        x9 = x9 + x14 | 0;
+        t = x4 ^ x9;
+        x4 = t << 12 | t >>> 20;
+        x3 = x3 + x4 | 0;
+        t = x14 ^ x3;
+        x14 = t << 8 | t >>> 24;
+        x9 = x9 + x14 | 0;
+        t = x4 ^ x9;
+        x4 = t << 7 | t >>> 25;
+      }
+      w[o] ^= x0 + j0;
+      w[o + 1] ^= x1 + j1;
+      w[o + 2] ^= x2 + j2;
+      w[o + 3] ^= x3 + j3;
+      w[o + 4] ^= x4 + j4;
+      w[o + 5] ^= x5 + j5;
+      w[o + 6] ^= x6 + j6;
+      w[o + 7] ^= x7 + j7;
+      w[o + 8] ^= x8 + j8;
+      w[o + 9] ^= x9 + j9;
+      w[o + 10] ^= x10 + j10;
+      w[o + 11] ^= x11 + j11;
+      w[o + 12] ^= x12 + j12;
+      w[o + 13] ^= x13 + j13;
+      w[o + 14] ^= x14 + j14;
+      w[o + 15] ^= x15 + j15;
+    }
   }
-  var _poly1305_aead = (xorStream) => (key, nonce, AAD) => {
-    const tagLength = 16;
+  function xorCopy(k, n, counter, data) {
+    const padded = new Uint8Array(Math.ceil(data.length / 64) * 64);
+    padded.set(data);
+    xorKeystream(k, n, counter, new Uint32Array(padded.buffer));
+    return padded;
+  }
+  function le64(n) {
+    const out = new Uint8Array(8);
+    new DataView(out.buffer).setUint32(0, n % 4294967296, true);
+    new DataView(out.buffer).setUint32(4, Math.floor(n / 4294967296), true);
+    return out;
+  }
+  function tagOf(k, n, aad, ct) {
+    const aadLen = Math.ceil(aad.length / 16) * 16;
+    const ctLen = Math.ceil(ct.length / 16) * 16;
+    const data = new Uint8Array(aadLen + ctLen + 16);
+    data.set(aad);
+    data.set(ct, aadLen);
+    data.set(le64(aad.length), aadLen + ctLen);
+    data.set(le64(ct.length), aadLen + ctLen + 8);
+    const mac = new Poly1305(xorCopy(k, n, 0, new Uint8Array(64)).subarray(0, 32));
+    polyBlocks(mac, new Uint16Array(data.buffer));
+    return mac.digest();
+  }
+  function polyBlocks(mac, m16) {
+    const h = mac.h, r = mac.r;
+    const r0 = r[0], r1 = r[1], r2 = r[2], r3 = r[3], r4 = r[4];
+    const r5 = r[5], r6 = r[6], r7 = r[7], r8 = r[8], r9 = r[9];
+    const s1 = 5 * r1, s2 = 5 * r2, s3 = 5 * r3, s4 = 5 * r4, s5 = 5 * r5;
+    const s6 = 5 * r6, s7 = 5 * r7, s8 = 5 * r8, s9 = 5 * r9;
+    let h0 = h[0], h1 = h[1], h2 = h[2], h3 = h[3], h4 = h[4];
+    let h5 = h[5], h6 = h[6], h7 = h[7], h8 = h[8], h9 = h[9];
+    for (let o = 0; o < m16.length; o += 8) {
+      const t0 = m16[o], t1 = m16[o + 1], t2 = m16[o + 2], t3 = m16[o + 3];
+      const t4 = m16[o + 4], t5 = m16[o + 5], t6 = m16[o + 6], t7 = m16[o + 7];
+      h0 += t0 & 8191;
+      h1 += (t0 >>> 13 | t1 << 3) & 8191;
+      h2 += (t1 >>> 10 | t2 << 6) & 8191;
+      h3 += (t2 >>> 7 | t3 << 9) & 8191;
+      h4 += (t3 >>> 4 | t4 << 12) & 8191;
+      h5 += t4 >>> 1 & 8191;
+      h6 += (t4 >>> 14 | t5 << 2) & 8191;
+      h7 += (t5 >>> 11 | t6 << 5) & 8191;
+      h8 += (t6 >>> 8 | t7 << 8) & 8191;
+      h9 += t7 >>> 5 | 2048;
+      let c = 0;
+      let d0 = c + h0 * r0 + h1 * s9 + h2 * s8 + h3 * s7 + h4 * s6;
+      c = d0 >>> 13;
+      d0 &= 8191;
+      d0 += h5 * s5 + h6 * s4 + h7 * s3 + h8 * s2 + h9 * s1;
+      c += d0 >>> 13;
+      d0 &= 8191;
+      let d1 = c + h0 * r1 + h1 * r0 + h2 * s9 + h3 * s8 + h4 * s7;
+      c = d1 >>> 13;
+      d1 &= 8191;
+      d1 += h5 * s6 + h6 * s5 + h7 * s4 + h8 * s3 + h9 * s2;
+      c += d1 >>> 13;
+      d1 &= 8191;
+      let d2 = c + h0 * r2 + h1 * r1 + h2 * r0 + h3 * s9 + h4 * s8;
+      c = d2 >>> 13;
+      d2 &= 8191;
+      d2 += h5 * s7 + h6 * s6 + h7 * s5 + h8 * s4 + h9 * s3;
+      c += d2 >>> 13;
+      d2 &= 8191;
+      let d3 = c + h0 * r3 + h1 * r2 + h2 * r1 + h3 * r0 + h4 * s9;
+      c = d3 >>> 13;
+      d3 &= 8191;
+      d3 += h5 * s8 + h6 * s7 + h7 * s6 + h8 * s5 + h9 * s4;
+      c += d3 >>> 13;
+      d3 &= 8191;
+      let d4 = c + h0 * r4 + h1 * r3 + h2 * r2 + h3 * r1 + h4 * r0;
+      c = d4 >>> 13;
+      d4 &= 8191;
+      d4 += h5 * s9 + h6 * s8 + h7 * s7 + h8 * s6 + h9 * s5;
+      c += d4 >>> 13;
+      d4 &= 8191;
+      let d5 = c + h0 * r5 + h1 * r4 + h2 * r3 + h3 * r2 + h4 * r1;
+      c = d5 >>> 13;
+      d5 &= 8191;
+      d5 += h5 * r0 + h6 * s9 + h7 * s8 + h8 * s7 + h9 * s6;
+      c += d5 >>> 13;
+      d5 &= 8191;
+      let d6 = c + h0 * r6 + h1 * r5 + h2 * r4 + h3 * r3 + h4 * r2;
+      c = d6 >>> 13;
+      d6 &= 8191;
+      d6 += h5 * r1 + h6 * r0 + h7 * s9 + h8 * s8 + h9 * s7;
+      c += d6 >>> 13;
+      d6 &= 8191;
+      let d7 = c + h0 * r7 + h1 * r6 + h2 * r5 + h3 * r4 + h4 * r3;
+      c = d7 >>> 13;
+      d7 &= 8191;
+      d7 += h5 * r2 + h6 * r1 + h7 * r0 + h8 * s9 + h9 * s8;
+      c += d7 >>> 13;
+      d7 &= 8191;
+      let d8 = c + h0 * r8 + h1 * r7 + h2 * r6 + h3 * r5 + h4 * r4;
+      c = d8 >>> 13;
+      d8 &= 8191;
+      d8 += h5 * r3 + h6 * r2 + h7 * r1 + h8 * r0 + h9 * s9;
+      c += d8 >>> 13;
+      d8 &= 8191;
+      let d9 = c + h0 * r9 + h1 * r8 + h2 * r7 + h3 * r6 + h4 * r5;
+      c = d9 >>> 13;
+      d9 &= 8191;
+      d9 += h5 * r4 + h6 * r3 + h7 * r2 + h8 * r1 + h9 * r0;
+      c += d9 >>> 13;
+      d9 &= 8191;
+      c = (c << 2) + c | 0;
+      c = c + d0 | 0;
+      h0 = c & 8191;
+      h1 = d1 + (c >>> 13);
+      h2 = d2;
+      h3 = d3;
+      h4 = d4;
+      h5 = d5;
+      h6 = d6;
+      h7 = d7;
+      h8 = d8;
+      h9 = d9;
+    }
+    h[0] = h0;
+    h[1] = h1;
+    h[2] = h2;
+    h[3] = h3;
+    h[4] = h4;
+    h[5] = h5;
+    h[6] = h6;
+    h[7] = h7;
+    h[8] = h8;
+    h[9] = h9;
+  }
+  function equal16(a, b) {
+    let diff = 0;
+    for (let i = 0; i < 16; i++) diff |= a[i] ^ b[i];
+    return diff === 0;
+  }
+  function chacha20poly1305(key, nonce, aad = new Uint8Array(0)) {
+    if (!LITTLE_ENDIAN) throw new Error("this ChaCha20-Poly1305 needs a little-endian machine");
+    if (!(key instanceof Uint8Array) || key.length !== 32) throw new Error("key: 32 bytes");
+    if (!(nonce instanceof Uint8Array) || nonce.length !== 12) throw new Error("nonce: 12 bytes");
+    const k = words(key, 8);
+    const n = words(nonce, 3);
     return {
-      encrypt(plaintext, output) {
-        const plength = plaintext.length;
-        output = getOutput(plength + tagLength, output, false);
-        output.set(plaintext);
-        const oPlain = output.subarray(0, -tagLength);
-        xorStream(key, nonce, oPlain, oPlain, 1);
-        const tag = computeTag(xorStream, key, nonce, oPlain, AAD);
-        output.set(tag, plength);
-        clean2(tag);
-        return output;
+      encrypt(plaintext) {
+        const len = plaintext.length;
+        const out = new Uint8Array(len + 16);
+        const ct = xorCopy(k, n, 1, plaintext).subarray(0, len);
+        out.set(ct);
+        out.set(tagOf(k, n, aad, ct), len);
+        return out;
       },
-      decrypt(ciphertext, output) {
-        output = getOutput(ciphertext.length - tagLength, output, false);
-        const data = ciphertext.subarray(0, -tagLength);
-        const passedTag = ciphertext.subarray(-tagLength);
-        const tag = computeTag(xorStream, key, nonce, data, AAD);
-        if (!equalBytes(passedTag, tag)) {
-          clean2(tag);
+      decrypt(ciphertext) {
+        if (ciphertext.length < 16) throw new Error("invalid tag");
+        const len = ciphertext.length - 16;
+        const ct = ciphertext.subarray(0, len);
+        if (!equal16(tagOf(k, n, aad, ct), ciphertext.subarray(len))) {
           throw new Error("invalid tag");
         }
-        output.set(ciphertext.subarray(0, -tagLength));
-        xorStream(key, nonce, output, output, 1);
-        clean2(tag);
-        return output;
+        return xorCopy(k, n, 1, ct).slice(0, len);
       }
     };
-  };
-  var chacha20poly1305 = /* @__PURE__ */ wrapCipher(
-    { blockSize: 64, nonceLength: 12, tagLength: 16, withAAD: true },
-    /* @__PURE__ */ _poly1305_aead(chacha20)
-  );
+  }
 
   // node_modules/@noble/post-quantum/node_modules/@noble/hashes/utils.js
   /*! noble-hashes - MIT License (c) 2022 Paul Miller (paulmillr.com) */
@@ -1966,7 +1852,7 @@
       throw new Error('"digestInto() output" expected to be of length >=' + min);
     }
   }
-  function u323(arr) {
+  function u322(arr) {
     return new Uint32Array(arr.buffer, arr.byteOffset, Math.floor(arr.byteLength / 4));
   }
   function clean3(...arrays) {
@@ -1974,23 +1860,23 @@
       arrays[i].fill(0);
     }
   }
-  function createView3(arr) {
+  function createView2(arr) {
     return new DataView(arr.buffer, arr.byteOffset, arr.byteLength);
   }
   function rotr2(word, shift) {
     return word << 32 - shift | word >>> shift;
   }
-  var isLE3 = /* @__PURE__ */ (() => new Uint8Array(new Uint32Array([287454020]).buffer)[0] === 68)();
-  function byteSwap3(word) {
+  var isLE2 = /* @__PURE__ */ (() => new Uint8Array(new Uint32Array([287454020]).buffer)[0] === 68)();
+  function byteSwap2(word) {
     return word << 24 & 4278190080 | word << 8 & 16711680 | word >>> 8 & 65280 | word >>> 24 & 255;
   }
-  function byteSwap323(arr) {
+  function byteSwap322(arr) {
     for (let i = 0; i < arr.length; i++) {
-      arr[i] = byteSwap3(arr[i]);
+      arr[i] = byteSwap2(arr[i]);
     }
     return arr;
   }
-  var swap32IfBE3 = isLE3 ? (u) => u : byteSwap323;
+  var swap32IfBE2 = isLE2 ? (u) => u : byteSwap322;
   var hasHexBuiltin2 = /* @__PURE__ */ (() => (
     // @ts-ignore
     typeof Uint8Array.from([]).toHex === "function" && typeof Uint8Array.fromHex === "function"
@@ -2061,7 +1947,7 @@
     Object.assign(hashC, info);
     return Object.freeze(hashC);
   }
-  function randomBytes3(bytesLength = 32) {
+  function randomBytes2(bytesLength = 32) {
     const cr = typeof globalThis === "object" ? globalThis.crypto : null;
     if (typeof cr?.getRandomValues !== "function")
       throw new Error("crypto.getRandomValues must be defined");
@@ -2075,7 +1961,7 @@
   /*! noble-curves - MIT License (c) 2022 Paul Miller (paulmillr.com) */
   var _0n = /* @__PURE__ */ BigInt(0);
   var _1n = /* @__PURE__ */ BigInt(1);
-  function abool2(value, title = "") {
+  function abool(value, title = "") {
     if (typeof value !== "boolean") {
       const prefix = title && `"${title}" `;
       throw new Error(prefix + "expected boolean, got type=" + typeof value);
@@ -2553,18 +2439,18 @@
     }
     fromBytes(bytes, skipValidation = false) {
       abytes4(bytes);
-      const { _lengths: allowedLengths, BYTES, isLE: isLE4, ORDER, _mod: modFromBytes } = this;
+      const { _lengths: allowedLengths, BYTES, isLE: isLE3, ORDER, _mod: modFromBytes } = this;
       if (allowedLengths) {
         if (!allowedLengths.includes(bytes.length) || bytes.length > BYTES) {
           throw new Error("Field.fromBytes: expected " + allowedLengths + " bytes, got " + bytes.length);
         }
         const padded = new Uint8Array(BYTES);
-        padded.set(bytes, isLE4 ? 0 : padded.length - bytes.length);
+        padded.set(bytes, isLE3 ? 0 : padded.length - bytes.length);
         bytes = padded;
       }
       if (bytes.length !== BYTES)
         throw new Error("Field.fromBytes: expected " + BYTES + " bytes, got " + bytes.length);
-      let scalar = isLE4 ? bytesToNumberLE(bytes) : bytesToNumberBE(bytes);
+      let scalar = isLE3 ? bytesToNumberLE(bytes) : bytesToNumberBE(bytes);
       if (modFromBytes)
         scalar = mod(scalar, ORDER);
       if (!skipValidation) {
@@ -2596,16 +2482,16 @@
     const length = getFieldBytesLength(fieldOrder);
     return length + Math.ceil(length / 2);
   }
-  function mapHashToField(key, fieldOrder, isLE4 = false) {
+  function mapHashToField(key, fieldOrder, isLE3 = false) {
     abytes4(key);
     const len = key.length;
     const fieldLen = getFieldBytesLength(fieldOrder);
     const minLen = getMinHashLength(fieldOrder);
     if (len < 16 || len < minLen || len > 1024)
       throw new Error("expected " + minLen + "-1024 bytes of input, got " + len);
-    const num = isLE4 ? bytesToNumberLE(key) : bytesToNumberBE(key);
+    const num = isLE3 ? bytesToNumberLE(key) : bytesToNumberBE(key);
     const reduced = mod(num, fieldOrder - _1n2) + _1n2;
-    return isLE4 ? numberToBytesLE(reduced, fieldLen) : numberToBytesBE(reduced, fieldLen);
+    return isLE3 ? numberToBytesLE(reduced, fieldLen) : numberToBytesBE(reduced, fieldLen);
   }
 
   // node_modules/@noble/post-quantum/node_modules/@noble/curves/abstract/curve.js
@@ -2804,14 +2690,14 @@
     }
     return { p1, p2 };
   }
-  function createField(order, field, isLE4) {
+  function createField(order, field, isLE3) {
     if (field) {
       if (field.ORDER !== order)
         throw new Error("Field.ORDER must match order: Fp == p, Fn == n");
       validateField(field);
       return field;
     } else {
-      return Field(order, { isLE: isLE4 });
+      return Field(order, { isLE: isLE3 });
     }
   }
   function createCurveFields(type, CURVE, curveOpts = {}, FpFnLE) {
@@ -2860,7 +2746,7 @@
     const is25519 = type === "x25519";
     if (!is25519 && type !== "x448")
       throw new Error("invalid type");
-    const randomBytes_ = rand || randomBytes3;
+    const randomBytes_ = rand || randomBytes2;
     const montgomeryBits = is25519 ? 255 : 448;
     const fieldLen = is25519 ? 32 : 56;
     const Gu = is25519 ? BigInt(9) : BigInt(5);
@@ -3060,8 +2946,8 @@
     for (let optName of Object.keys(def)) {
       optsn[optName] = opts2[optName] === void 0 ? def[optName] : opts2[optName];
     }
-    abool2(optsn.lowS, "lowS");
-    abool2(optsn.prehash, "prehash");
+    abool(optsn.lowS, "lowS");
+    abool(optsn.prehash, "prehash");
     if (optsn.format !== void 0)
       validateSigFormat(optsn.format);
     return optsn;
@@ -3203,7 +3089,7 @@
     function pointToBytes(_c, point, isCompressed) {
       const { x, y } = point.toAffine();
       const bx = Fp.toBytes(x);
-      abool2(isCompressed, "isCompressed");
+      abool(isCompressed, "isCompressed");
       if (isCompressed) {
         assertCompressionIsSupported();
         const hasEvenY = !Fp.isOdd(y);
@@ -3584,7 +3470,7 @@
         return this.multiplyUnsafe(cofactor).is0();
       }
       toBytes(isCompressed = true) {
-        abool2(isCompressed, "isCompressed");
+        abool(isCompressed, "isCompressed");
         this.assertValidity();
         return encodePoint(Point, this, isCompressed);
       }
@@ -3614,7 +3500,7 @@
   }
   function ecdh(Point, ecdhOpts = {}) {
     const { Fn } = Point;
-    const randomBytes_ = ecdhOpts.randomBytes || randomBytes3;
+    const randomBytes_ = ecdhOpts.randomBytes || randomBytes2;
     const lengths = Object.assign(getWLengths(Point.Fp, Fn), { seed: getMinHashLength(Fn.ORDER) });
     function isValidSecretKey(secretKey) {
       try {
@@ -3679,7 +3565,7 @@
       bits2int_modN: "function"
     });
     ecdsaOpts = Object.assign({}, ecdsaOpts);
-    const randomBytes6 = ecdsaOpts.randomBytes || randomBytes3;
+    const randomBytes5 = ecdsaOpts.randomBytes || randomBytes2;
     const hmac3 = ecdsaOpts.hmac || ((key, msg) => hmac2(hash, key, msg));
     const { Fp, Fn } = Point;
     const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
@@ -3821,7 +3707,7 @@
         throw new Error("invalid private key");
       const seedArgs = [int2octets(d), int2octets(h1int)];
       if (extraEntropy != null && extraEntropy !== false) {
-        const e = extraEntropy === true ? randomBytes6(lengths.secretKey) : extraEntropy;
+        const e = extraEntropy === true ? randomBytes5(lengths.secretKey) : extraEntropy;
         seedArgs.push(abytes4(e, void 0, "extraEntropy"));
       }
       const seed = concatBytes2(...seedArgs);
@@ -3921,13 +3807,13 @@
     length = 0;
     pos = 0;
     destroyed = false;
-    constructor(blockLen, outputLen, padOffset, isLE4) {
+    constructor(blockLen, outputLen, padOffset, isLE3) {
       this.blockLen = blockLen;
       this.outputLen = outputLen;
       this.padOffset = padOffset;
-      this.isLE = isLE4;
+      this.isLE = isLE3;
       this.buffer = new Uint8Array(blockLen);
-      this.view = createView3(this.buffer);
+      this.view = createView2(this.buffer);
     }
     update(data) {
       aexists3(this);
@@ -3937,7 +3823,7 @@
       for (let pos = 0; pos < len; ) {
         const take = Math.min(blockLen - this.pos, len - pos);
         if (take === blockLen) {
-          const dataView = createView3(data);
+          const dataView = createView2(data);
           for (; blockLen <= len - pos; pos += blockLen)
             this.process(dataView, pos);
           continue;
@@ -3958,7 +3844,7 @@
       aexists3(this);
       aoutput3(out, this);
       this.finished = true;
-      const { buffer, view, blockLen, isLE: isLE4 } = this;
+      const { buffer, view, blockLen, isLE: isLE3 } = this;
       let { pos } = this;
       buffer[pos++] = 128;
       clean3(this.buffer.subarray(pos));
@@ -3968,9 +3854,9 @@
       }
       for (let i = pos; i < blockLen; i++)
         buffer[i] = 0;
-      view.setBigUint64(blockLen - 8, BigInt(this.length * 8), isLE4);
+      view.setBigUint64(blockLen - 8, BigInt(this.length * 8), isLE3);
       this.process(view, 0);
-      const oview = createView3(out);
+      const oview = createView2(out);
       const len = this.outputLen;
       if (len % 4)
         throw new Error("_sha2: outputLen must be aligned to 32bit");
@@ -3979,7 +3865,7 @@
       if (outLen > state.length)
         throw new Error("_sha2: outputLen bigger than state");
       for (let i = 0; i < outLen; i++)
-        oview.setUint32(4 * i, state[i], isLE4);
+        oview.setUint32(4 * i, state[i], isLE3);
     }
     digest() {
       const { buffer, outputLen } = this;
@@ -4623,15 +4509,15 @@
       if (!(0 < blockLen && blockLen < 200))
         throw new Error("only keccak-f1600 function is supported");
       this.state = new Uint8Array(200);
-      this.state32 = u323(this.state);
+      this.state32 = u322(this.state);
     }
     clone() {
       return this._cloneInto();
     }
     keccak() {
-      swap32IfBE3(this.state32);
+      swap32IfBE2(this.state32);
       keccakP(this.state32, this.rounds);
-      swap32IfBE3(this.state32);
+      swap32IfBE2(this.state32);
       this.posOut = 0;
       this.pos = 0;
     }
@@ -4815,8 +4701,8 @@
 
   // node_modules/@noble/post-quantum/utils.js
   /*! noble-post-quantum - MIT License (c) 2024 Paul Miller (paulmillr.com) */
-  var randomBytes4 = randomBytes3;
-  function equalBytes2(a, b) {
+  var randomBytes3 = randomBytes2;
+  function equalBytes(a, b) {
     if (a.length !== b.length)
       return false;
     let diff = 0;
@@ -5084,7 +4970,7 @@
   function sampleCBD(PRF, seed, nonce, eta) {
     const buf = PRF(eta * N / 4, seed, nonce);
     const r = new Uint16Array(N);
-    const b32 = u323(buf);
+    const b32 = u322(buf);
     let len = 0;
     for (let i = 0, p = 0, bb = 0, t0 = 0; i < b32.length; i++) {
       let b = b32[i];
@@ -5206,7 +5092,7 @@
         msgRand: msgLen,
         secretKey: secretCoder.bytesLen
       },
-      keygen: (seed = randomBytes4(seedLen)) => {
+      keygen: (seed = randomBytes3(seedLen)) => {
         abytes4(seed, seedLen, "seed");
         const { publicKey, secretKey: sk } = KPKE.keygen(seed.subarray(0, 32));
         const publicKeyHash = HASH256(publicKey);
@@ -5218,12 +5104,12 @@
         const [_sk, publicKey, _publicKeyHash, _z] = secretCoder.decode(secretKey);
         return Uint8Array.from(publicKey);
       },
-      encapsulate: (publicKey, msg = randomBytes4(msgLen)) => {
+      encapsulate: (publicKey, msg = randomBytes3(msgLen)) => {
         abytes4(publicKey, lengths.publicKey, "publicKey");
         abytes4(msg, msgLen, "message");
         const eke = publicKey.subarray(0, 384 * opts2.K);
         const ek = KPKESecretCoder.encode(KPKESecretCoder.decode(copyBytes3(eke)));
-        if (!equalBytes2(ek, eke)) {
+        if (!equalBytes(ek, eke)) {
           cleanBytes(ek);
           throw new Error("ML-KEM.encapsulate: wrong publicKey modulus");
         }
@@ -5239,14 +5125,14 @@
         const k768 = secretCoder.bytesLen - 96;
         const start = k768 + 32;
         const test = HASH256(secretKey.subarray(k768 / 2, start));
-        if (!equalBytes2(test, secretKey.subarray(start, start + 32)))
+        if (!equalBytes(test, secretKey.subarray(start, start + 32)))
           throw new Error("invalid secretKey: hash check failed");
         const [sk, publicKey, publicKeyHash, z] = secretCoder.decode(secretKey);
         const msg = KPKE.decrypt(cipherText, sk);
         const kr = HASH512.create().update(msg).update(publicKeyHash).digest();
         const Khat = kr.subarray(0, 32);
         const cipherText2 = KPKE.encrypt(publicKey, msg, kr.subarray(32, 64));
-        const isValid = equalBytes2(cipherText, cipherText2);
+        const isValid = equalBytes(cipherText, cipherText2);
         const Kbar = KDF.create({ dkLen: 32 }).update(z).update(cipherText).digest();
         cleanBytes(msg, cipherText2, !isValid ? Khat : Kbar);
         return isValid ? Khat : Kbar;
@@ -5286,7 +5172,7 @@
       const Fn = wCurve.Point.Fn;
       if (!Fn)
         throw new Error("No Point.Fn");
-      keygen = (seed = randomBytes4(lengths.seed)) => {
+      keygen = (seed = randomBytes3(lengths.seed)) => {
         abytes4(seed, lengths.seed, "seed");
         const seedScalar = Fn.isLE ? bytesToNumberLE(seed) : bytesToNumberBE(seed);
         const secretKey = Fn.toBytes(Fn.create(seedScalar));
@@ -5307,7 +5193,7 @@
       lengths: { ...kg.lengths, msg: kg.lengths.seed, cipherText: kg.lengths.publicKey },
       keygen: kg.keygen,
       getPublicKey: kg.getPublicKey,
-      encapsulate(publicKey, rand = randomBytes4(curve.lengths.seed)) {
+      encapsulate(publicKey, rand = randomBytes3(curve.lengths.seed)) {
         const ek = this.keygen(rand).secretKey;
         const sharedSecret = this.decapsulate(publicKey, ek);
         const cipherText = curve.getPublicKey(ek);
@@ -5349,7 +5235,7 @@
       getPublicKey(secretKey) {
         return this.keygen(secretKey).publicKey;
       },
-      keygen(seed = randomBytes4(realSeedLen)) {
+      keygen(seed = randomBytes3(realSeedLen)) {
         const { publicKey: pk, secretKey } = expandDecapsulationKey(seed);
         const publicKey = pkCoder.encode(pk);
         cleanBytes(pk);
@@ -5377,7 +5263,7 @@
       },
       getPublicKey: keys.getPublicKey,
       keygen: keys.keygen,
-      encapsulate(pk, randomness = randomBytes4(msgCoder.bytesLen)) {
+      encapsulate(pk, randomness = randomBytes3(msgCoder.bytesLen)) {
         const pks = pkCoder.decode(pk);
         const rand = msgCoder.decode(randomness);
         const enc = kems.map((i, j) => i.encapsulate(pks[j], rand[j]));
@@ -5455,14 +5341,14 @@
         msg: nseed,
         cipherText: elemLen
       },
-      keygen(seed = randomBytes4(nseed)) {
+      keygen(seed = randomBytes3(nseed)) {
         abytes4(seed, nseed, "seed");
         return rejectionSampling(seed);
       },
       getPublicKey(secretKey) {
         return curve.getPublicKey(secretKey, false);
       },
-      encapsulate(publicKey, rand = randomBytes4(nseed)) {
+      encapsulate(publicKey, rand = randomBytes3(nseed)) {
         abytes4(rand, nseed, "rand");
         const { secretKey: ek } = rejectionSampling(rand);
         const sharedSecret = this.decapsulate(publicKey, ek);
@@ -5514,7 +5400,7 @@
     }
     return value;
   }
-  function aobject3(value, title = "object") {
+  function aobject2(value, title = "object") {
     if (value === null || typeof value !== "object" || Array.isArray(value))
       throw new TypeError(title === "object" ? "expected valid options object" : `"${title}" expected object, got type=${typeof value}`);
     return value;
@@ -5528,11 +5414,11 @@
   var concatBytes3 = (...arrays) => concatBytes(...arrays);
   var hexToBytes3 = (hex) => hexToBytes(hex);
   var isBytes5 = isBytes;
-  var randomBytes5 = (bytesLength) => randomBytes(bytesLength);
+  var randomBytes4 = (bytesLength) => randomBytes(bytesLength);
   var _0n7 = /* @__PURE__ */ BigInt(0);
   var _1n8 = /* @__PURE__ */ BigInt(1);
   var atitle3 = (title) => title ? `"${title}" ` : "";
-  function abool3(value, title = "") {
+  function abool2(value, title = "") {
     if (typeof value !== "boolean")
       throw new TypeError(atitle3(title) + "expected boolean, got type=" + typeof value);
     return value;
@@ -5658,9 +5544,9 @@
     return genUntil;
   }
   function validateObject2(object, fields = {}, optFields = {}, title = "object") {
-    aobject3(object, title);
-    aobject3(fields, "fields");
-    aobject3(optFields, "optFields");
+    aobject2(object, title);
+    aobject2(fields, "fields");
+    aobject2(optFields, "optFields");
     function checkField(fieldName, expectedType, isOpt) {
       const label = title === "object" ? `param "${String(fieldName)}"` : `"${title}.${String(fieldName)}"`;
       const val = object[fieldName];
@@ -5918,7 +5804,7 @@
     "sqrN"
   ];
   function validateField2(field) {
-    aobject3(field, "field");
+    aobject2(field, "field");
     if (typeof field.ORDER !== "bigint")
       throw new TypeError('param "ORDER" is invalid: expected bigint, got ' + typeof field.ORDER);
     asafenumber(field.BYTES, "BYTES");
@@ -5934,7 +5820,7 @@
   function FpInvertBatch2(Fp, nums, passZero = false) {
     validateField2(Fp);
     aarray(nums, "nums");
-    abool3(passZero, "passZero");
+    abool2(passZero, "passZero");
     const F2 = Fp;
     const inverted = new Array(nums.length).fill(passZero ? F2.ZERO : void 0);
     const multipliedAcc = nums.reduce((acc, num, i) => {
@@ -6083,18 +5969,18 @@
     }
     fromBytes(bytes, skipValidation = false) {
       abytes5(bytes);
-      const { _lengths: allowedLengths, BYTES, isLE: isLE4, ORDER, _mod: modFromBytes } = this;
+      const { _lengths: allowedLengths, BYTES, isLE: isLE3, ORDER, _mod: modFromBytes } = this;
       if (allowedLengths) {
         if (bytes.length < 1 || !allowedLengths.includes(bytes.length) || bytes.length > BYTES) {
           throw new Error("Field.fromBytes: expected " + allowedLengths + " bytes, got " + bytes.length);
         }
         const padded = new Uint8Array(BYTES);
-        padded.set(bytes, isLE4 ? 0 : padded.length - bytes.length);
+        padded.set(bytes, isLE3 ? 0 : padded.length - bytes.length);
         bytes = padded;
       }
       if (bytes.length !== BYTES)
         throw new Error("Field.fromBytes: expected " + BYTES + " bytes, got " + bytes.length);
-      let scalar = isLE4 ? bytesToNumberLE2(bytes) : bytesToNumberBE2(bytes);
+      let scalar = isLE3 ? bytesToNumberLE2(bytes) : bytesToNumberBE2(bytes);
       if (modFromBytes)
         scalar = mod3(scalar, ORDER);
       if (!skipValidation) {
@@ -6110,7 +5996,7 @@
     // We can't move this out because Fp6, Fp12 implement it
     // and it's unclear what to return in there.
     cmov(a, b, condition) {
-      abool3(condition, "condition");
+      abool2(condition, "condition");
       return condition ? b : a;
     }
   };
@@ -6130,16 +6016,16 @@
     const length = getFieldBytesLength2(fieldOrder);
     return length + Math.ceil(length / 2);
   }
-  function mapHashToField2(key, fieldOrder, isLE4 = false) {
+  function mapHashToField2(key, fieldOrder, isLE3 = false) {
     abytes5(key);
     const len = key.length;
     const fieldLen = getFieldBytesLength2(fieldOrder);
     const minLen = Math.max(getMinHashLength2(fieldOrder), 16);
     if (len < minLen || len > 1024)
       throw new Error("expected " + minLen + "-1024 bytes of input, got " + len);
-    const num = isLE4 ? bytesToNumberLE2(key) : bytesToNumberBE2(key);
+    const num = isLE3 ? bytesToNumberLE2(key) : bytesToNumberBE2(key);
     const reduced = mod3(num, fieldOrder - _1n9) + _1n9;
-    return isLE4 ? numberToBytesLE2(reduced, fieldLen) : numberToBytesBE2(reduced, fieldLen);
+    return isLE3 ? numberToBytesLE2(reduced, fieldLen) : numberToBytesBE2(reduced, fieldLen);
   }
 
   // node_modules/@noble/curves/abstract/curve.js
@@ -6158,8 +6044,8 @@
     afunction(pc.fromAffine, "Point.fromAffine");
     afunction(pc.fromBytes, "Point.fromBytes");
     afunction(pc.fromHex, "Point.fromHex");
-    aobject3(pc.BASE, "Point.BASE");
-    aobject3(pc.ZERO, "Point.ZERO");
+    aobject2(pc.BASE, "Point.BASE");
+    aobject2(pc.ZERO, "Point.ZERO");
     validateField2(pc.Fp);
     validateField2(pc.Fn);
   }
@@ -6178,18 +6064,18 @@
     if (bytes > TABLE_BYTES_MAX)
       throw new Error("invalid window size: table would need ~" + Math.ceil(bytes / 2 ** 20) + " MiB, max " + TABLE_BYTES_MAX / 2 ** 20 + " MiB");
   }
-  function probeRandomBytes(randomBytes6, length) {
-    if (randomBytes6 === void 0)
+  function probeRandomBytes(randomBytes5, length) {
+    if (randomBytes5 === void 0)
       return void 0;
-    afunction(randomBytes6, "randomBytes");
+    afunction(randomBytes5, "randomBytes");
     try {
-      const probe = randomBytes6(length);
+      const probe = randomBytes5(length);
       if (!isBytes5(probe) || probe.length !== length)
         return void 0;
     } catch {
       return void 0;
     }
-    return randomBytes6;
+    return randomBytes5;
   }
   function validateMSMPoints(points, c) {
     aarray(points, "points");
@@ -6282,9 +6168,9 @@
     baseCanBeBlinded;
     bits;
     // Parametrized with a given Point class (not individual point)
-    constructor(Point, randomBytes6) {
+    constructor(Point, randomBytes5) {
       validatePointCons(Point);
-      this.randomBytes = probeRandomBytes(randomBytes6, BLIND_BYTES);
+      this.randomBytes = probeRandomBytes(randomBytes5, BLIND_BYTES);
       this.Point = Point;
       this.BASE = Point.BASE;
       this.ZERO = Point.ZERO;
@@ -6481,7 +6367,7 @@
   function mulAddUnsafe(c, points, scalars, allowOversized = false) {
     validatePointCons(c);
     validateMSMPoints(points, c);
-    abool3(allowOversized, "allowOversized");
+    abool2(allowOversized, "allowOversized");
     validateMSMScalars(scalars, c.Fn, allowOversized ? c.Fn.ORDER ** _4n4 : void 0);
     if (points.length !== scalars.length)
       throw new Error("arrays of points and scalars must have equal length");
@@ -6489,14 +6375,14 @@
     const digits = scalars.map((n) => wnafDigits(n, 4));
     return wnafWalk(c.ZERO, tables, digits);
   }
-  function createField2(order, field, isLE4) {
+  function createField2(order, field, isLE3) {
     if (field) {
       if (field.ORDER !== order)
         throw new Error("Field.ORDER must match order: Fp == p, Fn == n");
       validateField2(field);
       return field;
     } else {
-      return Field2(order, { isLE: isLE4 });
+      return Field2(order, { isLE: isLE3 });
     }
   }
   function createCurveFields2(type, CURVE, curveOpts = {}, FpFnLE) {
@@ -6691,8 +6577,8 @@
     for (let optName of Object.keys(def)) {
       optsn[optName] = opts2[optName] === void 0 ? def[optName] : opts2[optName];
     }
-    abool3(optsn.lowS, "lowS");
-    abool3(optsn.prehash, "prehash");
+    abool2(optsn.lowS, "lowS");
+    abool2(optsn.prehash, "prehash");
     if (optsn.format !== void 0)
       validateSigFormat2(optsn.format);
     return optsn;
@@ -6718,7 +6604,7 @@
       randomBytes: "function"
     });
     const { endo: endoOpts, allowInfinityPoint, clearCofactor, isTorsionFree, fromBytes, toBytes } = extraOpts;
-    const randomBytes6 = extraOpts.randomBytes === void 0 ? randomBytes5 : extraOpts.randomBytes;
+    const randomBytes5 = extraOpts.randomBytes === void 0 ? randomBytes4 : extraOpts.randomBytes;
     if (endoOpts) {
       if (!Fp.is0(CURVE.a) || typeof endoOpts.beta !== "bigint" || !Array.isArray(endoOpts.basises)) {
         throw new Error('invalid endo: expected "beta": bigint and "basises": array');
@@ -6741,7 +6627,7 @@
       }
       const { x, y } = point.toAffine();
       const bx = Fp.toBytes(x);
-      abool3(isCompressed, "isCompressed");
+      abool2(isCompressed, "isCompressed");
       if (isCompressed) {
         assertCompressionIsSupported();
         const hasEvenY = !Fp.isOdd(y);
@@ -7123,7 +7009,7 @@
         return this.clearCofactor().is0();
       }
       toBytes(isCompressed = true) {
-        abool3(isCompressed, "isCompressed");
+        abool2(isCompressed, "isCompressed");
         this.assertValidity();
         return encodePoint(Point, this, isCompressed);
       }
@@ -7135,7 +7021,7 @@
       }
     }
     const normalize = (points) => normalizeZ2(Point, points);
-    const wnaf = new ScalarMultiplier(Point, randomBytes6);
+    const wnaf = new ScalarMultiplier(Point, randomBytes5);
     if (wnaf.bits >= 6)
       Point.BASE.precompute(6);
     Object.freeze(Point.prototype);
@@ -7159,7 +7045,7 @@
   function ecdh2(Point, ecdhOpts = {}) {
     validatePointCons(Point);
     const { Fn } = Point;
-    const randomBytes_ = ecdhOpts.randomBytes === void 0 ? randomBytes5 : ecdhOpts.randomBytes;
+    const randomBytes_ = ecdhOpts.randomBytes === void 0 ? randomBytes4 : ecdhOpts.randomBytes;
     const lengths = Object.assign(getWLengths2(Point.Fp, Fn), {
       seed: Math.max(getMinHashLength2(Fn.ORDER), 16)
     });
@@ -7236,12 +7122,12 @@
       bits2int_modN: "function"
     });
     const opts2 = Object.assign({}, ecdsaOpts);
-    const randomBytes6 = opts2.randomBytes === void 0 ? randomBytes5 : opts2.randomBytes;
+    const randomBytes5 = opts2.randomBytes === void 0 ? randomBytes4 : opts2.randomBytes;
     const hmac3 = opts2.hmac === void 0 ? (key, msg) => hmac(hash_, key, msg) : opts2.hmac;
     const { Fp, Fn } = Point;
     const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
     const blindLength = getMinHashLength2(CURVE_ORDER);
-    const csprng = probeRandomBytes(randomBytes6, blindLength);
+    const csprng = probeRandomBytes(randomBytes5, blindLength);
     const { keygen, getPublicKey, getSharedSecret, utils, lengths } = ecdh2(Point, opts2);
     const defaultSigOpts = {
       prehash: true,
@@ -7394,7 +7280,7 @@
         throw new Error("invalid private key");
       const seedArgs = [int2octets(d), int2octets(h1int)];
       if (extraEntropy != null && extraEntropy !== false) {
-        const e = extraEntropy === true ? randomBytes6(lengths.secretKey) : extraEntropy;
+        const e = extraEntropy === true ? randomBytes5(lengths.secretKey) : extraEntropy;
         seedArgs.push(abytes5(e, void 0, "extraEntropy"));
       }
       const seed = concatBytes3(...seedArgs);
@@ -7531,7 +7417,7 @@
     if (FpLegendre2(Fp, CURVE.d) !== -1)
       throw new Error("edwards: CURVE.d must be a non-square in Fp for complete addition formulas");
     validateObject2(opts2, {}, { uvRatio: "function", randomBytes: "function" });
-    const randomBytes6 = opts2.randomBytes === void 0 ? randomBytes5 : opts2.randomBytes;
+    const randomBytes5 = opts2.randomBytes === void 0 ? randomBytes4 : opts2.randomBytes;
     const MASK = _2n8 << BigInt(Fp.BYTES * 8) - _1n12;
     function isOdd(n) {
       if (!Fp.isOdd)
@@ -7594,7 +7480,7 @@
         const len = Fp.BYTES;
         const { a, d } = CURVE;
         bytes = copyBytes4(abytes5(bytes, len, "point"));
-        abool3(zip215, "zip215");
+        abool2(zip215, "zip215");
         const normed = copyBytes4(bytes);
         const lastByte = bytes[len - 1];
         normed[len - 1] = lastByte & ~128;
@@ -7792,7 +7678,7 @@
       }
     }
     const normalize = (points) => normalizeZ2(Point, points);
-    const wnaf = new ScalarMultiplier(Point, randomBytes6);
+    const wnaf = new ScalarMultiplier(Point, randomBytes5);
     if (wnaf.bits >= 6)
       Point.BASE.precompute(6);
     Object.freeze(Point.prototype);
@@ -7836,7 +7722,7 @@
     const is25519 = type === "x25519";
     if (!is25519 && type !== "x448")
       throw new Error("invalid type");
-    const randomBytes_ = rand === void 0 ? randomBytes5 : rand;
+    const randomBytes_ = rand === void 0 ? randomBytes4 : rand;
     const montgomeryBits = is25519 ? 255 : 448;
     const swap = cswap(P);
     const fieldLen = is25519 ? 32 : 56;
@@ -8188,8 +8074,8 @@
   var HybridRecipient = class {
     recipient;
     constructor(s) {
-      const { prefix, words } = bech32.decode(s, false);
-      const bytes = bech32.fromWords(words);
+      const { prefix, words: words2 } = bech32.decode(s, false);
+      const bytes = bech32.fromWords(words2);
       if (!s.startsWith("age1pq1") || prefix.toLowerCase() !== "age1pq" || bytes.length !== 1216) {
         throw Error("invalid recipient");
       }
@@ -8302,8 +8188,8 @@
   var HybridTagRecipient = class {
     recipient;
     constructor(s) {
-      const { prefix, words } = bech32.decode(s, false);
-      const bytes = bech32.fromWords(words);
+      const { prefix, words: words2 } = bech32.decode(s, false);
+      const bytes = bech32.fromWords(words2);
       if (!s.startsWith("age1tagpq1") || prefix.toLowerCase() !== "age1tagpq" || bytes.length !== 1249) {
         throw Error("invalid recipient");
       }
