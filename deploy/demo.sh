@@ -14,10 +14,12 @@ die() {
 if ! [[ $PORT =~ ^[0-9]{1,5}$ ]] || ((PORT < 1 || PORT > 65535)); then
   die "GUWAH_DEMO_PORT=$PORT is not a port number (1-65535)"
 fi
-# one clear line instead of the server's start-up failure when the port is taken
+# one clear line instead of the server's start-up failure when the port is taken (with
+# SO_REUSEADDR, as the server binds: a closed connection's TIME_WAIT is not "in use")
 port_free() {
   python3 -c 'import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:

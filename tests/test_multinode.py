@@ -332,8 +332,11 @@ def test_two_nodes_submit_export_import(tmp_path: Path, pg: Pg) -> None:
             page = web.post(url_b + "/return", data={"csrf": token, "codename": codename})
             assert page.status_code == 200
             assert reply_text in page.text
-            # a second export from either node has nothing new
-            for node in (nodes.a, nodes.b):
+            # the next export (node A) carries only the reply, for the desk's other editors;
+            # after it, neither node has anything new
+            r = run_guwah("export", "--to", str(chain.usb), "--data-dir", str(nodes.a))
+            assert "0 submission(s), 0 file(s), 1 reply(ies) for the desk's editors" in r.stdout
+            for node in (nodes.b, nodes.a):
                 r = run_guwah("export", "--to", str(chain.usb), "--data-dir", str(node))
                 assert "nothing new to export" in r.stdout
 
