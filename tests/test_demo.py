@@ -72,7 +72,8 @@ def test_demo_runs_again_and_again_and_refuses_a_busy_port(tmp_path: Path) -> No
     second = _run_demo(repo, port)  # the same demo, run again: keeps its key and its data
     assert "round trip with the demo editor key: OK" in second
     assert (repo / "demo-data" / "server" / "guwah.sqlite3").is_file()
-    with socket.socket() as busy:
+    with socket.socket() as busy:  # listening: "in use" even for a bind with SO_REUSEADDR
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the demo's TIME_WAIT
         busy.bind(("127.0.0.1", port))
         busy.listen()
         proc = subprocess.run(["bash", "deploy/demo.sh"], cwd=repo, capture_output=True,
