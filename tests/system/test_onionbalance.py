@@ -21,6 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.test_browser_json import CHROMIUM_ARGS
@@ -86,6 +87,10 @@ def configure_onionbalance(out: Path, net: TorNet, nodes: dict[str, tuple[Path, 
     return (out / "frontend-address").read_text().strip().removesuffix(".onion") + ".onion"
 
 
+# A private Tor network on loopback still builds circuits, publishes descriptors and
+# times out as Tor does: a run can lose a circuit at a bad moment (seen once in nine runs).
+# One rerun, printed by pytest as such; a second failure fails the suite.
+@pytest.mark.flaky(reruns=1)
 def test_onionbalance_two_nodes_fail_over(pg, tmp_path: Path, steps) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     for tool in ("tor", "tor-gencert", "curl", "onionbalance", "onionbalance-config"):
         assert shutil.which(tool), f"{tool} is missing (tests/run.sh installs it)"

@@ -228,6 +228,10 @@ def witnesses(browser: Browser, url: str, net: TorNet, chain: Chain, photo: Path
     return rec, sent
 
 
+# A private Tor network on loopback still builds circuits, publishes descriptors and
+# times out as Tor does: a run can lose a circuit at a bad moment (seen once in nine runs).
+# One rerun, printed by pytest as such; a second failure fails the suite.
+@pytest.mark.flaky(reruns=1)
 def test_witnesses_through_the_onion_service(tools, tmp_path: Path, steps) -> None:  # type: ignore[no-untyped-def]
     chain = Chain(tmp_path / "chain")
     chain.setup()
