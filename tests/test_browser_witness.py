@@ -266,7 +266,7 @@ def test_js_on_server_refusal_never_navigates(site, browser, store, monkeypatch)
     from app.web import forms
 
     url, _app = site()
-    with new_page(browser, js=True) as page:
+    with new_page(browser, js=True, width=400) as page:  # a phone
         page.goto(url + "/submit")
         page.wait_for_function("document.querySelector('#submit-form').dataset.enhanced")
         fill_form(page, file=("note.txt", b"a note"))
@@ -279,6 +279,15 @@ def test_js_on_server_refusal_never_navigates(site, browser, store, monkeypatch)
         assert navigations == []
         assert_words_kept(page)
         assert page.locator('#submit-form button[type="submit"]').is_enabled()
+        # the progress says what step it is and how far, on its own line, in view
+        labels = page.locator(".js-bar-label").all_inner_texts()
+        assert labels[:2] == ["Encryption 0 %", "Upload 0 %"] or all(
+            re.fullmatch(r"(Encryption|Upload) \d+ %", t) for t in labels), labels
+        sync_api = pytest.importorskip("playwright.sync_api")
+        sync_api.expect(page.locator(".js-file").first).to_be_in_viewport()
+        box = page.locator(".js-file").first.bounding_box()
+        assert box is not None and box["width"] <= 400
+        shot(page, "json-refused-expired")
 
 
 # --------------------------------------------------------------------------- accessibility
