@@ -474,6 +474,8 @@ async def _seal_request(web: Web, request: Request,
     that has arrived (why: a connection that sends headers and then nothing must hold no
     thread and no budget).  A body that stalls is cut off (app/web/pacing.py).
     ``sealer_options`` go to the Sealer (``follow_up=`` for a follow-up into a mailbox).
+    A refusal after the form's own checks carries ``form``: the witness's text fields, from
+    memory, so the route can answer with the form again (never written, never logged).
     """
     settings = web.settings
     boundary = _multipart_boundary(request)
