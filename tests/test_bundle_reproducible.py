@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "app" / "web" / "static" / "js"
-BUNDLES = ["mailbox.js", "return.js", "submit.js", "worker.js"]
+BUNDLES = ["landing.js", "mailbox.js", "return.js", "submit.js", "worker.js"]
 SOURCES = [
     "package.json",
     "package-lock.json",

@@ -31,6 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .budget import Budget, Ticket
 from .errors import MSG, Refusal
@@ -70,6 +71,8 @@ TEMPLATES_DIR = next(
 FEED_CHUNK = 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024  # after a refusal, read at most this much more so the page shows
 SMALL_FORM_BYTES = 8 * 1024
+SALVAGE_BYTES = 256 * 1024  # after a budget refusal, text read beyond the testimony's cap
+SALVAGE_SECONDS = 30
 SEAL_THREADS = 32  # pieces sealed at once; a piece is taken only once it has arrived
 WRITE_THREADS = 16  # tus PATCH pieces written at once (waited for, never refused)
 
@@ -92,6 +95,7 @@ class Web:
     pacing: Pacing
     write_limiter: anyio.CapacityLimiter
     js: dict[str, str] | None = None
+    landing_js: dict[str, str] | None = None
 
 
 class GuwahApp(FastAPI):
@@ -179,7 +183,17 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> Environment:
         lstrip_blocks=True,
     )
     env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.filters["plainsize"] = plain_size
     return env
+
+
+def plain_size(n: int) -> str:
+    """A size in the words witnesses know ("4 GB", "500 MB"): why not Jinja's
+    ``filesizeformat``: "4.0 GiB" reads as jargon."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{round(n / scale, 1):g} {unit}"
+    return f"{n} B"
 
 
 def page_context(web: Web, scope: Scope) -> dict[str, Any]:
@@ -302,6 +316,7 @@ def _make_web(settings: Any, store: Any, translations_dir: Path | None) -> Web:
         pacing=Pacing.from_settings(settings),
         write_limiter=anyio.CapacityLimiter(WRITE_THREADS),
         js=_load_sri(),
+        landing_js=_load_sri("landing.js"),
     )
 
 
@@ -320,17 +335,17 @@ def _form_key(settings: Any) -> bytes:
     return secrets.token_bytes(32)
 
 
-def _load_sri() -> dict[str, str] | None:
-    """The issue-4 script and its integrity hash, when the bundle has been built."""
+def _load_sri(name: str = "submit.js") -> dict[str, str] | None:
+    """A built script and its integrity hash, when the bundle has been built."""
     sri = STATIC_DIR / "js" / "SRI.json"
     try:
         hashes = json.loads(sri.read_text())
-        integrity = hashes["submit.js"]
+        integrity = hashes[name]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not (STATIC_DIR / "js" / "submit.js").is_file():
+    if not (STATIC_DIR / "js" / name).is_file():
         return None
-    return {"src": "/static/js/submit.js", "integrity": str(integrity)}
+    return {"src": "/static/js/" + name, "integrity": str(integrity)}
 
 
 # --------------------------------------------------------------------------- errors
@@ -364,7 +379,7 @@ def _routes(app: GuwahApp, web: Web) -> None:
 
     @app.get("/", response_class=HTMLResponse)
     async def landing(request: Request) -> Response:
-        return render(web, request.scope, "landing.html")
+        return render(web, request.scope, "landing.html", js=web.landing_js)
 
     @app.get("/submit", response_class=HTMLResponse)
     async def submit_form(request: Request) -> Response:
@@ -380,7 +395,12 @@ def _routes(app: GuwahApp, web: Web) -> None:
 
     @app.post("/submit", response_class=HTMLResponse)
     async def submit(request: Request) -> Response:
-        receipt = await _seal_request(web, request, desks)
+        try:
+            receipt = await _seal_request(web, request, desks)
+        except Refusal as exc:
+            if exc.form is None:
+                raise
+            return await submit_again(request, exc)
         response = render(
             web, request.scope, "receipt.html",
             codename=receipt.codename, desk=receipt.desk, files=receipt.files,
@@ -388,6 +408,22 @@ def _routes(app: GuwahApp, web: Web) -> None:
         )
         del receipt  # the codename is now only in the page on its way to the witness
         return response
+
+    async def submit_again(request: Request, refusal: Refusal) -> Response:
+        """The form again after a refusal: the reason on top, the witness's words refilled
+        from memory (rendered into this answer, then dropped), a fresh token."""
+        kept, refusal.form = refusal.form or {}, None
+        available = await anyio.to_thread.run_sync(desks)
+        if not available:
+            raise Refusal(503, MSG["no_desks"])
+        return render(
+            web, request.scope, "submit.html", refusal.status,
+            desks=available, token=web.tokens.issue(), js=web.js,
+            max_files=settings.max_files, max_file_bytes=settings.max_file_bytes,
+            max_text_chars=settings.max_text_chars,
+            kept=kept, refusal=refusal.message, refusal_status=refusal.status,
+            text_lost="testimony" not in kept,
+        )
 
     # GET/POST /return, /api/mailbox and /mailbox/follow-up: app/web/mailbox_routes.py
     from .mailbox_routes import mailbox_router
@@ -440,8 +476,55 @@ async def _seal_request(web: Web, request: Request,
     that has arrived (why: a connection that sends headers and then nothing must hold no
     thread and no budget).  A body that stalls is cut off (app/web/pacing.py).
     ``sealer_options`` go to the Sealer (``follow_up=`` for a follow-up into a mailbox).
+    A refusal after the form's own checks carries ``form``: the witness's text fields, from
+    memory, so the route can answer with the form again (never written, never logged).
     """
     settings = web.settings
+    boundary = _multipart_boundary(request)
+    largest = (settings.max_files * settings.max_file_bytes
+               + 4 * (settings.max_text_chars + 20_000) + 1024 * 1024)
+    # more than any acceptable form: its text is still read (to show the form again with
+    # it), its first file is refused before a byte of it is sealed
+    oversize = _declared_length(request) > largest
+    feeder = _Feeder(web, desks, boundary, dict(sealer_options, oversize=oversize))
+    body = paced_body(_received(request, feeder), web.pacing)
+    ticket = web.budget.open()
+    complete = False
+    try:
+        async for chunk in body:
+            try:
+                await web.budget.take(ticket, len(chunk), settings.budget_wait_seconds)
+            except Refusal:
+                feeder.batch += chunk  # never charged nor sealed: only its text is read
+                await feeder.salvage(body)
+                raise
+            await feeder.add(chunk, ticket)
+        complete = True
+        return await feeder.finish(ticket)
+    except BodyStalled:  # the client went quiet: no drain, nothing kept, 408
+        await feeder.salvage(None)
+        stalled = Refusal(408, MSG["stalled"])
+        stalled.form = feeder.kept()
+        await feeder.abort(stalled)
+        raise stalled from None
+    except BaseException as exc:
+        kept = feeder.kept()
+        await feeder.abort(exc)
+        if not isinstance(exc, Refusal):
+            raise
+        if oversize and exc.keeps_form:  # whatever else went wrong, the size is the reason
+            exc = Refusal(413, MSG["file_big"])
+        if exc.keeps_form:
+            exc.form = kept
+        if not complete and not feeder.body_ended:
+            await _drain(request)
+        raise exc from None
+    finally:
+        web.budget.close(ticket)
+
+
+def _multipart_boundary(request: Request) -> bytes:
+    """The multipart boundary of a same-site form post; Refusal (plain page) otherwise."""
     kind, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
@@ -450,6 +533,10 @@ async def _seal_request(web: Web, request: Request,
         raise Refusal(400, MSG["bad_form"])
     if cross_site(dict(request.headers), request.headers.get("host")):
         raise Refusal(403, MSG["cross_site"])
+    return bytes(boundary)
+
+
+def _declared_length(request: Request) -> int:
     length_header = request.headers.get("content-length")
     try:
         declared = int(length_header) if length_header is not None else 0
@@ -457,29 +544,7 @@ async def _seal_request(web: Web, request: Request,
         raise Refusal(400, MSG["bad_form"]) from None
     if declared < 0:
         raise Refusal(400, MSG["bad_form"])
-    largest = (settings.max_files * settings.max_file_bytes
-               + 4 * (settings.max_text_chars + 20_000) + 1024 * 1024)
-    if declared > largest:  # more than any acceptable form: refuse before reading a byte
-        raise Refusal(413, MSG["file_big"])
-    feeder = _Feeder(web, desks, boundary, sealer_options)
-    ticket = web.budget.open()
-    complete = False
-    try:
-        async for chunk in paced_body(request.stream(), web.pacing):
-            await web.budget.take(ticket, len(chunk), settings.budget_wait_seconds)
-            await feeder.add(chunk, ticket)
-        complete = True
-        return await feeder.finish(ticket)
-    except BodyStalled:  # the client went quiet: no drain, nothing kept, 408
-        await feeder.abort(Refusal(408, MSG["stalled"]))
-        raise Refusal(408, MSG["stalled"]) from None
-    except BaseException as exc:
-        await feeder.abort(exc)
-        if isinstance(exc, Refusal) and not complete:
-            await _drain(request)
-        raise
-    finally:
-        web.budget.close(ticket)
+    return declared
 
 
 class _Feeder:
@@ -491,6 +556,7 @@ class _Feeder:
         self.sealer: Sealer | None = None
         self.batch: list[bytes] = []  # received pieces, joined once when handed over
         self.batched = 0
+        self.body_ended = False
 
     async def _sealer(self) -> Sealer:
         if self.sealer is None:
@@ -528,12 +594,51 @@ class _Feeder:
         assert self.sealer is not None
         return await anyio.to_thread.run_sync(self.sealer.finish, limiter=self.web.seal_limiter)
 
+    async def salvage(self, rest: AsyncIterator[bytes] | None) -> None:
+        """After a refusal from outside the Sealer (budget, stall): read the text fields still
+        to come, at most ``SALVAGE_BYTES`` more, uncharged and never sealed, so the form can
+        be shown again with the witness's words.  Files are skipped; nothing is stored."""
+        sealer = await self._sealer()
+        pending = b"".join(self.batch)
+        self.batch, self.batched = [], 0
+        more = await anyio.to_thread.run_sync(sealer.salvage, pending)
+        if rest is None or not more:
+            return
+        limit = SALVAGE_BYTES + 4 * self.web.settings.max_text_chars
+        read = 0
+        with anyio.move_on_after(SALVAGE_SECONDS):
+            try:
+                async for chunk in rest:
+                    read += len(chunk)
+                    more = await anyio.to_thread.run_sync(sealer.salvage, chunk)
+                    if not more or read > limit:
+                        return
+            except BodyStalled:
+                return
+
+    def kept(self) -> dict[str, str]:
+        return self.sealer.kept_form() if self.sealer is not None else {}
+
     async def abort(self, exc: BaseException) -> None:
         """Roll the sealer back, even when the request is being cancelled."""
         self.batch, self.batched = [], 0
         if self.sealer is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.sealer.abort, exc)
+
+
+async def _received(request: Request, feeder: _Feeder) -> AsyncIterator[bytes]:
+    """The request body as it arrives, noting on ``feeder`` when it ended (why not
+    ``request.stream()``: after a refusal, ``_drain`` must know whether anything is left,
+    or it would wait for a disconnect that a waiting browser never sends)."""
+    while not feeder.body_ended:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        if not message.get("more_body", False):
+            feeder.body_ended = True
+        if message.get("body"):
+            yield message["body"]
 
 
 async def _drain(request: Request) -> None:

@@ -53,8 +53,8 @@ STANZA_SHAPES = {"X25519": (32, 32), "mlkem768x25519": (1120, 32)}
 
 CMSG = {
     "not_age": N_(
-        "A part of your submission was not encrypted for the editors. Nothing was kept. "
-        "Please reload the page and send again."
+        "A part of your submission did not arrive in the encrypted form that the editors' "
+        "keys can open. Nothing was kept. Please reload the page and send again."
     ),
     "wrong_desk": N_(
         "A part of your submission was encrypted for other editors than the desk you chose. "

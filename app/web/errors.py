@@ -15,11 +15,18 @@ def N_(message: str) -> str:
 class Refusal(Exception):
     """A request Guwah will not carry out; ``message`` is an untranslated msgid."""
 
-    def __init__(self, status: int, message: str, *, title: str | None = None) -> None:
+    def __init__(self, status: int, message: str, *, title: str | None = None,
+                 keeps_form: bool = True) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.title = title
+        # False when showing the form again would be wrong: a filled-in trap field (a robot),
+        # or a form that was already received
+        self.keeps_form = keeps_form
+        # set by the JS-off form handler: the witness's text fields, held in memory only, to
+        # show the form again (None: answer with the plain error page)
+        self.form: dict[str, str] | None = None
 
 
 # One place for every sentence, so tests and translators see the whole set.
@@ -56,7 +63,7 @@ MSG = {
     "empty": N_("Please write your testimony or attach at least one file."),
     "text_long": N_("The text is too long. Please shorten it or attach it as a file."),
     "field_long": N_("One of the short answers is too long. Please shorten it."),
-    "bad_text": N_("The text could not be read. Please type it again."),
+    "bad_text": N_("The text arrived damaged. Please type it again."),
     "bad_choice": N_("Please choose one of the offered answers."),
     "file_big": N_("One of the files is too large. Nothing was kept. Please send smaller files."),
     "too_many_files": N_("Too many files at once. Nothing was kept. Please send fewer files."),
@@ -69,8 +76,8 @@ MSG = {
     ),
     "busy": N_("The service is busy. Please try again in a minute."),
     "not_ciphertext": N_(
-        "A part of your submission does not look like it was encrypted for the editors of "
-        "this desk. Nothing was kept. Please reload the page and send again."
+        "A part of your submission did not arrive in the encrypted form that the keys of "
+        "this desk's editors can open. Nothing was kept. Please reload the page and send again."
     ),
     "stalled": N_(
         "The connection stopped sending for too long, so the server gave up. Nothing of this "

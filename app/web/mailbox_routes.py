@@ -252,12 +252,19 @@ def mailbox_router(web: Any) -> APIRouter:
     def desks() -> list[Any]:
         return [d for d in web.store.list_desks() if d.recipients]
 
-    def mailbox_page(request: Request, replies: list[ShownReply], ticket: str) -> Response:
+    def mailbox_page(request: Request, replies: list[ShownReply] | None, ticket: str,
+                     refusal: Refusal | None = None) -> Response:
+        """The mailbox; after a refused follow-up (``refusal``), only its follow-up form,
+        refilled from memory with what the witness wrote, the reason on top."""
+        kept = (refusal.form or {}) if refusal is not None else {}
         return render(
-            web, request.scope, "mailbox.html",
+            web, request.scope, "mailbox.html", refusal.status if refusal else 200,
             replies=replies, token=web.tokens.issue(), ticket=ticket,
             max_files=web.settings.max_files, max_file_bytes=web.settings.max_file_bytes,
             max_text_chars=web.settings.max_text_chars,
+            kept=kept, refusal=refusal.message if refusal else None,
+            refusal_status=refusal.status if refusal else None,
+            text_lost="testimony" not in kept,
         )
 
     @router.get("/return", response_class=HTMLResponse)
@@ -325,7 +332,14 @@ def mailbox_router(web: Any) -> APIRouter:
 
     @router.post("/mailbox/follow-up", response_class=HTMLResponse)
     async def follow_up(request: Request) -> Response:
-        receipt = await _seal_request(web, request, desks, follow_up=tickets.open)
+        try:
+            receipt = await _seal_request(web, request, desks, follow_up=tickets.open)
+        except Refusal as exc:
+            if exc.form is None:
+                raise
+            page = mailbox_page(request, None, exc.form.get("mailbox", ""), exc)
+            exc.form = None
+            return page
         files = receipt.files
         del receipt
         return render(web, request.scope, "followup_received.html", files=files)

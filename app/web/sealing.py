@@ -70,9 +70,12 @@ KDF_WAIT_SECONDS = 10.0
 CONSENT_VALUES = ("", "yes", "no", "ask")
 FIELD_ORDER = ("csrf", "desk", "lang", "website", "testimony", "where", "when", "consent",
                "never_name", "files")
-# fields read before the gate (token, desk or mailbox) is checked; a follow-up form sends
-# csrf, mailbox, lang, website, testimony, files
-PRE_GATE = ("csrf", "desk", "mailbox", "lang", "website")
+# Text fields are all read before the gate (token, desk or mailbox) is checked: the gate is
+# checked at the first file, or at the end. Why not at the first text field: a refused form
+# (an expired token, a full server) is shown again with the witness's words, which must
+# therefore have been read; they are bounded by the caps below and held in memory only.
+# The fields a refused form is refilled with (never the token, the trap field or files):
+REFILLED = ("desk", "mailbox", "testimony", "where", "when", "consent", "never_name")
 
 # name -> max characters (bytes accepted: 4 per char, the UTF-8 worst case)
 def _text_caps(max_text_chars: int) -> dict[str, int]:
@@ -136,8 +139,13 @@ class Sealer:
         tokens: Any,
         kdf_slots: threading.BoundedSemaphore,
         follow_up: Callable[[str], str] | None = None,
+        oversize: bool = False,
     ) -> None:
         self.store = store
+        # the body announced more than any acceptable form: read its text, refuse its files
+        self.oversize = oversize
+        self._salvaging = False  # reading the text of a body already refused: files ignored
+        self._past_text = False  # a file part began: every text field has arrived
         # follow-up mode: opens the form's sealed ``mailbox`` field into a normalized
         # codename (raising Refusal when it is not genuine or has expired)
         self.follow_up = follow_up
@@ -234,6 +242,24 @@ class Sealer:
         """Leave nothing behind after ``feed``/``finish`` failed or the body was cut off."""
         self._abort(exc)
 
+    def salvage(self, chunk: bytes) -> bool:
+        """Parse only the text fields of a body that was refused from outside (a full budget,
+        a stalled connection); False once no more text can come (a file began, or the form
+        is damaged or over a cap: what arrived whole is kept)."""
+        self._salvaging = True
+        if self._past_text or self._ended:
+            return False
+        try:
+            self.parser.write(chunk)
+        except (MultipartParseError, Refusal):
+            return False
+        return not (self._past_text or self._ended)
+
+    def kept_form(self) -> dict[str, str]:
+        """The witness's text fields that arrived whole, to refill the form after a refusal
+        (memory only: the caller renders them into the answer and drops them)."""
+        return {k: v for k, v in self.fields.items() if k in REFILLED}
+
     def _write(self, chunk: bytes) -> None:
         if self._ended:
             return  # epilogue after the closing boundary: ignored
@@ -276,6 +302,12 @@ class Sealer:
         self._name = name
         self._buf = bytearray()
         if name == "files" and b"filename" in params:
+            self._past_text = True
+            if self._salvaging:
+                self._kind = "ignore"
+                return
+            if self.oversize:
+                raise Refusal(413, MSG["file_big"])
             if not self._gate_open:
                 self._open_gate(for_file=True)
             self._kind = "file"
@@ -283,8 +315,6 @@ class Sealer:
             self._pending_name = _safe_filename(params[b"filename"])
             self._pending_type = _safe_type(self._headers.get("content-type", b""))
         elif name in self.caps:
-            if name not in PRE_GATE and not self._gate_open:
-                self._open_gate(for_file=False)
             if name in self.fields:
                 raise Refusal(400, MSG["bad_form"])
             self._kind = "text"
@@ -294,6 +324,8 @@ class Sealer:
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._kind == "file":
             self._file_data(memoryview(data)[start:end])  # no copy: hashed, then encrypted
+        elif self._kind == "ignore":
+            return
         elif self._kind == "text":
             self._buf += data[start:end]
             if len(self._buf) > 4 * self.caps[self._name] + 4:
@@ -325,7 +357,7 @@ class Sealer:
         if len(text) > self.caps[self._name]:
             raise Refusal(413, MSG["text_long"] if self._name == "testimony" else MSG["field_long"])
         if self._name == "website" and text.strip():
-            raise Refusal(400, MSG["honeypot"])
+            raise Refusal(400, MSG["honeypot"], keeps_form=False)
         if self._name == "consent" and text not in CONSENT_VALUES:
             raise Refusal(422, MSG["bad_choice"])
         self.fields[self._name] = text
@@ -449,7 +481,7 @@ class Sealer:
         if self._sub is not None:
             return
         if self._nonce is not None and self.tokens.is_spent(self._nonce):
-            raise Refusal(409, MSG["used"])
+            raise Refusal(409, MSG["used"], keeps_form=False)
         self._check_disk()
         if self._link is not None:
             hashed, recipient, parent = self._link
@@ -512,7 +544,7 @@ class Sealer:
         blob.close()
         del body, document
         if self._nonce is not None and not self.tokens.spend(self._nonce):
-            raise Refusal(409, MSG["used"])
+            raise Refusal(409, MSG["used"], keeps_form=False)
         submission_id = self._sub.commit()
         cm, self._cm, self._sub = self._cm, None, None
         cm.__exit__(None, None, None)

@@ -58,7 +58,10 @@ UMSG = {
         "The upload went out of step with the server. The page will continue where it stopped."
     ),
     "upload_busy": N_("This upload is already being sent. Please wait a moment."),
-    "upload_long": N_("More data arrived than announced. Nothing of this part was kept."),
+    "upload_long": N_(
+        "This part of the upload was larger than expected. Nothing of it was kept. "
+        "Please reload the page and send again."
+    ),
     "upload_type": N_("This address only accepts encrypted uploads from this site."),
 }
 

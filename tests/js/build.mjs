@@ -28,6 +28,7 @@ const ENTRIES = [
   // [source in app/web/js, output name, format, module substitutions]
   ["mailbox.js", "mailbox.js", "esm", {}],
   ["submit.js", "submit.js", "esm", {}],
+  ["landing.js", "landing.js", "esm", {}], // home page: a live note on the protection in use
   ["return.js", "return.js", "esm", {}], // returning witness: opens the mailbox in the browser
   ["worker.js", "worker.js", "iife", JITLESS_AEAD], // classic worker script: every browser
 ];

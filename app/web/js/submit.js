@@ -202,35 +202,41 @@ class Upload {
   }
 }
 
+/** One labelled bar with its percentage ("Encryption 40 %"): the label names a step, not a
+ * result, so a bar at 0 % never reads as "already encrypted". */
+function progressBar(row, label, kind) {
+  const line = document.createElement("div");
+  line.className = "js-bar";
+  const text = document.createElement("span");
+  text.className = "js-bar-label";
+  const bar = document.createElement("progress");
+  bar.max = 1;
+  bar.value = 0;
+  bar.className = kind;
+  bar.setAttribute("aria-label", label);
+  line.append(text, bar);
+  row.append(line);
+  const set = (done, total) => {
+    const share = total ? Math.min(1, done / total) : 1;
+    bar.value = share;
+    text.textContent = `${label} ${Math.floor(share * 100)} %`;
+  };
+  text.textContent = `${label} 0 %`;
+  return set;
+}
+
 function progressRow(container, label, s) {
   const row = document.createElement("div");
   row.className = "js-file";
   const name = document.createElement("p");
   name.textContent = label;
-  const enc = document.createElement("progress");
-  enc.max = 1;
-  enc.value = 0;
-  enc.className = "encrypt";
-  enc.setAttribute("aria-label", s.encrypting);
-  const up = document.createElement("progress");
-  up.max = 1;
-  up.value = 0;
-  up.className = "upload";
-  up.setAttribute("aria-label", s.uploading);
-  const l1 = document.createElement("span");
-  l1.textContent = s.encrypting;
-  const l2 = document.createElement("span");
-  l2.textContent = s.uploading;
-  row.append(name, l1, enc, l2, up);
+  row.append(name);
+  const enc = progressBar(row, s.encrypting, "encrypt");
+  const up = progressBar(row, s.uploading, "upload");
   container.append(row);
-  return {
-    enc: (done, total) => {
-      enc.value = total ? done / total : 1;
-    },
-    up: (done, total) => {
-      up.value = total ? done / total : 1;
-    },
-  };
+  // on a phone the bars are below the fold: bring them into view as each one starts
+  row.scrollIntoView?.({ block: "nearest" });
+  return { enc, up };
 }
 
 /** Encrypt `blob` in the worker and upload it as `role`; resolves to {upload id, sha256}. */
@@ -355,9 +361,15 @@ async function run(form, s) {
   if (!deskInput) return showError(s.noDesk);
   if (!testimony.trim() && files.length === 0) return showError(s.empty);
   const maxFiles = Number(form.dataset.maxFiles || 20);
-  if (files.length > maxFiles) return showError(s.tooMany);
+  if (files.length > maxFiles) {
+    showError(s.tooMany);
+    return offerWithoutFiles(form, box, s);
+  }
   const maxBytes = Number(form.dataset.maxFileBytes || 0);
-  if (maxBytes && files.some((f) => f.size > maxBytes)) return showError(s.tooBig);
+  if (maxBytes && files.some((f) => f.size > maxBytes)) {
+    showError(s.tooBig);
+    return offerWithoutFiles(form, box, s);
+  }
 
   const ctx = {
     s,
@@ -458,9 +470,12 @@ async function run(form, s) {
       showReceipt(ctx, codename, result, files.length);
     }
   } catch (err) {
+    // the page stays: every word typed is still in the form, ready to be sent again
     showError(err instanceof Refused ? err.message : s.failed);
     if (err instanceof NoRoom) offerPlainForm(form, box, s);
+    else if (files.length > 0) offerWithoutFiles(form, box, s);
     button.disabled = false;
+    box.scrollIntoView?.({ block: "nearest" });
     return;
   } finally {
     forget(null);
@@ -481,6 +496,23 @@ function offerPlainForm(form, box, s) {
     HTMLFormElement.prototype.submit.call(form);
   });
   box.append(note, plain);
+}
+
+/** After a refusal with files chosen: the text is kept; offer to send it without the files
+ * (the witness can also press Send again to retry with them). */
+function offerWithoutFiles(form, box, s) {
+  const note = document.createElement("p");
+  note.textContent = s.keptNote;
+  const again = document.createElement("button");
+  again.type = "button";
+  again.textContent = s.withoutFiles;
+  again.addEventListener("click", () => {
+    const input = $("#files");
+    if (input) input.value = "";
+    box.replaceChildren();
+    form.requestSubmit();
+  });
+  box.append(note, again);
 }
 
 function init() {

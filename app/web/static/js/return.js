@@ -8062,9 +8062,9 @@ function renderReplies(section, replies) {
     const li = el("li", { class: "reply" });
     li.append(el("p", { class: "day" }, msg("msgReceived").replace("{day}", reply.day)));
     if (reply.text === null) {
-      li.append(el("p", { class: "reply-text unreadable" }, msg("msgUnreadable")));
+      li.append(el("p", { class: "reply-text unreadable", dir: "auto" }, msg("msgUnreadable")));
     } else {
-      const div = el("div", { class: "reply-text" });
+      const div = el("div", { class: "reply-text", dir: "auto" });
       reply.text.split("\n").forEach((line, i) => {
         if (i > 0) div.append(el("br"));
         div.append(document.createTextNode(line));
