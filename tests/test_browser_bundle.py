@@ -160,7 +160,7 @@ def test_new_codenames_in_browser(page: Page) -> None:
     words = set(WORDS)
     for code in codes:
         parts = code.split(" ")
-        assert len(parts) == 7 and all(w in words for w in parts)
+        assert len(parts) == 8 and all(w in words for w in parts)
     assert len(set(codes)) == len(codes)
     # 1400 draws from 7776 words: no word should dominate (a broken sampler repeats a lot).
     drawn = [w for c in codes for w in c.split(" ")]

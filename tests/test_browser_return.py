@@ -73,7 +73,7 @@ def submit_js_off(browser, server, text: str) -> str:
         page.get_by_role("button", name="Send").click()
         page.wait_for_load_state("load")
         codename = page.locator("#codename").inner_text().strip()
-        assert len(codename.split()) == 7
+        assert len(codename.split()) == 8
         return codename
     finally:
         context.close()

@@ -32,6 +32,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.crypto.codename import numbers_for as codename_numbers
+
 from .budget import Budget, Ticket
 from .errors import MSG, Refusal
 from .forms import FormTokens, cross_site
@@ -381,8 +383,8 @@ def _routes(app: GuwahApp, web: Web) -> None:
         receipt = await _seal_request(web, request, desks)
         response = render(
             web, request.scope, "receipt.html",
-            codename=receipt.codename, desk=receipt.desk, files=receipt.files,
-            protection="server-sealed",
+            codename=receipt.codename, codename_numbers=codename_numbers(receipt.codename),
+            desk=receipt.desk, files=receipt.files, protection="server-sealed",
         )
         del receipt  # the codename is now only in the page on its way to the witness
         return response
