@@ -26,6 +26,7 @@ from playwright.sync_api import Page, sync_playwright
 from app.crypto import (
     HybridIdentity,
     X25519Identity,
+    codename,
     decrypt,
     encrypt,
     padme,
@@ -40,6 +41,8 @@ VECTORS = json.loads((ROOT / "tests" / "vectors" / "mailbox.json").read_text("ut
 NORMALIZATION = json.loads(
     (ROOT / "tests" / "vectors" / "codename-normalization.json").read_text("utf-8")
 )
+# written by the Python owner of the format (tests/make_codename_vectors.py)
+FORMAT = json.loads((ROOT / "tests" / "vectors" / "codename-format.json").read_text("utf-8"))
 WORDS = (ROOT / "app" / "crypto" / "wordlist.txt").read_text("ascii").split()
 CHROMIUM_ARGS = [
     "--headless",
@@ -150,6 +153,27 @@ def test_normalization_in_browser(page: Page) -> None:
             assert g["name"] == "CodenameError" and g["message"].endswith(".")
 
 
+def test_codename_format_in_browser(page: Page) -> None:
+    """Check word and numeric form: the browser reads every Python vector the same way."""
+    got = page.evaluate(
+        """async (cases) => {
+            const m = await import('./mailbox.js');
+            return cases.map((input) => {
+                try {
+                    return {kdf_input: m.normalizeCodename(input), words: m.codenameWords(input),
+                            numbers: m.codenameNumbers(input), error: null};
+                } catch (e) {
+                    return {kdf_input: null, words: null, numbers: null, error: e.code};
+                }
+            });
+        }""",
+        [c["input"] for c in FORMAT],
+    )
+    for case, g in zip(FORMAT, got, strict=True):
+        want = {k: case[k] for k in ("kdf_input", "words", "numbers", "error")}
+        assert g == want, case["input"]
+
+
 def test_new_codenames_in_browser(page: Page) -> None:
     codes = page.evaluate(
         """async () => {
@@ -160,10 +184,11 @@ def test_new_codenames_in_browser(page: Page) -> None:
     words = set(WORDS)
     for code in codes:
         parts = code.split(" ")
-        assert len(parts) == 7 and all(w in words for w in parts)
+        assert len(parts) == 8 and all(w in words for w in parts)
+        assert codename.parse(code).as_words == code  # the check word is right
     assert len(set(codes)) == len(codes)
     # 1400 draws from 7776 words: no word should dominate (a broken sampler repeats a lot).
-    drawn = [w for c in codes for w in c.split(" ")]
+    drawn = [w for c in codes for w in c.split(" ")[:7]]
     assert max(drawn.count(w) for w in set(drawn)) < 8
 
 

@@ -107,7 +107,7 @@ def test_js_off_flow_in_chromium(browser_page, guwah_server_two_desks, tmp_path)
     page.wait_for_load_state("load")
     assert page.locator("h1").inner_text() == "Your testimony was received"
     codename = page.locator("#codename").inner_text().strip()
-    assert len(codename.split()) == 7
+    assert len(codename.split()) == 8
     assert "JavaScript was off" in page.locator("#protection-used").inner_text()
     shot(page, "3-receipt")
 

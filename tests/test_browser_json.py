@@ -146,7 +146,7 @@ def submit_in_browser(server: GuwahServer, files: list[tuple[Path, bytes]], name
                 page.click("#js-continue")
             page.wait_for_function(
                 "() => { const c = document.querySelector('#codename');"
-                " return (c && c.textContent.trim().split(' ').length === 7)"
+                " return (c && c.textContent.trim().split(' ').length === 8)"
                 " || document.querySelector('#js-status .error'); }"
             )
             page.screenshot(path=str(SHOTS / f"{name}-receipt.png"), full_page=True)

@@ -85,11 +85,11 @@ def submit(browser: Browser, url: str, js: bool, text: str, attachment: Path,
         page.click("#submit-form button[type=submit]")
         page.wait_for_function(
             "() => { const c = document.querySelector('#codename');"
-            " return c && c.textContent.trim().split(/\\s+/).length === 7; }"
+            " return c && c.textContent.trim().split(/\\s+/).length === 8; }"
         ) if js else page.wait_for_selector("#codename")
         shot(page, f"receipt-js-{'on' if js else 'off'}")
         codename = " ".join(page.text_content("#codename").split())
-        assert len(codename.split()) == 7
+        assert len(codename.split()) == 8
         assert context.cookies() == [] or all(
             c["name"].startswith("__Host-") for c in context.cookies())
         return codename

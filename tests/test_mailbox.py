@@ -127,7 +127,7 @@ def test_neutral_answer_is_identical_and_always_runs_the_kdf(web_client, store, 
 def test_bad_codenames_are_refused_before_the_kdf(web_client, monkeypatch):
     calls = count_kdf(monkeypatch)
     token = page_token(web_client, "/return")
-    r = web_client.post("/return", data={"csrf": token, "codename": "one two"})
+    r = web_client.post("/return", data={"csrf": token, "codename": "abacus zoom"})
     assert r.status_code == 422 and MSG["codename_words"] in r.text
     r = web_client.post("/return", data={"csrf": "v1.nope.nope", "codename": "abacus " * 7})
     assert r.status_code == 403

@@ -302,7 +302,7 @@ def test_two_nodes_submit_export_import(tmp_path: Path, pg: Pg) -> None:
             r = web.post(url_a + "/submit", files=parts)
             assert r.status_code == 200, r.text[:500]
             codename = re.search(r'id="codename"[^>]*>([^<]+)<', r.text).group(1).strip()
-            assert len(codename.split()) == 7
+            assert len(codename.split()) == 8
             assert "JavaScript was off" in r.text
 
             # the operator exports through node B; the editor imports on the laptop

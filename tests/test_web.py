@@ -244,7 +244,7 @@ def test_js_off_submission_round_trip(web_client, store, editor_identity, settin
     r = submit(web_client, text="What I saw: " + canary, files=files)
     assert r.status_code == 200, r.text[:400]
     codename = re.search(r'id="codename"[^>]*>([^<]+)<', r.text).group(1)
-    assert len(codename.split()) == 7
+    assert len(codename.split()) == 8
     assert (
         "JavaScript was off: the server encrypted your testimony as it arrived, in memory" in r.text
     )
@@ -459,10 +459,12 @@ def test_return_page(web_client, store):
     assert other.status_code == 200
     strip = lambda html: re.sub(r'value="v1\.[^"]+"', "", html)  # noqa: E731
     assert strip(other.text) == strip(ok.text)
-    r = web_client.post("/return", data={"csrf": token, "codename": "one two"})
+    r = web_client.post("/return", data={"csrf": token, "codename": "abacus zoom"})
     assert r.status_code == 422 and error_of(r) == MSG["codename_words"]
     r = web_client.post("/return", data={"csrf": token, "codename": "abacus " * 6 + "zzzq"})
     assert r.status_code == 422 and error_of(r) == MSG["codename_word"]
+    r = web_client.post("/return", data={"csrf": token, "codename": "zoom " * 8})
+    assert r.status_code == 422 and error_of(r) == MSG["codename_check"]
     r = web_client.post("/return", data={"csrf": "nope", "codename": codename})
     assert r.status_code == 403
     r = web_client.post(

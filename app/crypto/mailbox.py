@@ -1,31 +1,29 @@
 """Codenames and the mailbox they open (docs/formats.md, "Codename and mailbox").
 
 A witness remembers one codename: 7 words drawn uniformly from the 7,776-word EFF large
-wordlist (7 * log2(7776) = 90.5 bits).  The codename alone carries the security; the
-memory-hard KDF is defence in depth, so its cost is kept affordable for Tor Browser at
-"Safer" (no JIT, no WebAssembly).  The browser (app/web/js/mailbox.js) and the server derive
-exactly the same values; tests/vectors/mailbox.json pins both.
+wordlist (7 * log2(7776) = 90.5 bits), plus a check word (app/crypto/codename.py).  The
+codename alone carries the security; the memory-hard KDF is defence in depth, so its cost is
+kept affordable for Tor Browser at "Safer" (no JIT, no WebAssembly).
+The browser (app/web/js/mailbox.js) and the server derive exactly the same values;
+tests/vectors/mailbox.json pins both.
 
-    out   = scrypt(P = utf8(normalized codename), S = "guwah.org/v1/mailbox",
+    out   = scrypt(P = utf8(the 7 secret words), S = "guwah.org/v1/mailbox",
                    N = 2^12, r = 8, p = 1, dkLen = 64)
     token = out[0:32]                       -> the server stores only SHA-256(label || token)
     seed  = out[32:64]                      -> the witness's age reply identity
 """
 
 import hashlib
-import re
-import secrets
-import unicodedata
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 
+from . import codename
+from .codename import CodenameError, words
 from .hybrid import TYPE as HYBRID
 from .hybrid import HybridIdentity
 from .x25519 import TYPE as X25519
 from .x25519 import X25519Identity
 
-CODENAME_WORDS = 7
+CODENAME_WORDS = codename.SECRET_WORDS  # secret words; the written codename adds a check word
 KDF_PARAMS = {
     "name": "scrypt",
     "salt": "guwah.org/v1/mailbox",
@@ -35,46 +33,21 @@ KDF_PARAMS = {
     "dklen": 64,
 }
 _TOKEN_LABEL = b"guwah.org/v1/token"
-_SEPARATORS = re.compile(r"[\s\x1c-\x1f\x85\u2010-\u2015\u2212\ufe58\ufe63\uff0d\ufeff-]+")
-
-
-class CodenameError(ValueError):
-    """The text entered is not a valid codename (a message a witness can act on)."""
-
-
-@cache
-def words() -> tuple[str, ...]:
-    text = resources.files(__package__).joinpath("wordlist.txt").read_text("ascii")
-    wordlist = tuple(w for w in text.split() if w)
-    assert len(wordlist) == 7776 and len(set(wordlist)) == 7776, "corrupt wordlist.txt"
-    return wordlist
-
-
-@cache
-def _word_set() -> frozenset[str]:
-    return frozenset(words())
+__all__ = ["CodenameError", "words"]  # re-exported: older callers import them from here
 
 
 def new_codename() -> str:
-    """A fresh codename from the operating system's CSPRNG."""
-    wordlist = words()
-    return " ".join(secrets.choice(wordlist) for _ in range(CODENAME_WORDS))
+    """A fresh codename as the witness writes it: 7 secret words and the check word."""
+    return codename.new().as_words
 
 
 def normalize_codename(text: str) -> str:
-    """Canonical form: NFKC, lower case, words separated by single spaces.
+    """The KDF input for a codename typed as words or numbers (app/crypto/codename.py).
 
-    Any run of whitespace or dashes separates words (phones turn "--" into an en dash); the
-    browser uses the same separator set (app/web/js/mailbox-core.js, SEPARATORS).
+    Seven secret words joined by single spaces; the check word is validated and dropped, so
+    the KDF sees exactly what it saw before the check word existed.
     """
-    cleaned = unicodedata.normalize("NFKC", text).lower()
-    parts = [p for p in _SEPARATORS.split(cleaned) if p]
-    if len(parts) != CODENAME_WORDS:
-        raise CodenameError(f"A codename has exactly {CODENAME_WORDS} words.")
-    known = _word_set()
-    if any(p not in known for p in parts):
-        raise CodenameError("One of the words is not in the codename word list: check spelling.")
-    return " ".join(parts)
+    return codename.parse(text).kdf_input
 
 
 def token_hash(token: bytes) -> str:

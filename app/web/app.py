@@ -33,6 +33,8 @@ from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from app.crypto.codename import numbers_for as codename_numbers
+
 from .budget import Budget, Ticket
 from .errors import MSG, Refusal
 from .forms import FormTokens, cross_site
@@ -403,8 +405,8 @@ def _routes(app: GuwahApp, web: Web) -> None:
             return await submit_again(request, exc)
         response = render(
             web, request.scope, "receipt.html",
-            codename=receipt.codename, desk=receipt.desk, files=receipt.files,
-            protection="server-sealed",
+            codename=receipt.codename, codename_numbers=codename_numbers(receipt.codename),
+            desk=receipt.desk, files=receipt.files, protection="server-sealed",
         )
         del receipt  # the codename is now only in the page on its way to the witness
         return response

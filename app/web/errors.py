@@ -87,6 +87,14 @@ MSG = {
         "This form already has as many uploads as it may hold. Nothing more was kept. "
         "Open the form again to send more."
     ),
-    "codename_words": N_("A codename has exactly seven words. Please check what you typed."),
+    "codename_words": N_("A codename has eight words. Please check what you typed."),
     "codename_word": N_("One of the words is not a codename word. Please check the spelling."),
+    "codename_check": N_(
+        "One of the words is wrong: the codename does not add up. Please compare each word "
+        "(or number) with what you kept."
+    ),
+    "codename_number": N_(
+        "A codename in numbers has eight groups of four digits, each below 7776. Please check "
+        "what you typed."
+    ),
 }

@@ -49,7 +49,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from python_multipart.multipart import parse_options_header
 
 from app.crypto import AgeError, HybridIdentity, X25519Identity, decrypt, read_header
-from app.crypto.mailbox import CODENAME_WORDS, CodenameError, kdf, normalize_codename, token_hash
+from app.crypto.mailbox import CodenameError, kdf, normalize_codename, token_hash
 from app.ids import DAY, HEX64, is_a
 
 from . import sealing
@@ -64,6 +64,13 @@ HYBRID = "mlkem768x25519"
 MAX_REPLIES = 500  # per mailbox page; an editor desk will never send this many
 MAX_REPLY_BYTES = 4 * 1024 * 1024  # a reply is text (≤ 100,000 characters, padded)
 API_BODY_BYTES = 1024
+# CodenameError.code -> the sentence the witness sees (app/crypto/codename.py)
+CODENAME_REFUSALS = {
+    "count": "codename_words",
+    "word": "codename_word",
+    "number": "codename_number",
+    "check": "codename_check",
+}
 TICKET_PAD = 128  # a normalized codename is at most 7 * 9 + 6 = 69 bytes
 
 FOLLOW_UP_MSG = {
@@ -270,7 +277,7 @@ def mailbox_router(web: Any) -> APIRouter:
     @router.get("/return", response_class=HTMLResponse)
     async def return_form(request: Request) -> Response:
         return render(web, request.scope, "return.html", token=web.tokens.issue(),
-                      words=CODENAME_WORDS, js=script, max_files=web.settings.max_files,
+                      js=script, max_files=web.settings.max_files,
                       max_file_bytes=web.settings.max_file_bytes)
 
     @router.post("/return", response_class=HTMLResponse)
@@ -281,10 +288,8 @@ def mailbox_router(web: Any) -> APIRouter:
         typed = form.pop("codename", "")
         try:
             codename = normalize_codename(typed)
-        except CodenameError:
-            count = len(typed.replace("-", " ").split())
-            raise Refusal(422, MSG["codename_words"] if count != CODENAME_WORDS
-                          else MSG["codename_word"]) from None
+        except CodenameError as err:
+            raise Refusal(422, MSG[CODENAME_REFUSALS[err.code]]) from None
         del typed
 
         def work(normalized: str) -> tuple[list[ShownReply], str]:

@@ -48,6 +48,6 @@ def test_no_room_offers_the_plain_form(hostile_server, tmp_path):
             with page.expect_navigation():
                 page.click(f"#js-status button:has-text('{plain_label}')")
             codename = page.text_content("#codename").strip()
-            assert len(codename.split()) == 7, codename
+            assert len(codename.split()) == 8, codename
         finally:
             browser.close()

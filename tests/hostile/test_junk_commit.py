@@ -129,7 +129,7 @@ def test_a_browser_commit_succeeds_while_junk_is_refused(guwah_server, tmp_path)
         out = submit_in_browser(guwah_server, [(photo, photo.read_bytes())], "hostile-junk",
                                 Recorder())
         assert [f.result().status_code for f in refused] == [422] * len(refused)
-    assert len(out["codename"].split()) == 7
+    assert len(out["codename"].split()) == 8
     with Store(load_settings(guwah_server.data_dir,
                              database_url=guwah_server.database_url)) as store:
         assert len(store.list_submissions()) == 1

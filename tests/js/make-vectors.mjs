@@ -33,7 +33,8 @@ const NORMALIZATION = [
   ["abacus\u3000zoom\u2028tshirt\u2003yolk\u2212dropdown\uff0dfelttip\ufe63yoyo", "abacus zoom tshirt yolk dropdown felttip yoyo"],
   ["\u212a\u0131ng", null], // Kelvin sign -> "k", dotless i stays: not a word, and 1 word
   ["abacus zoom tshirt yolk dropdown felttip", "count"],
-  ["abacus zoom tshirt yolk dropdown felttip yoyo zoom", "count"],
+  ["abacus zoom tshirt yolk dropdown felttip yoyo zoom", "check"], // 8th word is not the check word
+  ["abacus zoom tshirt yolk dropdown felttip yoyo zoom zoom", "count"],
   ["", "count"],
   [" - -- ", "count"],
   ["abacus zoom t shirt yolk dropdown felttip yoyo", "word"], // "t" is not a word

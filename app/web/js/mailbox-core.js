@@ -12,8 +12,16 @@ import { bytesToHex, concatBytes, utf8ToBytes } from "@noble/hashes/utils.js";
 import { bech32 } from "@scure/base";
 import { identityToRecipient } from "age-encryption";
 
-/** Number of words in a codename (7 words of 7776 = 90.5 bits). */
+/**
+ * Number of secret words in a codename (7 words of 7776 = 90.5 bits). The written codename
+ * adds an 8th check word; both mirror app/crypto/codename.py (docs/codename.md) and
+ * tests/vectors/codename-format.json, written by the Python side, pins the two together.
+ */
 export const CODENAME_WORDS = 7;
+export const LIST_SIZE = 7776;
+/** Check word = sum(CHECK_WEIGHTS[i] * index[i]) mod 7776; each weight is coprime to 7776. */
+export const CHECK_WEIGHTS = Object.freeze([1, 5, 7, 11, 13, 17, 19]);
+const GROUP_DIGITS = 4;
 
 /**
  * scrypt parameters, fixed and documented (docs/formats.md). Changing any of them
@@ -47,9 +55,23 @@ export class CodenameError extends Error {
   constructor(message, code) {
     super(message);
     this.name = "CodenameError";
-    /** Stable machine-readable reason: "count" | "word" | "type". */
+    /** Stable machine-readable reason: "count" | "word" | "number" | "check" | "type". */
     this.code = code;
   }
+}
+
+/** Arabic-Indic (U+0660..) and Persian (U+06F0..) digits -> ASCII; NFKC folds fullwidth. */
+function asciiDigits(text) {
+  return text.replace(/[\u0660-\u0669\u06f0-\u06f9]/gu, (d) =>
+    String((d.codePointAt(0) & 0x0f) % 10),
+  );
+}
+
+/** The check word's index for seven secret indices (app/crypto/codename.py check_index). */
+export function checkIndex(secret) {
+  let sum = 0;
+  for (let i = 0; i < CODENAME_WORDS; i += 1) sum += CHECK_WEIGHTS[i] * secret[i];
+  return sum % LIST_SIZE;
 }
 
 /** Parse the word-list text (one word per line) into a frozen array, checking it. */
@@ -71,33 +93,82 @@ export function parseWordlist(text) {
 export function makeMailboxApi(words) {
   const wordSet = new Set(words);
 
-  /** Canonical form of a codename: NFKC, lowercase, words joined by one space. */
-  function normalizeCodename(input) {
+  const wordIndex = new Map(words.map((w, i) => [w, i]));
+
+  /** Seven secret indices from 7 words, or 8 with a correct check word. */
+  function checked(indices) {
+    const secret = indices.slice(0, CODENAME_WORDS);
+    if (indices.length === CODENAME_WORDS + 1 && indices[CODENAME_WORDS] !== checkIndex(secret)) {
+      throw new CodenameError("One of the words is wrong.", "check");
+    }
+    return secret;
+  }
+
+  function fromNumbers(parts) {
+    const digits = parts.join("");
+    if (digits.length !== (CODENAME_WORDS + 1) * GROUP_DIGITS) {
+      throw new CodenameError("A numeric codename has 8 groups of 4 digits.", "number");
+    }
+    const indices = [];
+    for (let k = 0; k < digits.length; k += GROUP_DIGITS) {
+      indices.push(Number(digits.slice(k, k + GROUP_DIGITS)));
+    }
+    if (indices.some((i) => i >= LIST_SIZE)) {
+      throw new CodenameError("One of the number groups is not part of a codename.", "number");
+    }
+    return checked(indices);
+  }
+
+  /** Seven secret indices from a codename typed as words or numbers; throws CodenameError. */
+  function parseCodename(input) {
     if (typeof input !== "string") {
       throw new CodenameError("The codename must be text.", "type");
     }
-    const parts = input.normalize("NFKC").toLowerCase().split(SEPARATORS).filter((w) => w !== "");
+    const cleaned = asciiDigits(input.normalize("NFKC").toLowerCase());
+    const parts = cleaned.split(SEPARATORS).filter((w) => w !== "");
+    if (parts.length > 0 && parts.every((p) => /^[0-9]+$/.test(p))) return fromNumbers(parts);
     for (const w of parts) {
-      if (!wordSet.has(w)) {
-        throw new CodenameError(
-          `"${w}" is not one of the codename words. Check the spelling.`,
-          "word",
-        );
+      if (!wordIndex.has(w)) {
+        throw new CodenameError(`"${w}" is not one of the codename words. Check the spelling.`, "word");
       }
     }
-    if (parts.length !== CODENAME_WORDS) {
-      throw new CodenameError(
-        `A codename has exactly ${CODENAME_WORDS} words; this one has ${parts.length}.`,
-        "count",
-      );
+    if (parts.length !== CODENAME_WORDS && parts.length !== CODENAME_WORDS + 1) {
+      throw new CodenameError(`A codename has 8 words; this one has ${parts.length}.`, "count");
     }
-    return parts.join(" ");
+    return checked(parts.map((w) => wordIndex.get(w)));
+  }
+
+  /** The KDF input: the seven secret words joined by one space (check word dropped). */
+  function normalizeCodename(input) {
+    return parseCodename(input)
+      .map((i) => words[i])
+      .join(" ");
+  }
+
+  /** The 8 indices as the witness writes them: 7 secret + the check word. */
+  function writtenIndices(input) {
+    const secret = parseCodename(input);
+    return [...secret, checkIndex(secret)];
+  }
+
+  /** The codename in words, check word included. */
+  function codenameWords(input) {
+    return writtenIndices(input)
+      .map((i) => words[i])
+      .join(" ");
+  }
+
+  /** The same codename as 8 groups of 4 digits (0000-7775). */
+  function codenameNumbers(input) {
+    return writtenIndices(input)
+      .map((i) => String(i).padStart(GROUP_DIGITS, "0"))
+      .join(" ");
   }
 
   /**
    * A fresh codename: 7 words drawn uniformly with crypto.getRandomValues and
    * rejection sampling (62208 = 8 * 7776 is the largest multiple of 7776 below 2**16),
-   * so no word is more likely than another.
+   * so no word is more likely than another; then the check word.
    */
   function newCodename() {
     const n = words.length;
@@ -107,11 +178,12 @@ export function makeMailboxApi(words) {
     while (out.length < CODENAME_WORDS) {
       crypto.getRandomValues(buf);
       for (const v of buf) {
-        if (v < limit && out.length < CODENAME_WORDS) out.push(words[v % n]);
+        if (v < limit && out.length < CODENAME_WORDS) out.push(v % n);
       }
     }
     buf.fill(0);
-    return out.join(" ");
+    out.push(checkIndex(out));
+    return out.map((i) => words[i]).join(" ");
   }
 
   /**
@@ -144,6 +216,8 @@ export function makeMailboxApi(words) {
     CODENAME_WORDS,
     KDF_PARAMS,
     normalizeCodename,
+    codenameWords,
+    codenameNumbers,
     newCodename,
     deriveMailbox,
   });

@@ -14,8 +14,12 @@ const api = makeMailboxApi(parseWordlist(wordlistText));
 export const WORDS = api.WORDS;
 /** (input: string) => string; throws CodenameError. */
 export const normalizeCodename = api.normalizeCodename;
-/** () => string: seven random words. */
+/** () => string: seven random words and the check word. */
 export const newCodename = api.newCodename;
+/** (input: string) => string: the codename as 8 groups of 4 digits; throws CodenameError. */
+export const codenameNumbers = api.codenameNumbers;
+/** (input: string) => string: the codename as 8 words; throws CodenameError. */
+export const codenameWords = api.codenameWords;
 /** (codename, kind, {onProgress}) => Promise<{codename, kind, token, tokenHash, replyIdentity, replyRecipient}> */
 export const deriveMailbox = api.deriveMailbox;
 

@@ -233,7 +233,10 @@ function start() {
     try {
       normalized = normalizeCodename(input.value);
     } catch (err) {
-      showError(err instanceof CodenameError ? err.message : String(err));
+      // the page's translated sentence for this reason (return.html data-msg-codename-*)
+      const code = err instanceof CodenameError ? err.code : "";
+      const key = `msgCodename${code.charAt(0).toUpperCase()}${code.slice(1)}`;
+      showError(msg(key) || (err instanceof CodenameError ? err.message : String(err)));
       return;
     }
     busy = true;

@@ -18,7 +18,7 @@
 // JavaScript the plain form posts to the server, which seals the parts itself.
 
 import { encryptInWorker } from "./encrypt-client.js";
-import { deriveMailbox, newCodename } from "./mailbox.js";
+import { codenameNumbers, deriveMailbox, newCodename } from "./mailbox.js";
 import { padme } from "./padding.js";
 
 export { encryptInWorker };
@@ -313,6 +313,7 @@ function showReceipt(ctx, codename, result, fileCount) {
   const main = $("main");
   const frag = tpl.content.cloneNode(true);
   $(".codename", frag).textContent = codename;
+  $("#codename-numbers", frag).textContent = codenameNumbers(codename);
   $(".desk-name", frag).textContent = result.desk;
   const count = $(".files-count", frag);
   count.textContent = fmt(count.dataset.text, { n: fileCount });

@@ -7673,6 +7673,9 @@ var wordlist_default = "abacus\nabdomen\nabdominal\nabide\nabiding\nability\nabl
 
 // app/web/js/mailbox-core.js
 var CODENAME_WORDS = 7;
+var LIST_SIZE = 7776;
+var CHECK_WEIGHTS = Object.freeze([1, 5, 7, 11, 13, 17, 19]);
+var GROUP_DIGITS = 4;
 var KDF_PARAMS = Object.freeze({
   N: 2 ** 12,
   r: 8,
@@ -7690,6 +7693,17 @@ var CodenameError = class extends Error {
     this.code = code;
   }
 };
+function asciiDigits(text) {
+  return text.replace(
+    /[\u0660-\u0669\u06f0-\u06f9]/gu,
+    (d) => String((d.codePointAt(0) & 15) % 10)
+  );
+}
+function checkIndex(secret) {
+  let sum = 0;
+  for (let i = 0; i < CODENAME_WORDS; i += 1) sum += CHECK_WEIGHTS[i] * secret[i];
+  return sum % LIST_SIZE;
+}
 function parseWordlist(text) {
   const words = text.split("\n").filter((w) => w !== "");
   if (words.length !== 7776 || new Set(words).size !== 7776) {
@@ -7702,26 +7716,57 @@ function parseWordlist(text) {
 }
 function makeMailboxApi(words) {
   const wordSet = new Set(words);
-  function normalizeCodename2(input) {
+  const wordIndex = new Map(words.map((w, i) => [w, i]));
+  function checked(indices) {
+    const secret = indices.slice(0, CODENAME_WORDS);
+    if (indices.length === CODENAME_WORDS + 1 && indices[CODENAME_WORDS] !== checkIndex(secret)) {
+      throw new CodenameError("One of the words is wrong.", "check");
+    }
+    return secret;
+  }
+  function fromNumbers(parts) {
+    const digits = parts.join("");
+    if (digits.length !== (CODENAME_WORDS + 1) * GROUP_DIGITS) {
+      throw new CodenameError("A numeric codename has 8 groups of 4 digits.", "number");
+    }
+    const indices = [];
+    for (let k = 0; k < digits.length; k += GROUP_DIGITS) {
+      indices.push(Number(digits.slice(k, k + GROUP_DIGITS)));
+    }
+    if (indices.some((i) => i >= LIST_SIZE)) {
+      throw new CodenameError("One of the number groups is not part of a codename.", "number");
+    }
+    return checked(indices);
+  }
+  function parseCodename(input) {
     if (typeof input !== "string") {
       throw new CodenameError("The codename must be text.", "type");
     }
-    const parts = input.normalize("NFKC").toLowerCase().split(SEPARATORS).filter((w) => w !== "");
+    const cleaned = asciiDigits(input.normalize("NFKC").toLowerCase());
+    const parts = cleaned.split(SEPARATORS).filter((w) => w !== "");
+    if (parts.length > 0 && parts.every((p) => /^[0-9]+$/.test(p))) return fromNumbers(parts);
     for (const w of parts) {
-      if (!wordSet.has(w)) {
-        throw new CodenameError(
-          `"${w}" is not one of the codename words. Check the spelling.`,
-          "word"
-        );
+      if (!wordIndex.has(w)) {
+        throw new CodenameError(`"${w}" is not one of the codename words. Check the spelling.`, "word");
       }
     }
-    if (parts.length !== CODENAME_WORDS) {
-      throw new CodenameError(
-        `A codename has exactly ${CODENAME_WORDS} words; this one has ${parts.length}.`,
-        "count"
-      );
+    if (parts.length !== CODENAME_WORDS && parts.length !== CODENAME_WORDS + 1) {
+      throw new CodenameError(`A codename has 8 words; this one has ${parts.length}.`, "count");
     }
-    return parts.join(" ");
+    return checked(parts.map((w) => wordIndex.get(w)));
+  }
+  function normalizeCodename2(input) {
+    return parseCodename(input).map((i) => words[i]).join(" ");
+  }
+  function writtenIndices(input) {
+    const secret = parseCodename(input);
+    return [...secret, checkIndex(secret)];
+  }
+  function codenameWords2(input) {
+    return writtenIndices(input).map((i) => words[i]).join(" ");
+  }
+  function codenameNumbers2(input) {
+    return writtenIndices(input).map((i) => String(i).padStart(GROUP_DIGITS, "0")).join(" ");
   }
   function newCodename2() {
     const n = words.length;
@@ -7731,11 +7776,12 @@ function makeMailboxApi(words) {
     while (out.length < CODENAME_WORDS) {
       crypto.getRandomValues(buf);
       for (const v of buf) {
-        if (v < limit && out.length < CODENAME_WORDS) out.push(words[v % n]);
+        if (v < limit && out.length < CODENAME_WORDS) out.push(v % n);
       }
     }
     buf.fill(0);
-    return out.join(" ");
+    out.push(checkIndex(out));
+    return out.map((i) => words[i]).join(" ");
   }
   async function deriveMailbox2(codename, kind, { onProgress } = {}) {
     if (!KINDS.includes(kind)) {
@@ -7760,6 +7806,8 @@ function makeMailboxApi(words) {
     CODENAME_WORDS,
     KDF_PARAMS,
     normalizeCodename: normalizeCodename2,
+    codenameWords: codenameWords2,
+    codenameNumbers: codenameNumbers2,
     newCodename: newCodename2,
     deriveMailbox: deriveMailbox2
   });
@@ -7770,6 +7818,8 @@ var api = makeMailboxApi(parseWordlist(wordlist_default));
 var WORDS = api.WORDS;
 var normalizeCodename = api.normalizeCodename;
 var newCodename = api.newCodename;
+var codenameNumbers = api.codenameNumbers;
+var codenameWords = api.codenameWords;
 var deriveMailbox = api.deriveMailbox;
 async function decryptReply(file, replyIdentity) {
   let data = file;
@@ -7784,6 +7834,8 @@ export {
   KDF_PARAMS,
   KINDS,
   WORDS,
+  codenameNumbers,
+  codenameWords,
   decryptReply,
   deriveMailbox,
   newCodename,
