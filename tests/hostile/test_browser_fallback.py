@@ -3,7 +3,7 @@
 Real ``guwah serve`` with ``max_open_uploads = 1`` and one upload already held by an attacker;
 real Debian Chromium. The witness's create is refused (507); the page shows the server's
 sentence, the "no room" note from the page's translated strings and a button that sends the
-same form the plain way, which the server seals: the witness gets a codename.
+same form the other way, which the server encrypts in memory: the witness gets a codename.
 """
 
 from __future__ import annotations
