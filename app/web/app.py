@@ -497,7 +497,7 @@ async def _seal_request(web: Web, request: Request,
             try:
                 await web.budget.take(ticket, len(chunk), settings.budget_wait_seconds)
             except Refusal:
-                feeder.batch += chunk  # never charged nor sealed: only its text is read
+                feeder.batch.append(chunk)  # never charged nor sealed: only its text is read
                 await feeder.salvage(body)
                 raise
             await feeder.add(chunk, ticket)
