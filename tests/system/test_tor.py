@@ -137,7 +137,7 @@ def interrupted_js_on(browser: Browser, url: str, net: TorNet, text: str, attach
         page.click("#submit-form button[type=submit]")
         page.wait_for_function(
             "() => { const c = document.querySelector('#codename');"
-            " return (c && c.textContent.trim().split(/\\s+/).length === 7)"
+            " return (c && c.textContent.trim().split(/\\s+/).length === 8)"
             " || document.querySelector('#js-status .error'); }"
         )
         if page.query_selector("#js-status .error") is not None:
