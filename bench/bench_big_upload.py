@@ -62,7 +62,7 @@ def main() -> None:
         mode = "jitless" if args.jitless else "JIT"
         print(f"mode: Chromium with {mode}")
         print(f"send -> receipt: {run.seconds:8.1f} s  {size / 1e6 / run.seconds:7.1f} MB/s"
-              f"  (slow prompt shown: {run.warned})")
+              f"  (slow prompt: {run.warning or 'none'})")
         for name, ms in sorted(run.marks.items()):
             print(f"  {name:<28} {ms / 1000:8.1f} s")
         print("Chromium RSS growth per process (peak - before Send):")

@@ -213,7 +213,7 @@ class UploadRun:
     growth: dict[str, int]
     server_peak: int
     marks: dict[str, float] = field(default_factory=dict)
-    warned: bool = False
+    warning: str | None = None  # the slow-encryption question, if the page asked it
 
     @property
     def largest_growth(self) -> int:
@@ -233,8 +233,9 @@ MEASURES = (
 
 
 def submit_file(url: str, server_pid: int, path: Path, profile: Path, *, jitless: bool = False,
-                timeout_s: float = 1800.0) -> UploadRun:
-    """Send ``path`` with JavaScript on from the submit page; fail if the page refuses."""
+                timeout_s: float = 1800.0, form_data: dict[str, str] | None = None) -> UploadRun:
+    """Send ``path`` with JavaScript on from the submit page; fail if the page refuses.
+    ``form_data`` sets data-* attributes of the form first (e.g. slowSeconds)."""
     args = CHROMIUM_ARGS + (["--js-flags=--jitless"] if jitless else [])
     sampler = MemorySampler(server_pid)
     browser = PipeBrowser(args, profile)
@@ -247,14 +248,17 @@ def submit_file(url: str, server_pid: int, path: Path, profile: Path, *, jitless
         root = browser.send("DOM.getDocument")["root"]["nodeId"]
         node = browser.send("DOM.querySelector", {"nodeId": root, "selector": "#files"})["nodeId"]
         browser.send("DOM.setFileInputFiles", {"files": [str(path)], "nodeId": node})
+        for key, value in (form_data or {}).items():
+            browser.eval(f"document.querySelector('#submit-form').dataset[{json.dumps(key)}]"
+                         f" = {json.dumps(value)}")
         time.sleep(1.0)  # let the page settle before the baseline
         sampler.mark_baseline()
         sampler.start()
         start = time.monotonic()
         browser.eval("document.querySelector('#submit-form button[type=submit]').click()")
-        warned = False
+        warning = None
         while (state := browser.wait_for(RECEIPT_OR_ERROR, timeout_s, 0.5)) == "slow":
-            warned = True
+            warning = str(browser.eval("document.querySelector('.js-warning').textContent"))
             browser.eval("document.querySelector('#js-continue').click()")
         seconds = time.monotonic() - start
         if state == "error":
@@ -265,7 +269,7 @@ def submit_file(url: str, server_pid: int, path: Path, profile: Path, *, jitless
         sampler.halt.set()
         browser.close()
     sampler.join()
-    return UploadRun(seconds, sampler.growth(), sampler.server_peak, marks, warned)
+    return UploadRun(seconds, sampler.growth(), sampler.server_peak, marks, warning)
 
 
 def verify_stored(data_dir: Path, database_url: str, identity_file: Path, size: int,

@@ -14,33 +14,8 @@
 //   so little that it collects rarely (hundreds of MiB of sent chunks piled up there); the
 //   worker allocates constantly, so its collector frees them as it goes. The worker's chunk
 //   buffers are refilled once acknowledged: a whole file moves through window + 1 buffers.
-// With `hashWorker` (a second Worker on the same script) the plaintext SHA-256 is computed
-// there, on another core, while this worker encrypts.
 
 let nextId = 1;
-
-/**
- * SHA-256 (hex) of `blob`, computed in `worker`; `native: false` forces the JavaScript
- * SHA-256 that large files get (the speed probe measures it).
- */
-export function hashInWorker(worker, blob, { native = true } = {}) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    const listener = (ev) => {
-      const m = ev.data;
-      if (!m || m.id !== id) return;
-      worker.removeEventListener("message", listener);
-      if (m.type === "hashed") {
-        performance.measure("guwah:hash", { start: performance.now() - m.ms, duration: m.ms });
-        resolve(m.sha256);
-      } else {
-        reject(new Error(m.message));
-      }
-    };
-    worker.addEventListener("message", listener);
-    worker.postMessage({ type: "hash", id, blob, native });
-  });
-}
 
 /**
  * Encrypt `blob` to `recipients` in `worker` (a Worker running static/js/worker.js).
@@ -49,11 +24,7 @@ export function hashInWorker(worker, blob, { native = true } = {}) {
  * plaintextSize, paddedSize, ciphertextSize, sha256, timings}).
  */
 export function encryptInWorker(worker, blob, recipients, options = {}) {
-  const { hashWorker = null, hash = true } = options;
-  const encrypted = encryptOnly(worker, blob, recipients, { ...options, hash: hash && !hashWorker });
-  if (!hash || !hashWorker) return encrypted;
-  const hashed = hashInWorker(hashWorker, blob);
-  return Promise.all([encrypted, hashed]).then(([summary, sha256]) => ({ ...summary, sha256 }));
+  return encryptOnly(worker, blob, recipients, options);
 }
 
 /** The answer to a PATCH the worker sent, shaped like the part of a fetch Response we use. */
@@ -66,7 +37,8 @@ function answer(m) {
 }
 
 function encryptOnly(worker, blob, recipients, options) {
-  const { onChunk, framing = "attachment", chunkSize, window = 4, hash, remote = false } = options;
+  const { onChunk, framing = "attachment", chunkSize, window = 4, hash = true, remote = false } = options;
+  const jsHash = options.jsHash === true;
   const id = nextId++;
   const puts = new Map(); // put number -> {resolve, reject}
   let nextPut = 1;
@@ -134,6 +106,6 @@ function encryptOnly(worker, blob, recipients, options) {
       }
     };
     worker.addEventListener("message", listener);
-    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize, window, hash, remote });
+    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize, window, hash, jsHash, remote });
   });
 }

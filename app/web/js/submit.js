@@ -13,18 +13,17 @@
 // (the page handles only offsets and retries; the worker sends each PATCH), and reuses a
 // buffer only once the server has acknowledged (and fsynced) its chunk. age encryption is
 // randomized, so a resumed upload must continue with the same ciphertext: the chunk being
-// sent is kept until it is acknowledged. The plaintext SHA-256 is computed in a second
-// worker meanwhile.
+// sent is kept until it is acknowledged.
 //
 // Nothing goes to localStorage, sessionStorage, IndexedDB or cookies; the page forgets
 // what it held after the receipt is shown and when "Leave quickly" is used. Without
 // JavaScript the plain form posts to the server, which seals the parts itself.
 
-import { encryptInWorker, hashInWorker } from "./encrypt-client.js";
+import { encryptInWorker } from "./encrypt-client.js";
 import { deriveMailbox, newCodename } from "./mailbox.js";
 import { padme } from "./padding.js";
 
-export { encryptInWorker, hashInWorker };
+export { encryptInWorker };
 
 /** URL of the built worker next to this script (same origin, allowed by script-src 'self'). */
 export const WORKER_URL = new URL("./worker.js", import.meta.url).href;
@@ -244,7 +243,6 @@ async function encryptAndUpload(ctx, blob, role, framing, row) {
     chunkSize: CHUNK,
     window: WINDOW,
     remote: true, // the ciphertext stays in the worker, which sends it (docs/browser-uploads.md)
-    hashWorker: ctx.hashWorker,
     onChunk: async (data, _seq, p) => {
       row.enc(p.plainDone, p.plainTotal);
       await up.send(data);
@@ -269,23 +267,17 @@ function markTimings(role, start, timings, patchMs) {
 }
 
 /**
- * This browser's speed (bytes per second) at what a large file costs: encryption in one
- * worker while the other hashes with the JavaScript SHA-256. Both workers are warmed up
- * first (script compiled, key wrapped), so the figure is the steady rate a JIT-less
- * browser differs in, not start-up time.
+ * This browser's speed (bytes per second) at what a large file costs: encryption with the
+ * JavaScript SHA-256 that files over 64 MiB get. The worker is warmed up first (script
+ * compiled, key wrapped), so the figure is the steady rate a JIT-less engine differs in,
+ * not start-up time.
  */
 async function probeSpeed(ctx) {
   const sample = (n) => new Blob([new Uint8Array(n)]);
-  const opts = { framing: "attachment", hash: false, chunkSize: PROBE_BYTES, onChunk: () => undefined };
-  await Promise.all([
-    encryptInWorker(ctx.worker, sample(65536), ctx.recipients, opts),
-    hashInWorker(ctx.hashWorker, sample(65536), { native: false }),
-  ]);
+  const opts = { framing: "attachment", jsHash: true, chunkSize: PROBE_BYTES, onChunk: () => undefined };
+  await encryptInWorker(ctx.worker, sample(65536), ctx.recipients, opts);
   const t0 = performance.now();
-  await Promise.all([
-    encryptInWorker(ctx.worker, sample(PROBE_BYTES), ctx.recipients, opts),
-    hashInWorker(ctx.hashWorker, sample(PROBE_BYTES), { native: false }),
-  ]);
+  await encryptInWorker(ctx.worker, sample(PROBE_BYTES), ctx.recipients, opts);
   const seconds = Math.max((performance.now() - t0) / 1000, 0.001);
   return PROBE_BYTES / seconds;
 }
@@ -355,7 +347,6 @@ function showReceipt(ctx, codename, result, fileCount) {
 function forget(form) {
   if (state) {
     state.worker?.terminate();
-    state.hashWorker?.terminate();
     if (state.mailbox?.token instanceof Uint8Array) state.mailbox.token.fill(0);
     state = null;
   }
@@ -393,14 +384,13 @@ async function run(form, s) {
     kind: deskInput.dataset.kind,
     recipients: deskInput.dataset.recipients.split(/\s+/).filter(Boolean),
     worker: new Worker(WORKER_URL),
-    hashWorker: new Worker(WORKER_URL),
     status: (text) => {
       const p = document.createElement("p");
       p.textContent = text;
       box.replaceChildren(p);
     },
   };
-  state = { worker: ctx.worker, hashWorker: ctx.hashWorker };
+  state = { worker: ctx.worker };
   button.disabled = true;
   progress.replaceChildren();
   try {

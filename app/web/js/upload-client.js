@@ -178,7 +178,6 @@ export async function encryptAndUpload(ctx, blob, role, framing, onProgress = ()
     chunkSize: CHUNK,
     window: WINDOW,
     remote: true, // the ciphertext stays in the worker, which sends it (docs/browser-uploads.md)
-    hashWorker: ctx.hashWorker ?? null,
     onChunk: async (data) => {
       await up.send(data);
     },

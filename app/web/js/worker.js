@@ -1,5 +1,5 @@
 // Web Worker: age-encrypt one File/Blob to the desk's recipients without ever holding the
-// whole file, or hash one. Reads Blob slices, appends Padmé padding (padding.js), streams
+// whole file. Reads the Blob as one stream, appends Padmé padding (padding.js), streams
 // through age-encryption's STREAM encrypter and posts ciphertext chunks back as they come, so
 // the page can upload each one. Memory is bounded (docs/browser-uploads.md):
 // - flow control: at most `window` chunks are in flight; the page answers every chunk with
@@ -12,15 +12,15 @@
 //   hundreds of MiB pile up. The chunk buffers are a pool of at most window + 1
 //   ArrayBuffers of `chunkSize` bytes, refilled once acknowledged. Without `remote`, each
 //   chunk's buffer is transferred to the page (no copy) and a new one is made.
-// - hashing (SHA-256 of the plaintext for the testimony) can run in a second instance of this
-//   worker ({type: "hash"}), in parallel with the encryption on another core; it reads the
-//   file again into one reused buffer (a BYOB reader where the browser has one).
+// - the plaintext SHA-256 is computed here, on the stream as it passes. (A second worker
+//   reading the file again would hash in parallel, but in Chromium 156 its reads either
+//   left hundreds of MiB of garbage (default reader) or stalled near 4 GiB (BYOB reader):
+//   docs/browser-uploads.md.)
 //
 // Page -> worker:
 //   {type: "encrypt", id, blob, recipients: ["age1..."|"age1pq1..."],
 //    framing: "attachment"|"testimony", chunkSize?: bytes (default 1 MiB), window?: 4,
-//    hash?: true, remote?: false}
-//   {type: "hash", id, blob, native?: true}   (false: always the JS SHA-256)
+//    hash?: true, jsHash?: false (always the JS SHA-256: the speed probe), remote?: false}
 //   {type: "put", id, seq, put, url, headers, from}   (remote: PATCH bytes from..length)
 //   {type: "ack", id, seq}
 //   {type: "cancel", id}
@@ -31,7 +31,6 @@
 //   {type: "put", id, seq, put, status, offset (Upload-Offset), error} | {..., network: true}
 //   {type: "done", id, chunks, plaintextSize, paddedSize, ciphertextSize, sha256: hex|null,
 //    timings: {totalMs, readMs, hashMs, waitMs}}
-//   {type: "hashed", id, sha256: hex, ms}
 //   {type: "error", id, message}
 
 import { Encrypter } from "age-encryption";
@@ -39,7 +38,6 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { FILL, paddingFor } from "./padding.js";
 
-const READ_SIZE = 1 << 20; // Blob slice read at a time: bounded memory whatever the file size
 const PAD_BLOCK = 1 << 16;
 // Up to this size the plaintext SHA-256 is computed by WebCrypto in one call (native code,
 // hundreds of MB/s even without a JIT, where @noble's JS SHA-256 does ~0.5-1 MB/s). It
@@ -187,7 +185,7 @@ async function encryptJob(msg) {
     const e = new Encrypter();
     for (const r of msg.recipients) e.addRecipient(r);
     const wantHash = msg.hash !== false;
-    const small = msg.blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle;
+    const small = !msg.jsHash && msg.blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle;
     const digest = wantHash && small ? await webcryptoSha256(msg.blob) : null;
     const hasher = wantHash && !small ? sha256.create() : null;
     const reader = (await e.encrypt(plaintextStream(msg.blob, framing, hasher, job))).getReader();
@@ -249,60 +247,6 @@ async function putJob(msg) {
   self.postMessage({ ...reply, status: res.status, offset: res.headers.get("Upload-Offset"), error });
 }
 
-/** Fill `buffer` from a BYOB reader; returns the filled view (shorter only at the end). */
-async function readFull(reader, buffer) {
-  let filled = 0;
-  while (filled < buffer.byteLength) {
-    const { done, value } = await reader.read(new Uint8Array(buffer, filled, buffer.byteLength - filled));
-    if (value) buffer = value.buffer; // the same memory, handed back (transferred)
-    if (done) break;
-    filled += value.byteLength;
-  }
-  return new Uint8Array(buffer, 0, filled);
-}
-
-/** SHA-256 of a Blob, read into one reused buffer: no garbage per read. */
-async function hashJob(msg) {
-  const start = now();
-  const blob = msg.blob;
-  const job = { cancelled: false };
-  jobs.set(msg.id, job);
-  try {
-    let hex;
-    if (msg.native !== false && blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle) {
-      hex = await webcryptoSha256(blob);
-    } else {
-      const hasher = sha256.create();
-      let seen = 0;
-      let reader = null;
-      try {
-        reader = blob.stream().getReader({ mode: "byob" });
-      } catch {
-        reader = null; // no byte stream here: fall back to slices
-      }
-      let buffer = new ArrayBuffer(READ_SIZE);
-      while (seen < blob.size && !job.cancelled) {
-        let view;
-        if (reader) {
-          view = await readFull(reader, buffer);
-          buffer = view.buffer;
-        } else {
-          view = new Uint8Array(await blob.slice(seen, seen + READ_SIZE).arrayBuffer());
-        }
-        if (view.length === 0) break;
-        hasher.update(view);
-        seen += view.length;
-      }
-      if (job.cancelled) throw new Error("cancelled");
-      if (seen !== blob.size) throw new Error("the file changed while it was read");
-      hex = bytesToHex(hasher.digest());
-    }
-    self.postMessage({ type: "hashed", id: msg.id, sha256: hex, ms: now() - start });
-  } finally {
-    jobs.delete(msg.id);
-  }
-}
-
 function onControl(msg) {
   const job = jobs.get(msg.id);
   if (!job) return;
@@ -330,7 +274,6 @@ self.onmessage = (ev) => {
     self.postMessage({ type: "error", id: msg.id, message: String(err?.message ?? err) });
   };
   if (msg.type === "encrypt") encryptJob(msg).catch(fail);
-  else if (msg.type === "hash") hashJob(msg).catch(fail);
   else if (msg.type === "put") putJob(msg).catch(fail);
   else if (msg.type === "ack" || msg.type === "cancel") onControl(msg);
 };

@@ -7781,30 +7781,8 @@ async function decryptReply(file, replyIdentity) {
 
 // app/web/js/encrypt-client.js
 var nextId = 1;
-function hashInWorker(worker, blob, { native = true } = {}) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    const listener = (ev) => {
-      const m = ev.data;
-      if (!m || m.id !== id) return;
-      worker.removeEventListener("message", listener);
-      if (m.type === "hashed") {
-        performance.measure("guwah:hash", { start: performance.now() - m.ms, duration: m.ms });
-        resolve(m.sha256);
-      } else {
-        reject(new Error(m.message));
-      }
-    };
-    worker.addEventListener("message", listener);
-    worker.postMessage({ type: "hash", id, blob, native });
-  });
-}
 function encryptInWorker(worker, blob, recipients, options = {}) {
-  const { hashWorker = null, hash = true } = options;
-  const encrypted = encryptOnly(worker, blob, recipients, { ...options, hash: hash && !hashWorker });
-  if (!hash || !hashWorker) return encrypted;
-  const hashed = hashInWorker(hashWorker, blob);
-  return Promise.all([encrypted, hashed]).then(([summary, sha2563]) => ({ ...summary, sha256: sha2563 }));
+  return encryptOnly(worker, blob, recipients, options);
 }
 function answer(m) {
   return {
@@ -7814,7 +7792,8 @@ function answer(m) {
   };
 }
 function encryptOnly(worker, blob, recipients, options) {
-  const { onChunk, framing = "attachment", chunkSize: chunkSize2, window: window2 = 4, hash, remote = false } = options;
+  const { onChunk, framing = "attachment", chunkSize: chunkSize2, window: window2 = 4, hash = true, remote = false } = options;
+  const jsHash = options.jsHash === true;
   const id = nextId++;
   const puts = /* @__PURE__ */ new Map();
   let nextPut = 1;
@@ -7881,7 +7860,7 @@ function encryptOnly(worker, blob, recipients, options) {
       }
     };
     worker.addEventListener("message", listener);
-    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize: chunkSize2, window: window2, hash, remote });
+    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize: chunkSize2, window: window2, hash, jsHash, remote });
   });
 }
 
@@ -8042,7 +8021,6 @@ async function encryptAndUpload(ctx, blob, role, framing, onProgress = () => voi
     window: WINDOW,
     remote: true,
     // the ciphertext stays in the worker, which sends it (docs/browser-uploads.md)
-    hashWorker: ctx.hashWorker ?? null,
     onChunk: async (data) => {
       await up.send(data);
     }

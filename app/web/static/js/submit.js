@@ -4,30 +4,8 @@
 
 // app/web/js/encrypt-client.js
 var nextId = 1;
-function hashInWorker(worker, blob, { native = true } = {}) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    const listener = (ev) => {
-      const m = ev.data;
-      if (!m || m.id !== id) return;
-      worker.removeEventListener("message", listener);
-      if (m.type === "hashed") {
-        performance.measure("guwah:hash", { start: performance.now() - m.ms, duration: m.ms });
-        resolve(m.sha256);
-      } else {
-        reject(new Error(m.message));
-      }
-    };
-    worker.addEventListener("message", listener);
-    worker.postMessage({ type: "hash", id, blob, native });
-  });
-}
 function encryptInWorker(worker, blob, recipients, options = {}) {
-  const { hashWorker = null, hash = true } = options;
-  const encrypted = encryptOnly(worker, blob, recipients, { ...options, hash: hash && !hashWorker });
-  if (!hash || !hashWorker) return encrypted;
-  const hashed = hashInWorker(hashWorker, blob);
-  return Promise.all([encrypted, hashed]).then(([summary, sha2563]) => ({ ...summary, sha256: sha2563 }));
+  return encryptOnly(worker, blob, recipients, options);
 }
 function answer(m) {
   return {
@@ -37,7 +15,8 @@ function answer(m) {
   };
 }
 function encryptOnly(worker, blob, recipients, options) {
-  const { onChunk, framing = "attachment", chunkSize, window: window2 = 4, hash, remote = false } = options;
+  const { onChunk, framing = "attachment", chunkSize, window: window2 = 4, hash = true, remote = false } = options;
+  const jsHash = options.jsHash === true;
   const id = nextId++;
   const puts = /* @__PURE__ */ new Map();
   let nextPut = 1;
@@ -104,7 +83,7 @@ function encryptOnly(worker, blob, recipients, options) {
       }
     };
     worker.addEventListener("message", listener);
-    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize, window: window2, hash, remote });
+    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize, window: window2, hash, jsHash, remote });
   });
 }
 
@@ -6658,7 +6637,6 @@ async function encryptAndUpload(ctx, blob, role, framing, row) {
     window: WINDOW,
     remote: true,
     // the ciphertext stays in the worker, which sends it (docs/browser-uploads.md)
-    hashWorker: ctx.hashWorker,
     onChunk: async (data, _seq, p) => {
       row.enc(p.plainDone, p.plainTotal);
       await up.send(data);
@@ -6681,16 +6659,10 @@ function markTimings(role, start, timings, patchMs) {
 }
 async function probeSpeed(ctx) {
   const sample = (n) => new Blob([new Uint8Array(n)]);
-  const opts2 = { framing: "attachment", hash: false, chunkSize: PROBE_BYTES, onChunk: () => void 0 };
-  await Promise.all([
-    encryptInWorker(ctx.worker, sample(65536), ctx.recipients, opts2),
-    hashInWorker(ctx.hashWorker, sample(65536), { native: false })
-  ]);
+  const opts2 = { framing: "attachment", jsHash: true, chunkSize: PROBE_BYTES, onChunk: () => void 0 };
+  await encryptInWorker(ctx.worker, sample(65536), ctx.recipients, opts2);
   const t0 = performance.now();
-  await Promise.all([
-    encryptInWorker(ctx.worker, sample(PROBE_BYTES), ctx.recipients, opts2),
-    hashInWorker(ctx.hashWorker, sample(PROBE_BYTES), { native: false })
-  ]);
+  await encryptInWorker(ctx.worker, sample(PROBE_BYTES), ctx.recipients, opts2);
   const seconds = Math.max((performance.now() - t0) / 1e3, 1e-3);
   return PROBE_BYTES / seconds;
 }
@@ -6755,7 +6727,6 @@ function showReceipt(ctx, codename, result, fileCount) {
 function forget(form) {
   if (state) {
     state.worker?.terminate();
-    state.hashWorker?.terminate();
     if (state.mailbox?.token instanceof Uint8Array) state.mailbox.token.fill(0);
     state = null;
   }
@@ -6791,14 +6762,13 @@ async function run(form, s) {
     kind: deskInput.dataset.kind,
     recipients: deskInput.dataset.recipients.split(/\s+/).filter(Boolean),
     worker: new Worker(WORKER_URL),
-    hashWorker: new Worker(WORKER_URL),
     status: (text) => {
       const p = document.createElement("p");
       p.textContent = text;
       box.replaceChildren(p);
     }
   };
-  state = { worker: ctx.worker, hashWorker: ctx.hashWorker };
+  state = { worker: ctx.worker };
   button.disabled = true;
   progress.replaceChildren();
   try {
@@ -6918,6 +6888,5 @@ export {
   WORKER_URL,
   ciphertextSize2 as ciphertextSize,
   encryptInWorker,
-  hashInWorker,
   headerLength
 };

@@ -8524,7 +8524,6 @@
   }
 
   // app/web/js/worker.js
-  var READ_SIZE = 1 << 20;
   var PAD_BLOCK = 1 << 16;
   var WEBCRYPTO_HASH_LIMIT = 64 << 20;
   async function webcryptoSha256(blob) {
@@ -8656,7 +8655,7 @@
       const e = new Encrypter();
       for (const r of msg.recipients) e.addRecipient(r);
       const wantHash = msg.hash !== false;
-      const small = msg.blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle;
+      const small = !msg.jsHash && msg.blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle;
       const digest = wantHash && small ? await webcryptoSha256(msg.blob) : null;
       const hasher = wantHash && !small ? sha256.create() : null;
       const reader = (await e.encrypt(plaintextStream(msg.blob, framing, hasher, job))).getReader();
@@ -8714,56 +8713,6 @@
     }
     self.postMessage({ ...reply, status: res.status, offset: res.headers.get("Upload-Offset"), error });
   }
-  async function readFull(reader, buffer) {
-    let filled = 0;
-    while (filled < buffer.byteLength) {
-      const { done, value } = await reader.read(new Uint8Array(buffer, filled, buffer.byteLength - filled));
-      if (value) buffer = value.buffer;
-      if (done) break;
-      filled += value.byteLength;
-    }
-    return new Uint8Array(buffer, 0, filled);
-  }
-  async function hashJob(msg) {
-    const start = now();
-    const blob = msg.blob;
-    const job = { cancelled: false };
-    jobs.set(msg.id, job);
-    try {
-      let hex;
-      if (msg.native !== false && blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle) {
-        hex = await webcryptoSha256(blob);
-      } else {
-        const hasher = sha256.create();
-        let seen = 0;
-        let reader = null;
-        try {
-          reader = blob.stream().getReader({ mode: "byob" });
-        } catch {
-          reader = null;
-        }
-        let buffer = new ArrayBuffer(READ_SIZE);
-        while (seen < blob.size && !job.cancelled) {
-          let view;
-          if (reader) {
-            view = await readFull(reader, buffer);
-            buffer = view.buffer;
-          } else {
-            view = new Uint8Array(await blob.slice(seen, seen + READ_SIZE).arrayBuffer());
-          }
-          if (view.length === 0) break;
-          hasher.update(view);
-          seen += view.length;
-        }
-        if (job.cancelled) throw new Error("cancelled");
-        if (seen !== blob.size) throw new Error("the file changed while it was read");
-        hex = bytesToHex(hasher.digest());
-      }
-      self.postMessage({ type: "hashed", id: msg.id, sha256: hex, ms: now() - start });
-    } finally {
-      jobs.delete(msg.id);
-    }
-  }
   function onControl(msg) {
     const job = jobs.get(msg.id);
     if (!job) return;
@@ -8790,7 +8739,6 @@
       self.postMessage({ type: "error", id: msg.id, message: String(err?.message ?? err) });
     };
     if (msg.type === "encrypt") encryptJob(msg).catch(fail);
-    else if (msg.type === "hash") hashJob(msg).catch(fail);
     else if (msg.type === "put") putJob(msg).catch(fail);
     else if (msg.type === "ack" || msg.type === "cancel") onControl(msg);
   };
