@@ -17,16 +17,6 @@
 
 let nextId = 1;
 
-/**
- * Encrypt `blob` to `recipients` in `worker` (a Worker running static/js/worker.js).
- * `onChunk(chunk, seq, {plainDone, plainTotal})` may return a promise; the chunk counts as
- * in flight until it resolves. Resolves to the worker's "done" summary ({chunks,
- * plaintextSize, paddedSize, ciphertextSize, sha256, timings}).
- */
-export function encryptInWorker(worker, blob, recipients, options = {}) {
-  return encryptOnly(worker, blob, recipients, options);
-}
-
 /** The answer to a PATCH the worker sent, shaped like the part of a fetch Response we use. */
 function answer(m) {
   return {
@@ -36,7 +26,13 @@ function answer(m) {
   };
 }
 
-function encryptOnly(worker, blob, recipients, options) {
+/**
+ * Encrypt `blob` to `recipients` in `worker` (a Worker running static/js/worker.js).
+ * `onChunk(chunk, seq, {plainDone, plainTotal})` may return a promise; the chunk counts as
+ * in flight until it resolves. Resolves to the worker's "done" summary ({chunks,
+ * plaintextSize, paddedSize, ciphertextSize, sha256, timings}).
+ */
+export function encryptInWorker(worker, blob, recipients, options = {}) {
   const { onChunk, framing = "attachment", chunkSize, window = 4, hash = true, remote = false } = options;
   const jsHash = options.jsHash === true;
   const id = nextId++;

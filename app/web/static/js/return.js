@@ -7781,9 +7781,6 @@ async function decryptReply(file, replyIdentity) {
 
 // app/web/js/encrypt-client.js
 var nextId = 1;
-function encryptInWorker(worker, blob, recipients, options = {}) {
-  return encryptOnly(worker, blob, recipients, options);
-}
 function answer(m) {
   return {
     status: m.status,
@@ -7791,7 +7788,7 @@ function answer(m) {
     json: async () => ({ error: m.error })
   };
 }
-function encryptOnly(worker, blob, recipients, options) {
+function encryptInWorker(worker, blob, recipients, options = {}) {
   const { onChunk, framing = "attachment", chunkSize: chunkSize2, window: window2 = 4, hash = true, remote = false } = options;
   const jsHash = options.jsHash === true;
   const id = nextId++;

@@ -4,9 +4,6 @@
 
 // app/web/js/encrypt-client.js
 var nextId = 1;
-function encryptInWorker(worker, blob, recipients, options = {}) {
-  return encryptOnly(worker, blob, recipients, options);
-}
 function answer(m) {
   return {
     status: m.status,
@@ -14,7 +11,7 @@ function answer(m) {
     json: async () => ({ error: m.error })
   };
 }
-function encryptOnly(worker, blob, recipients, options) {
+function encryptInWorker(worker, blob, recipients, options = {}) {
   const { onChunk, framing = "attachment", chunkSize, window: window2 = 4, hash = true, remote = false } = options;
   const jsHash = options.jsHash === true;
   const id = nextId++;
