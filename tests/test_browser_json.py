@@ -136,7 +136,8 @@ def submit_in_browser(server: GuwahServer, files: list[tuple[Path, bytes]], name
             SHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOTS / f"{name}-form.png"), full_page=True)
             if expect_slow_warning:  # any speed counts as slow: the warning must appear
-                page.eval_on_selector("#submit-form", "f => { f.dataset.slowSeconds = '0'; }")
+                page.eval_on_selector(
+                    "#submit-form", "f => { f.dataset.slowSeconds = '0'; f.dataset.slowRate = '1e12'; }")
             page.click("#submit-form button[type=submit]")
             if expect_slow_warning:
                 page.wait_for_selector("#js-continue")

@@ -8,10 +8,12 @@
 // network error it asks the server for its offset with HEAD and continues from there), and
 // commits the submission in one request. Nothing readable leaves the page.
 //
-// Memory stays bounded whatever the file size: the worker produces at most WINDOW chunks
-// ahead of the upload, and a chunk is dropped only once the server has acknowledged (and
-// fsynced) it. age encryption is randomized, so a resumed upload must continue with the
-// same ciphertext: the chunk being sent is kept until it is acknowledged.
+// Memory stays bounded whatever the file size (docs/browser-uploads.md): the worker produces
+// at most WINDOW chunks ahead of the upload into a pool of WINDOW + 1 buffers, keeps them
+// (the page handles only offsets and retries; the worker sends each PATCH), and reuses a
+// buffer only once the server has acknowledged (and fsynced) its chunk. age encryption is
+// randomized, so a resumed upload must continue with the same ciphertext: the chunk being
+// sent is kept until it is acknowledged.
 //
 // Nothing goes to localStorage, sessionStorage, IndexedDB or cookies; the page forgets
 // what it held after the receipt is shown and when "Leave quickly" is used. Without
@@ -27,12 +29,16 @@ export { encryptInWorker };
 export const WORKER_URL = new URL("./worker.js", import.meta.url).href;
 
 const TUS = "1.0.0";
-const CHUNK = 2 << 20; // ciphertext bytes per PATCH
-const WINDOW = 2; // chunks the worker may produce ahead of the upload
+const CHUNK = 4 << 20; // ciphertext bytes per PATCH
+const WINDOW = 3; // chunks the worker may produce ahead of the upload
 const STREAM_CHUNK = 65536;
 const MAX_TRIES = 10;
-const PROBE_BYTES = 512 << 10;
+const PROBE_BYTES = 1 << 20;
+const PROBE_ABOVE = 4 << 20; // smaller submissions are quick anywhere: no measurement
 const SLOW_SECONDS = 60;
+// Below this encryption speed (bytes/s) a browser is "slow": a JIT-less engine (Tor Browser
+// "Safer") does about 2 MB/s, any JIT engine, even a phone's, well over 10 MB/s.
+const SLOW_RATE = 8e6;
 
 let state = null; // everything the page holds during a submission; dropped afterwards
 
@@ -96,6 +102,7 @@ class Upload {
     this.offset = 0; // what the server has acknowledged
     this.logical = 0; // ciphertext bytes handed to us so far
     this.length = 0;
+    this.patchMs = 0; // time spent in PATCH requests (performance marks)
   }
 
   headers(extra = {}) {
@@ -106,8 +113,9 @@ class Upload {
     return `${url}${url.includes("?") ? "&" : "?"}lang=${encodeURIComponent(this.ctx.lang)}`;
   }
 
+  /** Create the upload; `first` is the first chunk (its `header` is the age header's length). */
   async create(first) {
-    this.length = ciphertextSize(headerLength(first), this.plainSize);
+    this.length = ciphertextSize(first.header, this.plainSize);
     const meta = `desk ${btoa(unescape(encodeURIComponent(this.ctx.desk)))},role ${btoa(this.role)}`;
     const res = await this.retrying(() =>
       fetch(this.withLang("/api/uploads"), {
@@ -155,7 +163,10 @@ class Upload {
     return Number(res.headers.get("Upload-Offset"));
   }
 
-  /** Send one ciphertext chunk; resolves once the server has stored all of it. */
+  /**
+   * Send one ciphertext chunk (a handle from encryptInWorker with `remote: true`: the bytes
+   * stay in the worker, which PATCHes them); resolves once the server has stored all of it.
+   */
   async send(data) {
     if (this.url === null) await this.create(data);
     const start = this.logical;
@@ -165,21 +176,21 @@ class Upload {
     let delay = 500;
     while (this.offset < end) {
       if (this.offset < start) throw new Refused(this.ctx.s.gone); // never happens: acked bytes are durable
-      const body = data.subarray(this.offset - start);
       let res = null;
+      const t0 = performance.now();
       try {
-        res = await fetch(this.withLang(this.url), {
-          method: "PATCH",
-          headers: this.headers({
+        res = await data.put(
+          this.withLang(this.url),
+          this.headers({
             "Upload-Offset": String(this.offset),
             "Content-Type": "application/offset+octet-stream",
           }),
-          body,
-          cache: "no-store",
-        });
+          this.offset - start,
+        );
       } catch {
         res = null; // connection cut (e.g. a Tor circuit dropped)
       }
+      this.patchMs += performance.now() - t0;
       if (res && res.status === 204) {
         this.offset = Number(res.headers.get("Upload-Offset"));
         failures = 0;
@@ -242,31 +253,47 @@ function progressRow(container, label, s) {
 /** Encrypt `blob` in the worker and upload it as `role`; resolves to {upload id, sha256}. */
 async function encryptAndUpload(ctx, blob, role, framing, row) {
   const up = new Upload(ctx, role, blob.size, row.up);
+  const start = performance.now();
   const summary = await encryptInWorker(ctx.worker, blob, ctx.recipients, {
     framing,
     chunkSize: CHUNK,
     window: WINDOW,
+    remote: true, // the ciphertext stays in the worker, which sends it (docs/browser-uploads.md)
     onChunk: async (data, _seq, p) => {
       row.enc(p.plainDone, p.plainTotal);
       await up.send(data);
     },
   });
   row.enc(1, 1);
+  markTimings(role, start, summary.timings, up.patchMs);
   if (up.offset !== up.length || summary.ciphertextSize !== up.length) {
     throw new Refused(ctx.s.failed);
   }
   return { id: up.id, sha256: summary.sha256 };
 }
 
-/** Measure this browser's encryption speed on a small sample (bytes per second). */
-async function probeSpeed(worker, recipients) {
+/** Performance measures of one file ("guwah:<role> ..."), read by the benchmarks. */
+function markTimings(role, start, timings, patchMs) {
+  const end = performance.now();
+  performance.measure(`guwah:${role} total`, { start, end });
+  performance.measure(`guwah:${role} PATCH`, { start, duration: patchMs });
+  for (const [k, ms] of Object.entries(timings ?? {})) {
+    performance.measure(`guwah:${role} worker ${k}`, { start, duration: ms });
+  }
+}
+
+/**
+ * This browser's speed (bytes per second) at what a large file costs: encryption with the
+ * JavaScript SHA-256 that files over 64 MiB get. The worker is warmed up first (script
+ * compiled, key wrapped), so the figure is the steady rate a JIT-less engine differs in,
+ * not start-up time.
+ */
+async function probeSpeed(ctx) {
+  const sample = (n) => new Blob([new Uint8Array(n)]);
+  const opts = { framing: "attachment", jsHash: true, chunkSize: PROBE_BYTES, onChunk: () => undefined };
+  await encryptInWorker(ctx.worker, sample(65536), ctx.recipients, opts);
   const t0 = performance.now();
-  await encryptInWorker(worker, new Blob([new Uint8Array(PROBE_BYTES)]), recipients, {
-    framing: "attachment",
-    hash: false,
-    chunkSize: PROBE_BYTES,
-    onChunk: () => undefined,
-  });
+  await encryptInWorker(ctx.worker, sample(PROBE_BYTES), ctx.recipients, opts);
   const seconds = Math.max((performance.now() - t0) / 1000, 0.001);
   return PROBE_BYTES / seconds;
 }
@@ -391,12 +418,13 @@ async function run(form, s) {
   progress.replaceChildren();
   try {
     const total = files.reduce((n, f) => n + f.size, 0) + testimony.length;
-    if (total > 8 * PROBE_BYTES) {
+    if (total > PROBE_ABOVE) {
       ctx.status(s.measuring);
-      const speed = await probeSpeed(ctx.worker, ctx.recipients);
+      const speed = await probeSpeed(ctx);
       const seconds = total / speed;
       const slow = Number(form.dataset.slowSeconds || SLOW_SECONDS);
-      if (seconds > slow && !(await askToContinue(box, s, seconds))) {
+      const slowRate = Number(form.dataset.slowRate || SLOW_RATE);
+      if (seconds > slow && speed < slowRate && !(await askToContinue(box, s, seconds))) {
         box.replaceChildren();
         return;
       }

@@ -10,8 +10,8 @@ import { encryptInWorker } from "./encrypt-client.js";
 import { padme } from "./padding.js";
 
 const TUS = "1.0.0";
-const CHUNK = 2 << 20; // ciphertext bytes per PATCH
-const WINDOW = 2; // chunks the worker may produce ahead of the upload
+const CHUNK = 4 << 20; // ciphertext bytes per PATCH
+const WINDOW = 3; // chunks the worker may produce ahead of the upload
 const STREAM_CHUNK = 65536;
 const MAX_TRIES = 10;
 
@@ -89,8 +89,9 @@ class Upload {
     return { "Tus-Resumable": TUS, ...extra };
   }
 
+  /** Create the upload; `first` is the first chunk (its `header` is the age header's length). */
   async create(first) {
-    this.length = ciphertextSize(headerLength(first), this.plainSize);
+    this.length = ciphertextSize(first.header, this.plainSize);
     const desk = btoa(String.fromCharCode(...new TextEncoder().encode(this.ctx.desk)));
     const res = await retrying(this.ctx, () =>
       fetch(withLang(this.ctx, "/api/uploads"), {
@@ -117,7 +118,10 @@ class Upload {
     return Number(res.headers.get("Upload-Offset"));
   }
 
-  /** Send one ciphertext chunk; resolves once the server has stored all of it. */
+  /**
+   * Send one ciphertext chunk (a handle from encryptInWorker with `remote: true`: the bytes
+   * stay in the worker, which PATCHes them); resolves once the server has stored all of it.
+   */
   async send(data) {
     if (this.url === null) await this.create(data);
     const start = this.logical;
@@ -127,18 +131,16 @@ class Upload {
     let delay = 500;
     while (this.offset < end) {
       if (this.offset < start) throw new Refused(this.ctx.s.gone);
-      const body = data.subarray(this.offset - start);
       let res = null;
       try {
-        res = await fetch(withLang(this.ctx, this.url), {
-          method: "PATCH",
-          headers: this.headers({
+        res = await data.put(
+          withLang(this.ctx, this.url),
+          this.headers({
             "Upload-Offset": String(this.offset),
             "Content-Type": "application/offset+octet-stream",
           }),
-          body,
-          cache: "no-store",
-        });
+          this.offset - start,
+        );
       } catch {
         res = null; // connection cut (e.g. a Tor circuit dropped)
       }
@@ -175,6 +177,7 @@ export async function encryptAndUpload(ctx, blob, role, framing, onProgress = ()
     framing,
     chunkSize: CHUNK,
     window: WINDOW,
+    remote: true, // the ciphertext stays in the worker, which sends it (docs/browser-uploads.md)
     onChunk: async (data) => {
       await up.send(data);
     },

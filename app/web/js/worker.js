@@ -1,17 +1,36 @@
 // Web Worker: age-encrypt one File/Blob to the desk's recipients without ever holding the
-// whole file. Reads Blob slices, appends Padmé padding (padding.js), streams through
-// age-encryption's STREAM encrypter and posts ciphertext chunks back as they come, so the
-// page can upload each one. Flow control: at most `window` chunks are in flight; the page
-// answers every chunk with {type: "ack", id} once it has uploaded (or dropped) it.
+// whole file. Reads the Blob as one stream, appends Padmé padding (padding.js), streams
+// through age-encryption's STREAM encrypter and posts ciphertext chunks back as they come, so
+// the page can upload each one. Memory is bounded (docs/browser-uploads.md):
+// - flow control: at most `window` chunks are in flight; the page answers every chunk with
+//   {type: "ack", id} once it has uploaded (or dropped) it;
+// - with `remote: true` (what the upload uses) the ciphertext never goes to the page: the
+//   worker keeps each chunk until its ack and PATCHes it itself when the page asks
+//   ({type: "put"}: the page keeps the tus logic, offsets and retries). Chromium keeps the
+//   copy of a request body it makes in garbage-collected memory; here, where encryption
+//   allocates all the time, the collector frees it promptly, where the idle page would let
+//   hundreds of MiB pile up. The chunk buffers are a pool of at most window + 1
+//   ArrayBuffers of `chunkSize` bytes, refilled once acknowledged. Without `remote`, each
+//   chunk's buffer is transferred to the page (no copy) and a new one is made.
+// - the plaintext SHA-256 is computed here, on the stream as it passes. (A second worker
+//   reading the file again would hash in parallel, but in Chromium 156 its reads either
+//   left hundreds of MiB of garbage (default reader) or stalled near 4 GiB (BYOB reader):
+//   docs/browser-uploads.md.)
 //
 // Page -> worker:
 //   {type: "encrypt", id, blob, recipients: ["age1..."|"age1pq1..."],
 //    framing: "attachment"|"testimony", chunkSize?: bytes (default 1 MiB), window?: 4,
-//    hash?: true}
-//   {type: "ack", id}        {type: "cancel", id}
+//    hash?: true, jsHash?: false (always the JS SHA-256: the speed probe), remote?: false}
+//   {type: "put", id, seq, put, url, headers, from}   (remote: PATCH bytes from..length)
+//   {type: "ack", id, seq}
+//   {type: "cancel", id}
 // Worker -> page:
-//   {type: "chunk", id, seq, data: ArrayBuffer (transferred), plainDone, plainTotal}
-//   {type: "done", id, chunks, plaintextSize, paddedSize, ciphertextSize, sha256: hex|null}
+//   {type: "chunk", id, seq, data?: ArrayBuffer (transferred; not when remote), length,
+//    header (length of the age header), plainDone, plainTotal}
+//     (the ciphertext is the first `length` bytes of `data`)
+//   {type: "put", id, seq, put, status, offset (Upload-Offset), error} | {..., network: true}
+//   {type: "done", id, chunks, plaintextSize, paddedSize, ciphertextSize, sha256: hex|null,
+//    timings: {totalMs, readMs, hashMs, waitMs}}
 //   {type: "error", id, message}
 
 // Its ChaCha20-Poly1305 is app/web/js/chacha20poly1305.js (tests/js/build.mjs substitutes it
@@ -21,7 +40,6 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { FILL, paddingFor } from "./padding.js";
 
-const READ_SIZE = 1 << 20; // Blob slice read at a time: bounded memory whatever the file size
 const PAD_BLOCK = 1 << 16;
 // Up to this size the plaintext SHA-256 is computed by WebCrypto in one call (native code,
 // hundreds of MB/s even without a JIT, where @noble's JS SHA-256 does ~0.5-1 MB/s). It
@@ -35,6 +53,7 @@ async function webcryptoSha256(blob) {
 }
 
 const jobs = new Map();
+const now = () => performance.now();
 
 /** A pull-based stream of plaintext + padding, hashing the plaintext as it passes. */
 function plaintextStream(blob, framing, hasher, job) {
@@ -42,6 +61,7 @@ function plaintextStream(blob, framing, hasher, job) {
   let pad = paddingFor(size);
   const fill = FILL[framing];
   let offset = 0;
+  const source = blob.stream().getReader(); // one read-ahead pipe, not a request per slice
   return new ReadableStream({
     async pull(controller) {
       if (job.cancelled) {
@@ -49,11 +69,17 @@ function plaintextStream(blob, framing, hasher, job) {
         return;
       }
       if (offset < size) {
-        const end = Math.min(size, offset + READ_SIZE);
-        const buf = new Uint8Array(await blob.slice(offset, end).arrayBuffer());
-        if (buf.length !== end - offset) throw new Error("the file changed while it was read");
-        if (hasher) hasher.update(buf);
-        offset = end;
+        const t0 = now();
+        const { done, value } = await source.read();
+        const t1 = now();
+        job.timings.readMs += t1 - t0;
+        if (done || offset + value.length > size) throw new Error("the file changed while it was read");
+        const buf = value;
+        if (hasher) {
+          hasher.update(buf);
+          job.timings.hashMs += now() - t1;
+        }
+        offset += buf.length;
         job.plainDone = offset;
         controller.enqueue(buf);
         return;
@@ -70,44 +96,63 @@ function plaintextStream(blob, framing, hasher, job) {
 }
 
 async function waitForCredit(job) {
+  const t0 = now();
   while (job.inFlight >= job.window && !job.cancelled) {
     await new Promise((resolve) => {
       job.wake = resolve;
     });
   }
+  job.timings.waitMs += now() - t0;
 }
 
-async function send(job, parts, length) {
+/** A chunk buffer: an acknowledged one again, or a new one while the pool is not full. */
+function takeBuffer(job) {
+  return job.free.pop() ?? new ArrayBuffer(job.chunkSize);
+}
+
+/** Tell the page about the filled part of the current buffer (kept, or transferred). */
+async function flush(job) {
   await waitForCredit(job);
   if (job.cancelled) throw new Error("cancelled");
-  const out = new Uint8Array(length);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
+  const buffer = job.out;
+  const length = job.used;
+  job.out = null;
+  job.used = 0;
   job.inFlight++;
   job.ciphertextSize += length;
-  self.postMessage(
-    {
-      type: "chunk",
-      id: job.id,
-      seq: job.seq++,
-      data: out.buffer,
-      plainDone: job.plainDone,
-      plainTotal: job.plainTotal,
-    },
-    [out.buffer],
-  );
+  const msg = {
+    type: "chunk",
+    id: job.id,
+    seq: job.seq,
+    length,
+    header: job.header,
+    plainDone: job.plainDone,
+    plainTotal: job.plainTotal,
+  };
+  if (job.remote) {
+    job.held.set(job.seq++, { buffer, length });
+    self.postMessage(msg);
+  } else {
+    job.seq++;
+    self.postMessage({ ...msg, data: buffer }, [buffer]);
+  }
 }
 
-async function encryptJob(msg) {
-  const framing = msg.framing ?? "attachment";
-  if (!(framing in FILL)) throw new Error(`unknown framing: ${framing}`);
-  if (!Array.isArray(msg.recipients) || msg.recipients.length === 0) {
-    throw new Error("no recipients");
+/** Copy one piece of ciphertext into the chunk buffers, posting each one that fills up. */
+async function collect(job, piece) {
+  let rest = piece;
+  while (rest.length > 0) {
+    if (job.out === null) job.out = takeBuffer(job);
+    const n = Math.min(rest.length, job.chunkSize - job.used);
+    new Uint8Array(job.out, job.used, n).set(rest.subarray(0, n));
+    job.used += n;
+    rest = rest.subarray(n);
+    if (job.used === job.chunkSize) await flush(job);
   }
-  const job = {
+}
+
+function newJob(msg) {
+  return {
     id: msg.id,
     window: Math.max(1, msg.window ?? 4),
     chunkSize: Math.max(1 << 16, msg.chunkSize ?? 1 << 20),
@@ -118,30 +163,42 @@ async function encryptJob(msg) {
     plainDone: 0,
     plainTotal: msg.blob.size,
     ciphertextSize: 0,
+    remote: msg.remote === true,
+    held: new Map(), // seq -> {buffer, length}: sent to the page, not yet acknowledged
+    header: 0,
+    finished: false,
+    free: [],
+    out: null,
+    used: 0,
+    timings: { totalMs: 0, readMs: 0, hashMs: 0, waitMs: 0 },
   };
+}
+
+async function encryptJob(msg) {
+  const framing = msg.framing ?? "attachment";
+  if (!(framing in FILL)) throw new Error(`unknown framing: ${framing}`);
+  if (!Array.isArray(msg.recipients) || msg.recipients.length === 0) {
+    throw new Error("no recipients");
+  }
+  const job = newJob(msg);
+  const start = now();
   jobs.set(job.id, job);
   try {
     const e = new Encrypter();
     for (const r of msg.recipients) e.addRecipient(r);
     const wantHash = msg.hash !== false;
-    const small = msg.blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle;
+    const small = !msg.jsHash && msg.blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle;
     const digest = wantHash && small ? await webcryptoSha256(msg.blob) : null;
     const hasher = wantHash && !small ? sha256.create() : null;
     const reader = (await e.encrypt(plaintextStream(msg.blob, framing, hasher, job))).getReader();
-    let parts = [];
-    let length = 0;
-    for (;;) {
+    for (let first = true; ; first = false) {
       const { done, value } = await reader.read();
       if (done) break;
-      parts.push(value);
-      length += value.length;
-      if (length >= job.chunkSize) {
-        await send(job, parts, length);
-        parts = [];
-        length = 0;
-      }
+      if (first) job.header = value.length; // age-encryption yields the header first
+      await collect(job, value);
     }
-    if (length > 0) await send(job, parts, length);
+    if (job.used > 0) await flush(job);
+    job.timings.totalMs = now() - start;
     self.postMessage({
       type: "done",
       id: job.id,
@@ -150,27 +207,75 @@ async function encryptJob(msg) {
       paddedSize: msg.blob.size + paddingFor(msg.blob.size),
       ciphertextSize: job.ciphertextSize,
       sha256: digest ?? (hasher ? bytesToHex(hasher.digest()) : null),
+      timings: job.timings,
     });
   } finally {
-    jobs.delete(job.id);
+    job.finished = true;
+    if (job.held.size === 0 || job.cancelled) jobs.delete(job.id);
+  }
+}
+
+/** PATCH part of a held chunk (remote mode) and report the answer to the page. */
+async function putJob(msg) {
+  const job = jobs.get(msg.id);
+  const held = job?.held.get(msg.seq);
+  const reply = { type: "put", id: msg.id, seq: msg.seq, put: msg.put };
+  if (!held || msg.from < 0 || msg.from > held.length) {
+    self.postMessage({ ...reply, network: true });
+    return;
+  }
+  let res;
+  try {
+    res = await fetch(msg.url, {
+      method: "PATCH",
+      headers: msg.headers,
+      body: new Uint8Array(held.buffer, msg.from, held.length - msg.from),
+      cache: "no-store",
+      credentials: "omit",
+    });
+  } catch {
+    self.postMessage({ ...reply, network: true }); // connection cut (a Tor circuit dropped)
+    return;
+  }
+  let error = null;
+  if (res.status !== 204) {
+    try {
+      const j = await res.json();
+      if (j && typeof j.error === "string") error = j.error;
+    } catch {
+      /* not JSON */
+    }
+  }
+  self.postMessage({ ...reply, status: res.status, offset: res.headers.get("Upload-Offset"), error });
+}
+
+function onControl(msg) {
+  const job = jobs.get(msg.id);
+  if (!job) return;
+  if (msg.type === "ack" && job.free) {
+    job.inFlight = Math.max(0, job.inFlight - 1);
+    const held = job.held.get(msg.seq);
+    job.held.delete(msg.seq);
+    if (held && held.buffer.byteLength === job.chunkSize) job.free.push(held.buffer);
+    if (job.finished && job.held.size === 0) jobs.delete(job.id);
+  } else if (msg.type === "cancel") {
+    job.cancelled = true;
+    job.held.clear?.();
+    if (job.finished) jobs.delete(msg.id);
+  }
+  if (job.wake) {
+    const w = job.wake;
+    job.wake = null;
+    w();
   }
 }
 
 self.onmessage = (ev) => {
   const msg = ev.data ?? {};
-  if (msg.type === "encrypt") {
-    encryptJob(msg).catch((err) => {
-      self.postMessage({ type: "error", id: msg.id, message: String(err?.message ?? err) });
-    });
-  } else if (msg.type === "ack" || msg.type === "cancel") {
-    const job = jobs.get(msg.id);
-    if (!job) return;
-    if (msg.type === "ack") job.inFlight = Math.max(0, job.inFlight - 1);
-    else job.cancelled = true;
-    if (job.wake) {
-      const w = job.wake;
-      job.wake = null;
-      w();
-    }
-  }
+  const fail = (err) => {
+    self.postMessage({ type: "error", id: msg.id, message: String(err?.message ?? err) });
+  };
+  if (msg.type === "encrypt") encryptJob(msg).catch(fail);
+  else if (msg.type === "put") putJob(msg).catch(fail);
+  else if (msg.type === "ack" || msg.type === "cancel") onControl(msg);
 };

@@ -7831,41 +7831,83 @@ async function decryptReply(file, replyIdentity) {
 
 // app/web/js/encrypt-client.js
 var nextId = 1;
+function answer(m) {
+  return {
+    status: m.status,
+    headers: { get: (name) => name.toLowerCase() === "upload-offset" ? m.offset : null },
+    json: async () => ({ error: m.error })
+  };
+}
 function encryptInWorker(worker, blob, recipients, options = {}) {
-  const { onChunk, framing = "attachment", chunkSize: chunkSize2, window: window2 = 4, hash = true } = options;
+  const { onChunk, framing = "attachment", chunkSize: chunkSize2, window: window2 = 4, hash = true, remote = false } = options;
+  const jsHash = options.jsHash === true;
   const id = nextId++;
+  const puts = /* @__PURE__ */ new Map();
+  let nextPut = 1;
+  const handle = (m) => ({
+    seq: m.seq,
+    length: m.length,
+    header: m.header,
+    put: (url, headers, from) => new Promise((resolve, reject) => {
+      const put = nextPut++;
+      puts.set(put, { resolve, reject });
+      worker.postMessage({ type: "put", id, seq: m.seq, put, url, headers, from });
+    })
+  });
   return new Promise((resolve, reject) => {
+    const queue = [];
+    let draining = false;
+    let summary = null;
     let failed = false;
-    let pending = Promise.resolve();
     const finish = (fn, value) => {
       worker.removeEventListener("message", listener);
+      queue.length = 0;
       fn(value);
+    };
+    const fail = (err) => {
+      if (failed) return;
+      failed = true;
+      worker.postMessage({ type: "cancel", id });
+      finish(reject, err);
+    };
+    const drain = async () => {
+      draining = true;
+      while (queue.length > 0 && !failed) {
+        const m = queue.shift();
+        const chunk = remote ? handle(m) : new Uint8Array(m.data, 0, m.length);
+        const progress = { plainDone: m.plainDone, plainTotal: m.plainTotal };
+        try {
+          await onChunk?.(chunk, m.seq, progress);
+        } catch (err) {
+          fail(err);
+          break;
+        }
+        worker.postMessage({ type: "ack", id, seq: m.seq });
+      }
+      draining = false;
+      if (summary && !failed && queue.length === 0) finish(resolve, summary);
     };
     const listener = (ev) => {
       const m = ev.data;
       if (!m || m.id !== id || failed) return;
       if (m.type === "chunk") {
-        pending = pending.then(
-          () => onChunk?.(new Uint8Array(m.data), m.seq, {
-            plainDone: m.plainDone,
-            plainTotal: m.plainTotal
-          })
-        ).then(() => worker.postMessage({ type: "ack", id })).catch((err) => {
-          failed = true;
-          worker.postMessage({ type: "cancel", id });
-          finish(reject, err);
-        });
+        queue.push(m);
+        if (!draining) drain();
+      } else if (m.type === "put") {
+        const p = puts.get(m.put);
+        puts.delete(m.put);
+        if (m.network) p?.reject(new TypeError("network error"));
+        else p?.resolve(answer(m));
       } else if (m.type === "done") {
-        pending.then(() => {
-          if (!failed) finish(resolve, m);
-        });
+        summary = m;
+        if (!draining && queue.length === 0) finish(resolve, m);
       } else if (m.type === "error") {
         failed = true;
         finish(reject, new Error(m.message));
       }
     };
     worker.addEventListener("message", listener);
-    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize: chunkSize2, window: window2, hash });
+    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize: chunkSize2, window: window2, hash, jsHash, remote });
   });
 }
 
@@ -7886,22 +7928,13 @@ function padme(length) {
 
 // app/web/js/upload-client.js
 var TUS = "1.0.0";
-var CHUNK = 2 << 20;
-var WINDOW = 2;
+var CHUNK = 4 << 20;
+var WINDOW = 3;
 var STREAM_CHUNK = 65536;
 var MAX_TRIES = 10;
 var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 var Refused = class extends Error {
 };
-function headerLength(first) {
-  for (let i = 0; i + 4 < first.length; i++) {
-    if (first[i] === 10 && first[i + 1] === 45 && first[i + 2] === 45 && first[i + 3] === 45 && first[i + 4] === 32) {
-      for (let j = i + 5; j < first.length; j++) if (first[j] === 10) return j + 1;
-      break;
-    }
-  }
-  throw new Error("the encrypted file has no complete header in its first chunk");
-}
 function ciphertextSize2(header, size) {
   const padded = padme(size);
   return header + 16 + padded + 16 * Math.max(1, Math.ceil(padded / STREAM_CHUNK));
@@ -7950,8 +7983,9 @@ var Upload = class {
   headers(extra = {}) {
     return { "Tus-Resumable": TUS, ...extra };
   }
+  /** Create the upload; `first` is the first chunk (its `header` is the age header's length). */
   async create(first) {
-    this.length = ciphertextSize2(headerLength(first), this.plainSize);
+    this.length = ciphertextSize2(first.header, this.plainSize);
     const desk = btoa(String.fromCharCode(...new TextEncoder().encode(this.ctx.desk)));
     const res = await retrying(
       this.ctx,
@@ -7978,7 +8012,10 @@ var Upload = class {
     if (res.status !== 200) throw new Refused(this.ctx.s.gone);
     return Number(res.headers.get("Upload-Offset"));
   }
-  /** Send one ciphertext chunk; resolves once the server has stored all of it. */
+  /**
+   * Send one ciphertext chunk (a handle from encryptInWorker with `remote: true`: the bytes
+   * stay in the worker, which PATCHes them); resolves once the server has stored all of it.
+   */
   async send(data) {
     if (this.url === null) await this.create(data);
     const start2 = this.logical;
@@ -7988,18 +8025,16 @@ var Upload = class {
     let delay = 500;
     while (this.offset < end) {
       if (this.offset < start2) throw new Refused(this.ctx.s.gone);
-      const body = data.subarray(this.offset - start2);
       let res = null;
       try {
-        res = await fetch(withLang(this.ctx, this.url), {
-          method: "PATCH",
-          headers: this.headers({
+        res = await data.put(
+          withLang(this.ctx, this.url),
+          this.headers({
             "Upload-Offset": String(this.offset),
             "Content-Type": "application/offset+octet-stream"
           }),
-          body,
-          cache: "no-store"
-        });
+          this.offset - start2
+        );
       } catch {
         res = null;
       }
@@ -8031,6 +8066,8 @@ async function encryptAndUpload(ctx, blob, role, framing, onProgress = () => voi
     framing,
     chunkSize: CHUNK,
     window: WINDOW,
+    remote: true,
+    // the ciphertext stays in the worker, which sends it (docs/browser-uploads.md)
     onChunk: async (data) => {
       await up.send(data);
     }
@@ -8275,7 +8312,7 @@ function start() {
         referrerPolicy: "no-referrer"
       });
       if (!response.ok) throw new Error("mailbox request failed");
-      const answer = await response.json();
+      const answer2 = await response.json();
       const x255193 = mailbox.replyIdentity;
       let pq = null;
       const identities = function* () {
@@ -8284,13 +8321,13 @@ function start() {
         yield pq;
       };
       const replies = [];
-      for (const item of answer.replies ?? []) {
+      for (const item of answer2.replies ?? []) {
         const doc = await openReply(base64ToBytes(String(item.age)), identities);
         const day = doc && /^\d{4}-\d{2}-\d{2}$/.test(String(doc.day)) ? doc.day : String(item.day);
         replies.push({ day, text: doc ? doc.text : null });
       }
       input.value = "";
-      const desk = answer.desk && Array.isArray(answer.desk.recipients) ? answer.desk : null;
+      const desk = answer2.desk && Array.isArray(answer2.desk.recipients) ? answer2.desk : null;
       const followUp = {
         tokenHex: bytesToHex(mailbox.token),
         tokenHash: mailbox.tokenHash,

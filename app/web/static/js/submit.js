@@ -4,41 +4,83 @@
 
 // app/web/js/encrypt-client.js
 var nextId = 1;
+function answer(m) {
+  return {
+    status: m.status,
+    headers: { get: (name) => name.toLowerCase() === "upload-offset" ? m.offset : null },
+    json: async () => ({ error: m.error })
+  };
+}
 function encryptInWorker(worker, blob, recipients, options = {}) {
-  const { onChunk, framing = "attachment", chunkSize, window: window2 = 4, hash = true } = options;
+  const { onChunk, framing = "attachment", chunkSize, window: window2 = 4, hash = true, remote = false } = options;
+  const jsHash = options.jsHash === true;
   const id = nextId++;
+  const puts = /* @__PURE__ */ new Map();
+  let nextPut = 1;
+  const handle = (m) => ({
+    seq: m.seq,
+    length: m.length,
+    header: m.header,
+    put: (url, headers, from) => new Promise((resolve, reject) => {
+      const put = nextPut++;
+      puts.set(put, { resolve, reject });
+      worker.postMessage({ type: "put", id, seq: m.seq, put, url, headers, from });
+    })
+  });
   return new Promise((resolve, reject) => {
+    const queue = [];
+    let draining = false;
+    let summary = null;
     let failed = false;
-    let pending = Promise.resolve();
     const finish = (fn, value) => {
       worker.removeEventListener("message", listener);
+      queue.length = 0;
       fn(value);
+    };
+    const fail = (err) => {
+      if (failed) return;
+      failed = true;
+      worker.postMessage({ type: "cancel", id });
+      finish(reject, err);
+    };
+    const drain = async () => {
+      draining = true;
+      while (queue.length > 0 && !failed) {
+        const m = queue.shift();
+        const chunk = remote ? handle(m) : new Uint8Array(m.data, 0, m.length);
+        const progress = { plainDone: m.plainDone, plainTotal: m.plainTotal };
+        try {
+          await onChunk?.(chunk, m.seq, progress);
+        } catch (err) {
+          fail(err);
+          break;
+        }
+        worker.postMessage({ type: "ack", id, seq: m.seq });
+      }
+      draining = false;
+      if (summary && !failed && queue.length === 0) finish(resolve, summary);
     };
     const listener = (ev) => {
       const m = ev.data;
       if (!m || m.id !== id || failed) return;
       if (m.type === "chunk") {
-        pending = pending.then(
-          () => onChunk?.(new Uint8Array(m.data), m.seq, {
-            plainDone: m.plainDone,
-            plainTotal: m.plainTotal
-          })
-        ).then(() => worker.postMessage({ type: "ack", id })).catch((err) => {
-          failed = true;
-          worker.postMessage({ type: "cancel", id });
-          finish(reject, err);
-        });
+        queue.push(m);
+        if (!draining) drain();
+      } else if (m.type === "put") {
+        const p = puts.get(m.put);
+        puts.delete(m.put);
+        if (m.network) p?.reject(new TypeError("network error"));
+        else p?.resolve(answer(m));
       } else if (m.type === "done") {
-        pending.then(() => {
-          if (!failed) finish(resolve, m);
-        });
+        summary = m;
+        if (!draining && queue.length === 0) finish(resolve, m);
       } else if (m.type === "error") {
         failed = true;
         finish(reject, new Error(m.message));
       }
     };
     worker.addEventListener("message", listener);
-    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize, window: window2, hash });
+    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize, window: window2, hash, jsHash, remote });
   });
 }
 
@@ -6451,12 +6493,14 @@ function padme(length) {
 // app/web/js/submit.js
 var WORKER_URL = new URL("./worker.js", import.meta.url).href;
 var TUS = "1.0.0";
-var CHUNK = 2 << 20;
-var WINDOW = 2;
+var CHUNK = 4 << 20;
+var WINDOW = 3;
 var STREAM_CHUNK = 65536;
 var MAX_TRIES = 10;
-var PROBE_BYTES = 512 << 10;
+var PROBE_BYTES = 1 << 20;
+var PROBE_ABOVE = 4 << 20;
 var SLOW_SECONDS = 60;
+var SLOW_RATE = 8e6;
 var state = null;
 function $(sel, root = document) {
   return root.querySelector(sel);
@@ -6504,6 +6548,7 @@ var Upload = class {
     this.offset = 0;
     this.logical = 0;
     this.length = 0;
+    this.patchMs = 0;
   }
   headers(extra = {}) {
     return { "Tus-Resumable": TUS, ...extra };
@@ -6511,8 +6556,9 @@ var Upload = class {
   withLang(url) {
     return `${url}${url.includes("?") ? "&" : "?"}lang=${encodeURIComponent(this.ctx.lang)}`;
   }
+  /** Create the upload; `first` is the first chunk (its `header` is the age header's length). */
   async create(first) {
-    this.length = ciphertextSize2(headerLength(first), this.plainSize);
+    this.length = ciphertextSize2(first.header, this.plainSize);
     const meta = `desk ${btoa(unescape(encodeURIComponent(this.ctx.desk)))},role ${btoa(this.role)}`;
     const res = await this.retrying(
       () => fetch(this.withLang("/api/uploads"), {
@@ -6557,7 +6603,10 @@ var Upload = class {
     if (res.status !== 200) throw new Refused(this.ctx.s.gone);
     return Number(res.headers.get("Upload-Offset"));
   }
-  /** Send one ciphertext chunk; resolves once the server has stored all of it. */
+  /**
+   * Send one ciphertext chunk (a handle from encryptInWorker with `remote: true`: the bytes
+   * stay in the worker, which PATCHes them); resolves once the server has stored all of it.
+   */
   async send(data) {
     if (this.url === null) await this.create(data);
     const start = this.logical;
@@ -6567,21 +6616,21 @@ var Upload = class {
     let delay = 500;
     while (this.offset < end) {
       if (this.offset < start) throw new Refused(this.ctx.s.gone);
-      const body = data.subarray(this.offset - start);
       let res = null;
+      const t0 = performance.now();
       try {
-        res = await fetch(this.withLang(this.url), {
-          method: "PATCH",
-          headers: this.headers({
+        res = await data.put(
+          this.withLang(this.url),
+          this.headers({
             "Upload-Offset": String(this.offset),
             "Content-Type": "application/offset+octet-stream"
           }),
-          body,
-          cache: "no-store"
-        });
+          this.offset - start
+        );
       } catch {
         res = null;
       }
+      this.patchMs += performance.now() - t0;
       if (res && res.status === 204) {
         this.offset = Number(res.headers.get("Upload-Offset"));
         failures = 0;
@@ -6636,29 +6685,39 @@ function progressRow(container, label, s) {
 }
 async function encryptAndUpload(ctx, blob, role, framing, row) {
   const up = new Upload(ctx, role, blob.size, row.up);
+  const start = performance.now();
   const summary = await encryptInWorker(ctx.worker, blob, ctx.recipients, {
     framing,
     chunkSize: CHUNK,
     window: WINDOW,
+    remote: true,
+    // the ciphertext stays in the worker, which sends it (docs/browser-uploads.md)
     onChunk: async (data, _seq, p) => {
       row.enc(p.plainDone, p.plainTotal);
       await up.send(data);
     }
   });
   row.enc(1, 1);
+  markTimings(role, start, summary.timings, up.patchMs);
   if (up.offset !== up.length || summary.ciphertextSize !== up.length) {
     throw new Refused(ctx.s.failed);
   }
   return { id: up.id, sha256: summary.sha256 };
 }
-async function probeSpeed(worker, recipients) {
+function markTimings(role, start, timings, patchMs) {
+  const end = performance.now();
+  performance.measure(`guwah:${role} total`, { start, end });
+  performance.measure(`guwah:${role} PATCH`, { start, duration: patchMs });
+  for (const [k, ms] of Object.entries(timings ?? {})) {
+    performance.measure(`guwah:${role} worker ${k}`, { start, duration: ms });
+  }
+}
+async function probeSpeed(ctx) {
+  const sample = (n) => new Blob([new Uint8Array(n)]);
+  const opts2 = { framing: "attachment", jsHash: true, chunkSize: PROBE_BYTES, onChunk: () => void 0 };
+  await encryptInWorker(ctx.worker, sample(65536), ctx.recipients, opts2);
   const t0 = performance.now();
-  await encryptInWorker(worker, new Blob([new Uint8Array(PROBE_BYTES)]), recipients, {
-    framing: "attachment",
-    hash: false,
-    chunkSize: PROBE_BYTES,
-    onChunk: () => void 0
-  });
+  await encryptInWorker(ctx.worker, sample(PROBE_BYTES), ctx.recipients, opts2);
   const seconds = Math.max((performance.now() - t0) / 1e3, 1e-3);
   return PROBE_BYTES / seconds;
 }
@@ -6776,12 +6835,13 @@ async function run(form, s) {
   progress.replaceChildren();
   try {
     const total = files.reduce((n, f) => n + f.size, 0) + testimony.length;
-    if (total > 8 * PROBE_BYTES) {
+    if (total > PROBE_ABOVE) {
       ctx.status(s.measuring);
-      const speed = await probeSpeed(ctx.worker, ctx.recipients);
+      const speed = await probeSpeed(ctx);
       const seconds = total / speed;
       const slow = Number(form.dataset.slowSeconds || SLOW_SECONDS);
-      if (seconds > slow && !await askToContinue(box, s, seconds)) {
+      const slowRate = Number(form.dataset.slowRate || SLOW_RATE);
+      if (seconds > slow && speed < slowRate && !await askToContinue(box, s, seconds)) {
         box.replaceChildren();
         return;
       }

@@ -8410,7 +8410,6 @@
   }
 
   // app/web/js/worker.js
-  var READ_SIZE = 1 << 20;
   var PAD_BLOCK = 1 << 16;
   var WEBCRYPTO_HASH_LIMIT = 64 << 20;
   async function webcryptoSha256(blob) {
@@ -8418,11 +8417,13 @@
     return bytesToHex(new Uint8Array(digest));
   }
   var jobs = /* @__PURE__ */ new Map();
+  var now = () => performance.now();
   function plaintextStream(blob, framing, hasher, job) {
     const size = blob.size;
     let pad = paddingFor(size);
     const fill = FILL[framing];
     let offset = 0;
+    const source = blob.stream().getReader();
     return new ReadableStream({
       async pull(controller) {
         if (job.cancelled) {
@@ -8430,11 +8431,17 @@
           return;
         }
         if (offset < size) {
-          const end = Math.min(size, offset + READ_SIZE);
-          const buf = new Uint8Array(await blob.slice(offset, end).arrayBuffer());
-          if (buf.length !== end - offset) throw new Error("the file changed while it was read");
-          if (hasher) hasher.update(buf);
-          offset = end;
+          const t0 = now();
+          const { done, value } = await source.read();
+          const t1 = now();
+          job.timings.readMs += t1 - t0;
+          if (done || offset + value.length > size) throw new Error("the file changed while it was read");
+          const buf = value;
+          if (hasher) {
+            hasher.update(buf);
+            job.timings.hashMs += now() - t1;
+          }
+          offset += buf.length;
           job.plainDone = offset;
           controller.enqueue(buf);
           return;
@@ -8450,42 +8457,56 @@
     });
   }
   async function waitForCredit(job) {
+    const t0 = now();
     while (job.inFlight >= job.window && !job.cancelled) {
       await new Promise((resolve) => {
         job.wake = resolve;
       });
     }
+    job.timings.waitMs += now() - t0;
   }
-  async function send(job, parts, length) {
+  function takeBuffer(job) {
+    return job.free.pop() ?? new ArrayBuffer(job.chunkSize);
+  }
+  async function flush(job) {
     await waitForCredit(job);
     if (job.cancelled) throw new Error("cancelled");
-    const out = new Uint8Array(length);
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
+    const buffer = job.out;
+    const length = job.used;
+    job.out = null;
+    job.used = 0;
     job.inFlight++;
     job.ciphertextSize += length;
-    self.postMessage(
-      {
-        type: "chunk",
-        id: job.id,
-        seq: job.seq++,
-        data: out.buffer,
-        plainDone: job.plainDone,
-        plainTotal: job.plainTotal
-      },
-      [out.buffer]
-    );
-  }
-  async function encryptJob(msg) {
-    const framing = msg.framing ?? "attachment";
-    if (!(framing in FILL)) throw new Error(`unknown framing: ${framing}`);
-    if (!Array.isArray(msg.recipients) || msg.recipients.length === 0) {
-      throw new Error("no recipients");
+    const msg = {
+      type: "chunk",
+      id: job.id,
+      seq: job.seq,
+      length,
+      header: job.header,
+      plainDone: job.plainDone,
+      plainTotal: job.plainTotal
+    };
+    if (job.remote) {
+      job.held.set(job.seq++, { buffer, length });
+      self.postMessage(msg);
+    } else {
+      job.seq++;
+      self.postMessage({ ...msg, data: buffer }, [buffer]);
     }
-    const job = {
+  }
+  async function collect(job, piece) {
+    let rest = piece;
+    while (rest.length > 0) {
+      if (job.out === null) job.out = takeBuffer(job);
+      const n = Math.min(rest.length, job.chunkSize - job.used);
+      new Uint8Array(job.out, job.used, n).set(rest.subarray(0, n));
+      job.used += n;
+      rest = rest.subarray(n);
+      if (job.used === job.chunkSize) await flush(job);
+    }
+  }
+  function newJob(msg) {
+    return {
       id: msg.id,
       window: Math.max(1, msg.window ?? 4),
       chunkSize: Math.max(1 << 16, msg.chunkSize ?? 1 << 20),
@@ -8495,31 +8516,43 @@
       seq: 0,
       plainDone: 0,
       plainTotal: msg.blob.size,
-      ciphertextSize: 0
+      ciphertextSize: 0,
+      remote: msg.remote === true,
+      held: /* @__PURE__ */ new Map(),
+      // seq -> {buffer, length}: sent to the page, not yet acknowledged
+      header: 0,
+      finished: false,
+      free: [],
+      out: null,
+      used: 0,
+      timings: { totalMs: 0, readMs: 0, hashMs: 0, waitMs: 0 }
     };
+  }
+  async function encryptJob(msg) {
+    const framing = msg.framing ?? "attachment";
+    if (!(framing in FILL)) throw new Error(`unknown framing: ${framing}`);
+    if (!Array.isArray(msg.recipients) || msg.recipients.length === 0) {
+      throw new Error("no recipients");
+    }
+    const job = newJob(msg);
+    const start = now();
     jobs.set(job.id, job);
     try {
       const e = new Encrypter();
       for (const r of msg.recipients) e.addRecipient(r);
       const wantHash = msg.hash !== false;
-      const small = msg.blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle;
+      const small = !msg.jsHash && msg.blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle;
       const digest = wantHash && small ? await webcryptoSha256(msg.blob) : null;
       const hasher = wantHash && !small ? sha256.create() : null;
       const reader = (await e.encrypt(plaintextStream(msg.blob, framing, hasher, job))).getReader();
-      let parts = [];
-      let length = 0;
-      for (; ; ) {
+      for (let first = true; ; first = false) {
         const { done, value } = await reader.read();
         if (done) break;
-        parts.push(value);
-        length += value.length;
-        if (length >= job.chunkSize) {
-          await send(job, parts, length);
-          parts = [];
-          length = 0;
-        }
+        if (first) job.header = value.length;
+        await collect(job, value);
       }
-      if (length > 0) await send(job, parts, length);
+      if (job.used > 0) await flush(job);
+      job.timings.totalMs = now() - start;
       self.postMessage({
         type: "done",
         id: job.id,
@@ -8527,28 +8560,72 @@
         plaintextSize: msg.blob.size,
         paddedSize: msg.blob.size + paddingFor(msg.blob.size),
         ciphertextSize: job.ciphertextSize,
-        sha256: digest ?? (hasher ? bytesToHex(hasher.digest()) : null)
+        sha256: digest ?? (hasher ? bytesToHex(hasher.digest()) : null),
+        timings: job.timings
       });
     } finally {
-      jobs.delete(job.id);
+      job.finished = true;
+      if (job.held.size === 0 || job.cancelled) jobs.delete(job.id);
+    }
+  }
+  async function putJob(msg) {
+    const job = jobs.get(msg.id);
+    const held = job?.held.get(msg.seq);
+    const reply = { type: "put", id: msg.id, seq: msg.seq, put: msg.put };
+    if (!held || msg.from < 0 || msg.from > held.length) {
+      self.postMessage({ ...reply, network: true });
+      return;
+    }
+    let res;
+    try {
+      res = await fetch(msg.url, {
+        method: "PATCH",
+        headers: msg.headers,
+        body: new Uint8Array(held.buffer, msg.from, held.length - msg.from),
+        cache: "no-store",
+        credentials: "omit"
+      });
+    } catch {
+      self.postMessage({ ...reply, network: true });
+      return;
+    }
+    let error = null;
+    if (res.status !== 204) {
+      try {
+        const j = await res.json();
+        if (j && typeof j.error === "string") error = j.error;
+      } catch {
+      }
+    }
+    self.postMessage({ ...reply, status: res.status, offset: res.headers.get("Upload-Offset"), error });
+  }
+  function onControl(msg) {
+    const job = jobs.get(msg.id);
+    if (!job) return;
+    if (msg.type === "ack" && job.free) {
+      job.inFlight = Math.max(0, job.inFlight - 1);
+      const held = job.held.get(msg.seq);
+      job.held.delete(msg.seq);
+      if (held && held.buffer.byteLength === job.chunkSize) job.free.push(held.buffer);
+      if (job.finished && job.held.size === 0) jobs.delete(job.id);
+    } else if (msg.type === "cancel") {
+      job.cancelled = true;
+      job.held.clear?.();
+      if (job.finished) jobs.delete(msg.id);
+    }
+    if (job.wake) {
+      const w = job.wake;
+      job.wake = null;
+      w();
     }
   }
   self.onmessage = (ev) => {
     const msg = ev.data ?? {};
-    if (msg.type === "encrypt") {
-      encryptJob(msg).catch((err) => {
-        self.postMessage({ type: "error", id: msg.id, message: String(err?.message ?? err) });
-      });
-    } else if (msg.type === "ack" || msg.type === "cancel") {
-      const job = jobs.get(msg.id);
-      if (!job) return;
-      if (msg.type === "ack") job.inFlight = Math.max(0, job.inFlight - 1);
-      else job.cancelled = true;
-      if (job.wake) {
-        const w = job.wake;
-        job.wake = null;
-        w();
-      }
-    }
+    const fail = (err) => {
+      self.postMessage({ type: "error", id: msg.id, message: String(err?.message ?? err) });
+    };
+    if (msg.type === "encrypt") encryptJob(msg).catch(fail);
+    else if (msg.type === "put") putJob(msg).catch(fail);
+    else if (msg.type === "ack" || msg.type === "cancel") onControl(msg);
   };
 })();
