@@ -91,7 +91,7 @@ class Settings(BaseSettings):
 
     @property
     def server_key_file(self) -> Path:
-        """Ed25519 seed (base64, one line, 0600) that signs export bundles (issue 5)."""
+        """Ed25519 seed (base64, one line, 0600) that signs export bundles."""
         return self.data_dir / SERVER_KEY_FILE_NAME
 
     @property

@@ -1,8 +1,9 @@
 """The one owner of "the UTC day": the only time Guwah keeps, in the database and on disk.
 
-Whatever Guwah stores carries at most the UTC date (DESIGN.md section 6). Database columns hold
-``today()``; files and directories get their atime/mtime set to the start of their UTC day
-(``stamp``), so an ``ls -l --full-time`` of a seized disk says no more than the ``day`` columns.
+Whatever Guwah stores carries at most the UTC date (docs/threat-model.md, time on disk).
+Database columns hold ``today()``; files and directories get their atime/mtime set to the start
+of their UTC day (``stamp``), so an ``ls -l --full-time`` of a seized disk says no more than the
+``day`` columns.
 Standard library only: the offline editor tool imports it too.
 """
 

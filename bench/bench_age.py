@@ -2,7 +2,7 @@
 
 Prints seconds, MB/s, speed ratios (ours / Go: above 1.0 means we are faster) and peak RSS of
 each run (measured per child process with wait4, so the numbers are the tool's own).
-Target from issue 2: ratio >= 1.0 for both directions, our peak memory flat in file size.
+Target: ratio >= 1.0 for both directions, our peak memory flat in file size.
 
     .venv/bin/python bench/bench_age.py [--mib 256] [--runs 3]
 """

@@ -4,7 +4,8 @@ Compared with a minimal FastAPI endpoint (same uvicorn options) that reads the r
 inserts the same row into SQLite (WAL, secure_delete, synchronous=FULL, like the store).
 A second yardstick adds to that endpoint the same server-side codename KDF (scrypt, bounded by
 the same concurrency), because a JS-off submission must derive the witness's mailbox: that cost
-is deliberate (DESIGN.md section 5), so the fair ratio is against the second one.
+is deliberate (with JavaScript off the server derives the mailbox), so the fair ratio is
+against the second one.
 Prints rates, ratios (target >= 0.7x) and p50/p99 latencies.  Not a test.
 
     .venv/bin/python bench/bench_submit_rate.py [--requests 400] [--concurrency 50]

@@ -1,4 +1,4 @@
-"""Helpers for the editor round trip (issue 5), reusable by the end-to-end chain test.
+"""Helpers for the editor round trip, reusable by the end-to-end chain test.
 
 ``Chain`` drives the real command lines: ``guwah`` (server) and ``guwah-editor`` (air-gapped
 laptop, run in an interpreter where the web stack cannot be imported) through

@@ -1,6 +1,6 @@
 """The C2SP CCTV age test vectors: every one must give exactly its expected result.
 
-Vectors copied from ../shared/vectors/age-cctv (CCTV repository, age/testdata, commit 1e3d286;
+Vectors in tests/vectors/age-cctv, copied from the C2SP CCTV repository, age/testdata, commit 1e3d286;
 licence 0BSD OR CC0-1.0 OR Unlicense).
 """
 

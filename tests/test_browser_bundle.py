@@ -53,7 +53,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-# The witness site's policy (DESIGN.md §6) plus connect-src 'self' for chunk uploads.
+# The witness site's policy (app/web/security.py) plus connect-src 'self' for chunk uploads.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"

@@ -1,4 +1,4 @@
-"""The whole chain, as the people in it would live it (issue 5, "End-to-end test").
+"""The whole chain, as the people in it would live it ("End-to-end test").
 
 A witness submits through the real site in Chromium, once with JavaScript on and once with it
 off -> the operator runs `guwah export` -> an editor runs `guwah-editor import` on a separate

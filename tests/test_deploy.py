@@ -1,4 +1,4 @@
-"""Deploy (issue 6): installer, systemd units, tor, AppArmor, nftables, editor-laptop bundle.
+"""Deploy: installer, systemd units, tor, AppArmor, nftables, editor-laptop bundle.
 
 Everything runs against the real tools (tor, systemd-analyze, nft, apparmor_parser,
 shellcheck, age). A missing tool is a failure that names the Debian package to install,

@@ -1,6 +1,6 @@
 """Interoperability of app.crypto with the reference ``age`` CLI (Debian's /usr/bin/age 1.1).
 
-The promise in DESIGN.md §3: every stored X25519 submission opens with plain ``age -d``.
+The promise of docs/formats.md: every stored X25519 submission opens with plain ``age -d``.
 Debian's age 1.1 has no post-quantum hybrid, so only X25519 is checked here (the hybrid is
 cross-checked against npm age-encryption in test_interop_node.py).
 """

@@ -1,4 +1,4 @@
-"""Several stateless app nodes on one PostgreSQL (issue 6, "Beyond one machine").
+"""Several stateless app nodes on one PostgreSQL ("Beyond one machine").
 
 Real parts only: a real PostgreSQL (GUWAH_TEST_DATABASE_URL, or explicitly
 postgresql+psycopg://postgres@127.0.0.1:5432/test; unreachable -> the test FAILS), a fresh

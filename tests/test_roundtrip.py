@@ -1,4 +1,4 @@
-"""The editor round trip through both real command lines and the real store (issue 5).
+"""The editor round trip through both real command lines and the real store.
 
 guwah export -> guwah-editor import -> reply + done -> guwah-editor outbox -> guwah import,
 then what the returning witness reads, and what is left on the server. Runs on SQLite, and on

@@ -1,4 +1,4 @@
-"""The review-and-reply commands of ``guwah-editor`` (issue 5), registered on the CLI app.
+"""The review-and-reply commands of ``guwah-editor``, registered on the CLI app.
 
 Kept apart from ``cli.py`` (keys and plain decryption) so each file stays readable. Every
 failure is an EditorError/BundleError/AgeError that ``cli.main`` turns into one line + exit 1.

@@ -531,7 +531,7 @@ def language_report(translations_dir: Path | None = None) -> list[tuple[str, boo
 
 
 # ---------------------------------------------------------------------------------- bundles
-# (issue 5: app/server_cli/exporting.py and importing.py hold the logic)
+# (app/server_cli/exporting.py and importing.py hold the logic)
 
 
 @app.command("export")

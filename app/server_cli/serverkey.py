@@ -1,4 +1,4 @@
-"""The server's Ed25519 signing key: signs export bundles (issue 5); editors pin its fingerprint.
+"""The server's Ed25519 signing key: signs export bundles; editors pin its fingerprint.
 
 Stored as one line of base64 (the 32-byte seed) in ``DATA_DIR/server-signing-key``, mode 0600.
 Its fingerprint is ``app.crypto.fingerprint`` over the raw 32-byte public key.

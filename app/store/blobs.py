@@ -5,7 +5,7 @@ Two implementations behind one interface, chosen by the setting ``blob_backend``
 * ``fs`` (default, one machine): ``blob_dir/staging/<ref>.part`` while being written, then
   ``blob_dir/<ref[:2]>/<ref>``. Blobs of at most 256 KiB (``INLINE_MAX``) are kept in memory
   and committed into ``blob_chunks`` with the rows instead (one fsync instead of three).
-* ``db`` (several app nodes on one PostgreSQL, issue 6): chunks of 1 MiB in ``blob_chunks``, a
+* ``db`` (several app nodes on one PostgreSQL): chunks of 1 MiB in ``blob_chunks``, a
   ``blob_staging`` row while being written.
 
 How a commit stays atomic (the database row is what makes a blob *visible*):
@@ -562,7 +562,7 @@ class _DbReader(io.RawIOBase):
 
 
 class DbBlobStore(BlobStore):
-    """Blobs in the database, so that several stateless app nodes share them (issue 6)."""
+    """Blobs in the database, so that several stateless app nodes share them."""
 
     backend = "db"
 

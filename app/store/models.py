@@ -14,9 +14,9 @@ Stored per submission, and nothing else about a witness:
 * the parent submission id for a follow-up in the same mailbox.
 
 No IP address, user agent, referrer, language, cookie, timing or client fingerprint columns
-exist, and none may be added: DESIGN.md section 6.
+exist, and none may be added (docs/threat-model.md, what is stored).
 
-Tables for the editor round trip (issue 5) are here already so that it needs no schema change
+Tables for the editor round trip are here already so that it needs no schema change
 to start: ``replies`` (ciphertext to a mailbox), ``tombstones`` (which ids editors deleted, so a
 later export does not resurrect them), ``exports`` (what each desk's bundles covered) and
 ``outbox_bundles`` (editor bundles already applied, so a replay is refused).
@@ -121,7 +121,7 @@ class SubmissionFileRow(Base):
 
 
 class ReplyRow(Base):
-    """An editor's reply (age file to the witness's reply recipient and the desk), issue 5."""
+    """An editor's reply (age file to the witness's reply recipient and the desk)."""
 
     __tablename__ = "replies"
 
@@ -137,7 +137,7 @@ class ReplyRow(Base):
 
 
 class TombstoneRow(Base):
-    """A submission editors deleted (signed request, issue 5): id and day of deletion only."""
+    """A submission editors deleted (signed request): id and day of deletion only."""
 
     __tablename__ = "tombstones"
 
@@ -160,7 +160,7 @@ class ExportRow(Base):
 
 
 class OutboxBundleRow(Base):
-    """An editor outbox bundle already applied (issue 5, migration 0002): replays are refused."""
+    """An editor outbox bundle already applied (migration 0002): replays are refused."""
 
     __tablename__ = "outbox_bundles"
 
@@ -192,7 +192,7 @@ Index("ix_submissions_parent_id", SubmissionRow.parent_id)
 
 
 class UploadRow(Base):
-    """A resumable upload in progress (issue 4, migration 0003): ciphertext only.
+    """A resumable upload in progress (migration 0003): ciphertext only.
 
     Kept until a commit adopts it into a submission or it expires. ``day`` is the UTC day of
     the last write (expiry counts from the end of that day); no time of day is stored. The

@@ -335,7 +335,7 @@ class Store:
 
     @property
     def uploads(self) -> Any:
-        """Resumable uploads (issue 4): an ``app.store.uploads.UploadArea``."""
+        """Resumable uploads: an ``app.store.uploads.UploadArea``."""
         area = self.__dict__.get("_uploads")
         if area is None:
             from .uploads import UploadArea
@@ -615,7 +615,7 @@ class Store:
                 conn.execute(insert(TombstoneRow).values(submission_id=submission_id, day=today()))
         self.blobs.delete(refs)
 
-    # ------------------------------------------------------------------ replies (issue 5)
+    # ------------------------------------------------------------------ replies
 
     def add_reply(self, token_hash: str, ciphertext: bytes | BinaryIO) -> str:
         """Store an editor's reply (an age file) for a mailbox; returns the reply id."""
@@ -676,7 +676,7 @@ class Store:
             raise NotFound("no such reply")
         return self.blobs.open(row[0])
 
-    # ------------------------------------------------------------------ exports (issue 5)
+    # ------------------------------------------------------------------ exports
 
     def record_export(
         self,

@@ -1,4 +1,4 @@
-"""Resumable uploads (issue 4): ciphertext arriving in chunks, adopted by one atomic commit.
+"""Resumable uploads: ciphertext arriving in chunks, adopted by one atomic commit.
 
 An upload is a row in ``uploads`` (random id, random blob name, desk, role, declared length,
 day of the last write) plus its bytes:

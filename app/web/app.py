@@ -1,7 +1,7 @@
 """The witness site: ``create_app(settings)`` builds the FastAPI app ``guwah serve`` runs.
 
 Run it only with :data:`app.web.security.UVICORN_OPTIONS` (no access log, no proxy headers,
-no Server/Date header).  Pages work without JavaScript; the optional script of issue 4 is
+no Server/Date header).  Pages work without JavaScript; the optional script (browser encryption) is
 referenced from the submit page with Subresource Integrity.
 """
 
@@ -290,7 +290,7 @@ def create_app(settings: Any = None, *, store: Any = None,
     )
     app.state.web = web
     _routes(app, web)
-    from .commit import router as commit_router  # issue 4: browser-encrypted submissions
+    from .commit import router as commit_router  # browser-encrypted submissions
     from .uploads import router as uploads_router
 
     app.include_router(uploads_router)

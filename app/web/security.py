@@ -2,7 +2,7 @@
 
 The headers are added by a pure-ASGI middleware (not ``BaseHTTPMiddleware``) so that they are
 on *every* response the app sends: pages, static files, 404/405/413 answers, and the error
-page rendered for an unexpected exception.  DESIGN.md section 6 is the source of truth.
+page rendered for an unexpected exception.  docs/threat-model.md lists them.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("guwah.web")
 
-# DESIGN.md section 6, plus two same-origin additions that ``default-src 'none'`` would
-# forbid: ``connect-src 'self'`` (the JavaScript-on path uploads ciphertext with fetch()) and
-# ``font-src 'self'`` (the bundled Arabic-script font for Uyghur).  Neither allows any other
-# origin.
+# The site's policy (docs/threat-model.md), plus two same-origin additions that
+# ``default-src 'none'`` would forbid: ``connect-src 'self'`` (the JavaScript-on path uploads
+# ciphertext with fetch()) and ``font-src 'self'`` (the bundled Arabic-script font for
+# Uyghur).  Neither allows any other origin.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "

@@ -1,4 +1,4 @@
-"""Applied outbox bundles: the ids of editor bundles already imported (issue 5).
+"""Applied outbox bundles: the ids of editor bundles already imported.
 
 ``guwah import`` refuses an outbox bundle whose ``bundle_id`` is listed here, so a replayed
 bundle can never store a reply twice. Only the random id, the desk and the day are kept.

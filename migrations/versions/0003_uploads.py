@@ -1,4 +1,4 @@
-"""Resumable uploads (issue 4): ciphertext being uploaded in chunks, adopted at commit.
+"""Resumable uploads: ciphertext being uploaded in chunks, adopted at commit.
 
 Only a random id, the blob name, the desk, the role, the declared length and the day of the
 last write are kept; no time of day, nothing about the witness.

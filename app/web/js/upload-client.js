@@ -1,7 +1,7 @@
 // Encrypt in the worker, upload with tus 1.0 (resumable), commit: the browser-encrypted
 // pipeline used by the follow-up form of return.js.
 //
-// The same protocol and behaviour as the submission page (submit.js, issue 4), written as a
+// The same protocol and behaviour as the submission page (submit.js), written as a
 // reusable module: /api/uploads (POST with Guwah-Form-Token and desk/role metadata, PATCH
 // at the acknowledged offset, HEAD to re-sync after a network error) and
 // /api/submissions (JSON). submit.js can import it too, so that one copy remains.
