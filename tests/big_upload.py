@@ -222,7 +222,7 @@ class UploadRun:
 
 RECEIPT_OR_ERROR = (
     "(() => { const c = document.querySelector('#codename');"
-    " if (c && c.textContent.trim().split(' ').length === 7) return 'receipt';"
+    " if (c && c.textContent.trim().split(' ').length === 8) return 'receipt';"
     " if (document.querySelector('#js-status .error')) return 'error';"
     " if (document.querySelector('#js-continue')) return 'slow'; return ''; })()"
 )
