@@ -98,9 +98,9 @@ WORKER_JS = """async ([size, recipient]) => {
         const done = await new Promise((resolve, reject) => {
             worker.onmessage = (ev) => {
                 const m = ev.data;
-                if (m.type === "chunk") {
-                    parts.push(new Uint8Array(m.data));
-                    worker.postMessage({ type: "ack", id: m.id });
+                if (m.type === "chunk") {  // the ciphertext is the first m.length bytes
+                    parts.push(new Uint8Array(m.data, 0, m.length).slice());
+                    worker.postMessage({ type: "ack", id: m.id, seq: m.seq });
                 } else if (m.type === "done") resolve(m);
                 else if (m.type === "error") reject(new Error(m.message));
             };
