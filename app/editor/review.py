@@ -43,7 +43,7 @@ from . import deskmail, metareport, quarantine, routine
 from .errors import EditorError
 from .keyring import Keyring
 from .layout import CUSTODY, ImportResult, Layout, testimony_fields, write_new
-from .safe_output import safe_name
+from .safe_output import fsync_dir, safe_name
 from .trust import ImportState, pinned_server, server_fingerprint
 
 INDEX = "index.html"
@@ -122,7 +122,7 @@ def import_bundle(
             _fsync_tree(staging, skip=syncer.done)
             final.parent.mkdir(mode=0o700, exist_ok=True)
             os.rename(staging, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
     editors = bundle.manifest.get("editors")
     if seq >= state.last(pinned, desk):  # an older bundle's list is stale: no warning from it
         result.warnings += deskmail.editor_changes(state.editors(pinned, desk), editors)
@@ -212,7 +212,7 @@ def _retry(
             name = layout.folder_name(sid)
             os.rename(staging / name, final / name)
             shutil.rmtree(waiting[sid])
-        _fsync_dir(final)
+        fsync_dir(final)
     result.retried = result.submissions = len(layout.laid_out)
     if layout.laid_out:
         write_index(review)
@@ -267,15 +267,7 @@ def _fsync_tree(root: Path, skip: set[str] | frozenset[str] = frozenset()) -> No
             if path not in skip:
                 _fsync_path(path)
         if folder not in skip:
-            _fsync_dir(Path(folder))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_dir(Path(folder))
 
 
 
