@@ -1,38 +1,52 @@
 """Server-side storage: SQLAlchemy models, the blob stores, the Store facade.
 
-Contract: /work/notes/STORE_API.md (copied to docs/ by the lead). What is stored about a witness
-is listed in app/store/models.py — and nothing else is.
+What is stored about a witness is listed in app/store/models.py — and nothing else is.
+Errors are the typed family of app/store/errors.py.
 """
 
 from .blobs import BlobStore, BlobWriter, DbBlobStore, FsBlobStore
 from .checks import StartupError, check_data_dir, check_tmpdir, startup_checks
 from .db import DatabaseUrlError, make_engine
 from .diskfull import is_disk_full
+from .errors import (
+    AlreadyUsed,
+    BadReplyRecipient,
+    BadTokenHash,
+    Conflict,
+    Invalid,
+    NotFound,
+    NotStored,
+    StoreError,
+)
 from .store import (
     MIGRATIONS_DIR,
     Desk,
     EditorKey,
     FileInfo,
-    NotFound,
     PendingSubmission,
     ReplyInfo,
     Store,
-    StoreError,
     SubmissionInfo,
     today,
 )
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "AlreadyUsed",
+    "BadReplyRecipient",
+    "BadTokenHash",
     "BlobStore",
     "BlobWriter",
+    "Conflict",
     "DatabaseUrlError",
     "DbBlobStore",
     "Desk",
     "EditorKey",
     "FileInfo",
     "FsBlobStore",
+    "Invalid",
     "NotFound",
+    "NotStored",
     "PendingSubmission",
     "ReplyInfo",
     "StartupError",

@@ -31,6 +31,15 @@ from app.utcday import today
 from .blobs import BlobStore, BlobWriter, CleanupReport, DbBlobStore, FsBlobStore
 from .db import make_engine
 from .disktimes import restamp_tree
+from .errors import (
+    BadReplyRecipient,
+    BadTokenHash,
+    Conflict,
+    Invalid,
+    NotFound,
+    NotStored,
+    StoreError,
+)
 from .models import (
     DeskRow,
     EditorKeyRow,
@@ -44,14 +53,6 @@ from .reflocks import ref_locks_for
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-
-
-class StoreError(Exception):
-    """Something the caller asked for cannot be done; the message is one readable sentence."""
-
-
-class NotFound(StoreError):
-    """No such desk, key, submission or reply."""
 
 
 def new_id() -> str:
@@ -129,7 +130,7 @@ def _submission(row: SubmissionRow, desk_name: str) -> SubmissionInfo:
 
 def _check_token_hash(token_hash: str) -> str:
     if not is_a(HEX64, token_hash):
-        raise StoreError("the mailbox token hash must be 64 lowercase hex characters")
+        raise BadTokenHash("the mailbox token hash must be 64 lowercase hex characters")
     return token_hash
 
 
@@ -168,7 +169,7 @@ class PendingSubmission:
         if self._done:
             raise StoreError("this submission is already finished")
         if not is_a(ROLE, role):
-            raise StoreError(f"unknown file role {role!r}: use 'message' or 'file-N'")
+            raise Invalid(f"unknown file role {role!r}: use 'message' or 'file-N'")
         if role in self._writers:
             raise StoreError(f"the submission already has a {role!r}")
         writer = self._store.blobs.stage()
@@ -234,7 +235,7 @@ class PendingSubmission:
                 self._store.blobs.discard(refs)
             # committed is None (database unreachable): leave the blobs to cleanup_staging()
             if isinstance(exc, SQLAlchemyError | OSError):
-                raise StoreError("the submission could not be stored; nothing was kept") from exc
+                raise NotStored("the submission could not be stored; nothing was kept") from exc
             raise
         return self.id
 
@@ -389,7 +390,7 @@ class Store:
             with self.engine.begin() as conn:
                 conn.execute(insert(DeskRow).values(name=name, description=description or ""))
         except IntegrityError:
-            raise StoreError(f"a desk named {name!r} already exists") from None
+            raise Conflict(f"a desk named {name!r} already exists") from None
         return self.get_desk(name)
 
     def update_desk(self, name: str, description: str) -> Desk:
@@ -469,7 +470,7 @@ class Store:
         canonical = str(recipient)
         for key in desk.recipients:
             if key.fingerprint == fingerprint or key.age_recipient == canonical:
-                raise StoreError(f"this key is already on desk {desk_name!r}")
+                raise Conflict(f"this key is already on desk {desk_name!r}")
         key = EditorKey(editor_name, canonical, ed25519_pub, fingerprint, recipient.type)
         try:
             with self.engine.begin() as conn:
@@ -484,7 +485,7 @@ class Store:
                     )
                 )
         except IntegrityError:
-            raise StoreError(f"this key is already on desk {desk_name!r}") from None
+            raise Conflict(f"this key is already on desk {desk_name!r}") from None
         return key
 
     def remove_recipient(self, desk_name: str, fingerprint: str) -> None:
@@ -516,9 +517,9 @@ class Store:
         try:
             reply = parse_recipient(reply_recipient)
         except AgeError as exc:
-            raise StoreError(f"reply recipient: {exc}") from None
+            raise BadReplyRecipient(f"reply recipient: {exc}") from None
         if reply.type != desk.kind:
-            raise StoreError(
+            raise BadReplyRecipient(
                 f"the reply recipient must be {desk.kind}, like the keys of desk {desk.name!r}"
             )
         if parent_id is not None:
@@ -710,7 +711,7 @@ class Store:
                 ).scalar_one()
                 next_sequence = (last or 0) + 1
                 if sequence is not None and sequence != next_sequence:
-                    raise StoreError(conflict)
+                    raise Conflict(conflict)
                 # the caller chose its submissions before taking the lock: if another export
                 # recorded any of them since, this bundle would hand them out twice
                 # (``only_new``: a --since-last export, which must not repeat any of them)
@@ -720,7 +721,7 @@ class Store:
                         select(ExportRow.submission_ids).where(ExportRow.desk_id == desk.id)
                     )
                     if any(wanted & set(json.loads(blob)) for (blob,) in earlier):
-                        raise StoreError(conflict)
+                        raise Conflict(conflict)
                 conn.execute(
                     insert(ExportRow).values(
                         desk_id=desk.id,
@@ -731,7 +732,7 @@ class Store:
                     )
                 )
         except IntegrityError:
-            raise StoreError(conflict) from None
+            raise Conflict(conflict) from None
         return next_sequence
 
     def exported_ids(self, desk_name: str) -> set[str]:

@@ -36,18 +36,13 @@ from app.utcday import stamp, today
 
 from .blobs import CHUNK, FsBlobStore, _DbReader, fsync_dir, new_ref
 from .disktimes import list_quietly, open_quietly
+from .errors import AlreadyUsed, NotFound, NotStored, StoreError
 from .models import BlobChunkRow, BlobStagingRow, SubmissionFileRow, SubmissionRow, UploadRow
 
 if TYPE_CHECKING:
     from .store import Store
 
 UPLOADS_DIR = "uploads"
-
-
-def _errors() -> tuple[type[Exception], type[Exception]]:
-    from .store import NotFound, StoreError
-
-    return StoreError, NotFound
 
 
 class UploadConflict(Exception):
@@ -108,7 +103,7 @@ class UploadAppender:
                 try:
                     self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
                 except FileNotFoundError:
-                    raise _errors()[1]("no such upload") from None
+                    raise NotFound("no such upload") from None
                 try:
                     fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -220,7 +215,6 @@ class UploadArea:
         return int(size), (-1 if last is None else int(last)) + 1
 
     def _row(self, upload_id: str) -> Any:
-        _, NotFound = _errors()
         if not isinstance(upload_id, str) or not upload_id or len(upload_id) > 32:
             raise NotFound("no such upload")
         with self.engine.connect() as conn:
@@ -244,7 +238,6 @@ class UploadArea:
                 finally:
                     os.close(fd)
             except FileNotFoundError:
-                _, NotFound = _errors()
                 raise NotFound("no such upload") from None
         return self.db_offset(row.blob_ref)[0]  # chunks count once their insert committed
 
@@ -386,7 +379,6 @@ class UploadArea:
         are renamed (no copy) into place and fsynced before it. Nothing is visible before the
         commit; on failure, everything stays an upload.
         """
-        StoreError, _ = _errors()
         if "message" not in files:
             raise StoreError("a submission needs its message")
         pending = self.store.begin_submission(desk, token_hash, reply_recipient, parent_id)
@@ -421,7 +413,7 @@ class UploadArea:
             with self.engine.begin() as conn:
                 gone = conn.execute(delete(UploadRow).where(UploadRow.id.in_(ids))).rowcount
                 if gone != len(ids):
-                    raise StoreError("an upload was already used by another submission")
+                    raise AlreadyUsed("an upload was already used by another submission")
                 conn.execute(
                     insert(SubmissionRow).values(
                         id=pending.id, desk_id=pending.desk.id, day=today(),
@@ -455,6 +447,6 @@ class UploadArea:
             if isinstance(exc, StoreError):
                 raise
             if isinstance(exc, Exception):
-                raise StoreError("the submission could not be stored; nothing was kept") from exc
+                raise NotStored("the submission could not be stored; nothing was kept") from exc
             raise
         return pending.id

@@ -274,7 +274,13 @@ async def commit(request: Request) -> Response:
 
 def _commit_sync(web: Any, request: Request, data: dict[str, Any],
                  roles: dict[str, str]) -> Any:
-    from app.store import NotFound, StoreError
+    from app.store import (
+        AlreadyUsed,
+        BadReplyRecipient,
+        BadTokenHash,
+        NotFound,
+        StoreError,
+    )
 
     store = web.store
     area = store.uploads
@@ -317,14 +323,13 @@ def _commit_sync(web: Any, request: Request, data: dict[str, Any],
                                        hashes)
         except NotFound:  # the first submission was deleted meanwhile: start the mailbox anew
             submission_id = area.adopt(desk, token_hash, data["reply_recipient"], None, hashes)
+    except AlreadyUsed:
+        return refuse(request, 409, MSG["used"])
+    except BadReplyRecipient:
+        return refuse(request, 422, CMSG["reply_key"])
+    except BadTokenHash:
+        return refuse(request, 400, MSG["bad_form"])
     except StoreError as exc:
-        text = str(exc)
-        if "already used" in text:
-            return refuse(request, 409, MSG["used"])
-        if "reply recipient" in text:
-            return refuse(request, 422, CMSG["reply_key"])
-        if "token hash" in text:
-            return refuse(request, 400, MSG["bad_form"])
         if is_disk_full(exc):  # the rename or the database commit found no space
             return refuse(request, 507, MSG["disk"])
         return refuse(request, 500, MSG["server"])
