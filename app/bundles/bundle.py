@@ -33,8 +33,8 @@ from typing import Any, BinaryIO
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from app.ids import BUNDLE_ID, DAY, DESK_NAME, HEX64, ID, ROLE, is_a
-from app.utcday import stamp
+from app.protocol.ids import BUNDLE_ID, DAY, DESK_NAME, HEX64, ID, ROLE, is_a
+from app.protocol.utcday import stamp
 
 from .errors import BundleError
 from .ustar import END, MAX_MEMBER_SIZE, iter_members, member_header, padding

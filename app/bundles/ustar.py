@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from app.ids import MEMBER_PATH, is_a
+from app.protocol.ids import MEMBER_PATH, is_a
 
 from .errors import BundleError
 

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, Protocol
 
 from app.bundles import OpenedBundle
 from app.crypto import AgeError, Decryptor, HeaderError, NoIdentityMatchError, PayloadError, padme
-from app.ids import HEX64, ROLE, is_a
+from app.protocol.ids import HEX64, ROLE, is_a
 
 from . import deskmail, quarantine
 from .keyring import Keyring

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.bundles import OUTBOX_FORMAT, BundleError, open_bundle
 from app.crypto import AgeError, read_header
+from app.protocol.utcday import today
 from app.settings import Settings
 from app.store import Store, StoreError
 from app.store.models import (
@@ -36,7 +37,6 @@ from app.store.models import (
     TombstoneRow,
 )
 from app.store.store import new_id
-from app.utcday import today
 
 
 class OutboxReplayError(BundleError):

@@ -23,7 +23,7 @@ renames were fsynced before the commit. If the transaction fails, ``discard`` re
 Debris has no age: a writer holds its blob's lock (app/store/reflocks.py) from ``stage()`` until
 ``release()``, after its commit finished or was undone, and ``cleanup`` removes only blobs whose
 lock it can claim, so it never takes an upload in progress, in any process, and removes a dead
-process's leftovers at once. Files are stamped with their UTC day when written (app/utcday.py).
+process's leftovers at once. Files carry their UTC day only (app.protocol.utcday).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from typing import BinaryIO
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from app.utcday import stamp, today
+from app.protocol.utcday import stamp, today
 
 from .disktimes import Entry, list_quietly, open_quietly
 from .models import BlobChunkRow, BlobStagingRow

@@ -2,7 +2,7 @@
 
 The kernel stamps each write, rename and read with a nanosecond time: a blob's mtime is the
 second it arrived, a directory's mtime the second of its last arrival or deletion, the SQLite
-files' mtime the last commit. Writers stamp what they write (app/utcday.py ``stamp``); this
+files' mtime the last commit. Writers stamp what they write (app/protocol/utcday.py ``stamp``); this
 pass, run by ``guwah cleanup``, catches everything else (the database files, directories,
 files whose time a read or an unlink moved). atime and mtime become the start of the UTC day
 of the old mtime: the day stays (the database keeps it anyway), the time of day goes.
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from app.utcday import floor_to_day
+from app.protocol.utcday import floor_to_day
 
 _NOATIME = getattr(os, "O_NOATIME", 0)
 

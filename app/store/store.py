@@ -24,9 +24,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from app.crypto import AgeError, parse_recipient
-from app.ids import DESK_NAME, HEX64, ID, ROLE, is_a
+from app.protocol.ids import DESK_NAME, HEX64, ID, ROLE, is_a
+from app.protocol.utcday import today
 from app.settings import Settings
-from app.utcday import today
 
 from .blobs import BlobStore, BlobWriter, CleanupReport, DbBlobStore, FsBlobStore
 from .db import make_engine

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import delete, func, insert, select, update
 
-from app.utcday import stamp, today
+from app.protocol.utcday import stamp, today
 
 from .blobs import CHUNK, FsBlobStore, _DbReader, fsync_dir, new_ref
 from .disktimes import list_quietly, open_quietly

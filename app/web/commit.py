@@ -32,7 +32,7 @@ from app.crypto import AgeError, NotAgeFileError, padme
 from app.crypto.header import parse_header
 from app.crypto.mailbox import token_hash as hash_token
 from app.crypto.x25519 import is_generated_share
-from app.ids import HEX64, ID, is_a
+from app.protocol.ids import HEX64, ID, is_a
 from app.store import is_disk_full
 
 from .errors import MSG, N_

@@ -50,7 +50,7 @@ from python_multipart.multipart import parse_options_header
 
 from app.crypto import AgeError, HybridIdentity, X25519Identity, decrypt, read_header
 from app.crypto.mailbox import CodenameError, kdf, normalize_codename, token_hash
-from app.ids import DAY, HEX64, is_a
+from app.protocol.ids import DAY, HEX64, is_a
 
 from . import sealing
 from .errors import MSG, N_, Refusal

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from app.crypto import padme
-from app.ids import ID, ROLE, is_a
+from app.protocol.ids import ID, ROLE, is_a
 from app.store import NotFound, is_disk_full
 from app.store.uploads import UploadConflict, UploadTooLong, expires_at
 

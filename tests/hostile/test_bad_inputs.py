@@ -151,7 +151,7 @@ def test_trailing_newline_is_refused_in_a_bundle_manifest():
 
 
 def test_no_anchored_pattern_left_for_match():
-    """``^…$`` with re.match accepts a trailing newline: patterns live in app/ids.py, unanchored,
+    """``^…$`` with re.match accepts a trailing newline: patterns live in app/protocol/ids.py, unanchored,
     and are used with fullmatch. No module may bring a ``$``-anchored pattern back."""
     offenders = []
     for path in (ROOT / "app").rglob("*.py"):
