@@ -27,7 +27,8 @@ from app.crypto import (
 )
 from app.crypto.mailbox import derive_mailbox, new_codename
 from app.store.models import UploadRow
-from app.web.commit import CMSG, stream_payload_ok, stream_plaintext_length
+from app.crypto.stream import payload_size, plaintext_length
+from app.web.commit import CMSG, stream_payload_ok
 from app.web.errors import MSG
 from app.web.uploads import UMSG
 
@@ -292,11 +293,12 @@ def test_uploads_survive_startup_cleanup(web_client, store):
 def test_stream_arithmetic():
     for plain in (0, 1, 255, 65535, 65536, 65537, 3 * 65536, 1_000_000):
         chunks = max(1, -(-plain // 65536))
-        assert stream_plaintext_length(16 + plain + 16 * chunks) == plain
+        assert payload_size(plain) == 16 + plain + 16 * chunks
+        assert plaintext_length(16 + plain + 16 * chunks) == plain
         assert stream_payload_ok(16 + plain + 16 * chunks) == (padme(plain) == plain)
-    assert stream_plaintext_length(16 + 15) is None
-    assert stream_plaintext_length(16 + 65536 + 16 + 16) is None  # empty chunk after a full one
-    assert stream_plaintext_length(16 + 65536 + 16 + 5) is None
+    assert plaintext_length(16 + 15) is None
+    assert plaintext_length(16 + 65536 + 16 + 16) is None  # empty chunk after a full one
+    assert plaintext_length(16 + 65536 + 16 + 5) is None
 
 
 @pytest.mark.parametrize("case", ["plaintext", "wrong_desk_key_count", "hybrid_for_x25519",

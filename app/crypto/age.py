@@ -7,20 +7,29 @@ beyond one chunk.
 
 import io
 import os
-from collections.abc import Callable, Sequence
-from typing import BinaryIO
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from .armor import BEGIN, WHITESPACE, ArmorReader, ArmorWriter
+from .byteio import Sink, Source
 from .errors import HeaderError, NoIdentityMatchError
 from .header import Header, encode_header, parse_header
 from .keys import Identity, Recipient, check_recipient_mix
-from .stream import NONCE_SIZE, StreamReader, StreamWriter, payload_key, seal_stream
+from .stream import (
+    NONCE_SIZE,
+    Progress,
+    StreamReader,
+    StreamWriter,
+    payload_key,
+    seal_stream,
+)
 
-Progress = Callable[[int], object]
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 class _Sink:
-    def __init__(self, sink: BinaryIO) -> None:
+    def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.count = 0
 
@@ -36,7 +45,7 @@ class Encryptor:
     def __init__(
         self,
         recipients: Sequence[Recipient],
-        sink: BinaryIO,
+        sink: Sink,
         *,
         armor: bool = False,
         background: bool = False,
@@ -63,7 +72,7 @@ class Encryptor:
         self.bytes_in += len(data)
         return len(data)
 
-    def write_all(self, src: BinaryIO, progress: Progress | None = None) -> int:
+    def write_all(self, src: Source, progress: Progress | None = None) -> int:
         """Encrypt everything left in ``src`` and close: the fast, multi-core path."""
         if self.bytes_in or self._stream.started:
             raise ValueError("write_all must be the only write to an Encryptor")
@@ -94,7 +103,7 @@ class Encryptor:
             self.abort()
 
 
-def _start(src: BinaryIO, armor: bool | None) -> tuple[BinaryIO, bytes]:
+def _start(src: Source, armor: bool | None) -> tuple[Source, bytes]:
     """Detect (or force) armor; return the binary source and bytes already read from it."""
     if armor is False:
         return src, b""
@@ -103,10 +112,10 @@ def _start(src: BinaryIO, armor: bool | None) -> tuple[BinaryIO, bytes]:
         first = _past_leading_whitespace(src, first)
         if not first.lstrip(WHITESPACE).startswith(BEGIN[:5]):
             return src, first
-    return ArmorReader(src, first), b""  # type: ignore[return-value]
+    return ArmorReader(src, first), b""
 
 
-def _past_leading_whitespace(src: BinaryIO, first: bytes) -> bytes:
+def _past_leading_whitespace(src: Source, first: bytes) -> bytes:
     """``first`` plus what follows, until 5 bytes past any leading whitespace (or EOF).
 
     Linear: each chunk is looked at once. (Re-stripping everything read so far after every
@@ -127,7 +136,7 @@ class Decryptor(io.RawIOBase):
     """A readable of the plaintext; only authenticated chunks are ever returned."""
 
     def __init__(
-        self, src: BinaryIO, identities: Sequence[Identity], *, armor: bool | None = None
+        self, src: Source, identities: Sequence[Identity], *, armor: bool | None = None
     ) -> None:
         super().__init__()
         source, first = _start(src, armor)
@@ -152,7 +161,7 @@ class Decryptor(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, n: int | None = -1, /) -> bytes:
         if n is None or n < 0:
             parts = [self._buf[self._pos :]]
             self._buf, self._pos = b"", 0
@@ -168,9 +177,10 @@ class Decryptor(io.RawIOBase):
         self._pos += len(out)
         return out
 
-    def readinto(self, b: "bytearray | memoryview") -> int:  # type: ignore[override]
-        data = self.read(len(b))
-        b[: len(data)] = data
+    def readinto(self, buffer: "WriteableBuffer", /) -> int:
+        with memoryview(buffer).cast("B") as view:
+            data = self.read(len(view))
+            view[: len(data)] = data
         return len(data)
 
     def read_all_into(
@@ -190,7 +200,7 @@ class Decryptor(io.RawIOBase):
         self._reader.drain(counted, progress)
         return total
 
-    def chunks(self):  # type: ignore[no-untyped-def]
+    def chunks(self) -> Iterator[bytes]:
         """Yield authenticated plaintext chunks (fast path for copying)."""
         if self._pos < len(self._buf):
             yield self._buf[self._pos :]
@@ -217,8 +227,8 @@ def _unwrap(header: Header, identities: Sequence[Identity]) -> bytes:
 
 
 def encrypt_stream(
-    src: BinaryIO,
-    dst: BinaryIO,
+    src: Source,
+    dst: Sink,
     recipients: Sequence[Recipient],
     *,
     armor: bool = False,
@@ -229,8 +239,8 @@ def encrypt_stream(
 
 
 def decrypt_stream(
-    src: BinaryIO,
-    dst: BinaryIO,
+    src: Source,
+    dst: Sink,
     identities: Sequence[Identity],
     *,
     armor: bool | None = None,
@@ -250,6 +260,6 @@ def decrypt(data: bytes, identities: Sequence[Identity], *, armor: bool | None =
     return Decryptor(io.BytesIO(data), identities, armor=armor).read()
 
 
-def read_header(src: BinaryIO) -> Header:
+def read_header(src: Source) -> Header:
     """Parse only the header (the server checks uploaded files' stanzas without any key)."""
     return parse_header(src)[0]

@@ -8,8 +8,8 @@ columns but the last (1 to 64), and base64 is padded and canonical.  Anything el
 
 import base64
 import binascii
-from typing import BinaryIO
 
+from .byteio import Sink, Source
 from .errors import ArmorError
 
 BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
@@ -22,7 +22,7 @@ _B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 class ArmorWriter:
     """Wraps a binary sink; bytes written to it come out as armored text."""
 
-    def __init__(self, sink: BinaryIO) -> None:
+    def __init__(self, sink: Sink) -> None:
         self._sink = sink
         self._buf = bytearray()
         self._sink.write(BEGIN + b"\n")
@@ -48,7 +48,7 @@ class ArmorWriter:
 class ArmorReader:
     """A readable that strictly decodes armored input from ``src``, line by line."""
 
-    def __init__(self, src: BinaryIO, pending: bytes = b"") -> None:
+    def __init__(self, src: Source, pending: bytes = b"") -> None:
         self._src = src
         self._raw = bytearray(pending)
         self._out = bytearray()

@@ -8,8 +8,8 @@ so that a hostile upload cannot make the server buffer an unbounded header.
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
+from .byteio import Source
 from .encoding import b64decode, b64encode, hkdf_sha256
 from .errors import HeaderError, MacMismatchError, NotAgeFileError
 
@@ -67,7 +67,7 @@ def _valid_arg(arg: str) -> bool:
 
 
 class _LineReader:
-    def __init__(self, src: BinaryIO, first: bytes = b"") -> None:
+    def __init__(self, src: Source, first: bytes = b"") -> None:
         self.src = src
         self.pending = first
         self.consumed = bytearray()
@@ -91,7 +91,7 @@ class _LineReader:
         return line
 
 
-def parse_header(src: BinaryIO, first: bytes = b"") -> tuple[Header, bytes]:
+def parse_header(src: Source, first: bytes = b"") -> tuple[Header, bytes]:
     """Parse a header from ``src`` (after ``first``, bytes already read from it).
 
     Returns the header and any bytes read past its end (the start of the payload).

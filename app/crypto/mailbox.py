@@ -15,6 +15,7 @@ tests/vectors/mailbox.json pins both.
 
 import hashlib
 from dataclasses import dataclass
+from typing import TypedDict
 
 from . import codename
 from .codename import CodenameError, words
@@ -24,7 +25,18 @@ from .x25519 import TYPE as X25519
 from .x25519 import X25519Identity
 
 CODENAME_WORDS = codename.SECRET_WORDS  # secret words; the written codename adds a check word
-KDF_PARAMS = {
+class KdfParams(TypedDict):
+    """The scrypt parameters of the mailbox derivation (the browser holds the same)."""
+
+    name: str
+    salt: str
+    log_n: int
+    r: int
+    p: int
+    dklen: int
+
+
+KDF_PARAMS: KdfParams = {
     "name": "scrypt",
     "salt": "guwah.org/v1/mailbox",
     "log_n": 12,
@@ -67,14 +79,14 @@ class Mailbox:
 
 def kdf(normalized: str) -> bytes:
     p = KDF_PARAMS
-    n = 1 << int(p["log_n"])  # type: ignore[call-overload]
+    n = 1 << p["log_n"]
     return hashlib.scrypt(
         normalized.encode("utf-8"),
-        salt=str(p["salt"]).encode(),
+        salt=p["salt"].encode(),
         n=n,
-        r=int(p["r"]),  # type: ignore[call-overload]
-        p=int(p["p"]),  # type: ignore[call-overload]
-        dklen=int(p["dklen"]),  # type: ignore[call-overload]
+        r=p["r"],
+        p=p["p"],
+        dklen=p["dklen"],
         maxmem=128 * 8 * n + (16 << 20),
     )
 

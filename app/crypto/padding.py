@@ -10,6 +10,8 @@ leaked, with at most about 12% overhead.  Framing (docs/formats.md):
   for anyone who opens it with plain ``age -d``.
 """
 
+from collections.abc import Callable
+
 MIN_PADDED = 256  # even a one-line testimony looks like a small one
 
 
@@ -29,10 +31,10 @@ def padding_for(length: int) -> int:
     return padme(length) - length
 
 
-def write_padding(write: "object", count: int, fill: bytes = b"\x00") -> None:
+def write_padding(write: Callable[[bytes], object], count: int, fill: bytes = b"\x00") -> None:
     """Feed ``count`` fill bytes to ``write`` in bounded blocks (padding can be ~12% of GiBs)."""
     block = fill * 65536
     while count > 0:
         n = min(count, len(block))
-        write(block[:n])  # type: ignore[operator]
+        write(block[:n])
         count -= n

@@ -9,11 +9,11 @@ follows, because the last chunk carries the "final" flag in its nonce.
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from .byteio import Source
 from .encoding import hkdf_sha256
 from .errors import PayloadError
 
@@ -23,6 +23,34 @@ ENC_CHUNK = CHUNK + TAG
 NONCE_SIZE = 16
 
 Writer = Callable[[bytes], object]
+Progress = Callable[[int], object]  # told how many bytes were just read
+
+
+def payload_size(plaintext: int) -> int:
+    """Bytes of the STREAM payload (nonce, chunks, tags) for ``plaintext`` bytes.
+
+    Every chunk but the last is full; an empty plaintext still has one (empty) final chunk.
+    The browser computes the same sizes (tests/vectors/age-sizes.json).
+    """
+    chunks = max(1, -(-plaintext // CHUNK))
+    return NONCE_SIZE + plaintext + TAG * chunks
+
+
+def plaintext_length(payload: int) -> int | None:
+    """The plaintext length of a STREAM payload of ``payload`` bytes, or None if none fits.
+
+    Only the last chunk may be shorter than 64 KiB, and it may be empty only when the whole
+    plaintext is (the inverse of :func:`payload_size`).
+    """
+    body = payload - NONCE_SIZE
+    if body < TAG:
+        return None
+    full, last = divmod(body, ENC_CHUNK)
+    if last == 0:
+        return full * CHUNK if full >= 1 else None
+    if last < TAG or (last == TAG and full > 0):
+        return None
+    return full * CHUNK + last - TAG
 
 # Why ``cryptography`` and not PyNaCl for the AEAD: measured here (bench/README.md), its
 # ChaCha20-Poly1305 runs at about 4.3 GiB/s of CPU against libsodium-through-PyNaCl's 1.3 GiB/s
@@ -124,7 +152,7 @@ class StreamWriter:
 class StreamReader:
     """Reads and authenticates age STREAM chunks from ``src`` one at a time."""
 
-    def __init__(self, key: bytes, src: BinaryIO, pending: bytes = b"") -> None:
+    def __init__(self, key: bytes, src: Source, pending: bytes = b"") -> None:
         self._aead = Aead(key)
         self._src = src
         self._pending = bytearray(pending)
@@ -155,7 +183,7 @@ class StreamReader:
             self._done = True
         return plain
 
-    def drain(self, write: Writer, progress: Writer | None = None) -> None:
+    def drain(self, write: Writer, progress: Progress | None = None) -> None:
         """Decrypt every remaining chunk into ``write`` using the parallel path."""
         if self._done:
             return
@@ -250,7 +278,7 @@ def _chunked(read: Callable[[int], bytes], size: int) -> Iterator[tuple[list[byt
         cur = ahead
 
 
-def _reader(src: BinaryIO, pending: bytes, progress: Writer | None) -> Callable[[int], bytes]:
+def _reader(src: Source, pending: bytes, progress: Progress | None) -> Callable[[int], bytes]:
     """read(n): exactly n bytes unless at end of input, ``pending`` first."""
     left = bytearray(pending)
 
@@ -272,7 +300,7 @@ def _reader(src: BinaryIO, pending: bytes, progress: Writer | None) -> Callable[
     return read
 
 
-def seal_stream(key: bytes, src: BinaryIO, write: Writer, progress: Writer | None = None) -> int:
+def seal_stream(key: bytes, src: Source, write: Writer, progress: Progress | None = None) -> int:
     """Encrypt all of ``src`` into STREAM chunks; return the plaintext length."""
     total = 0
 
@@ -288,10 +316,10 @@ def seal_stream(key: bytes, src: BinaryIO, write: Writer, progress: Writer | Non
 
 def open_stream(
     key: bytes,
-    src: BinaryIO,
+    src: Source,
     pending: bytes,
     write: Writer,
-    progress: Writer | None = None,
+    progress: Progress | None = None,
     first_counter: int = 0,
 ) -> None:
     """Decrypt a whole STREAM payload from ``src`` (after ``pending``) in order."""
@@ -300,10 +328,10 @@ def open_stream(
 
 def _open_all(
     aead: Aead,
-    src: BinaryIO,
+    src: Source,
     pending: bytes,
     write: Writer,
-    progress: Writer | None,
+    progress: Progress | None,
     first_counter: int,
 ) -> None:
     batches = _chunked(_reader(src, pending, progress), ENC_CHUNK)

@@ -31,6 +31,7 @@ from python_multipart.multipart import parse_options_header
 from app.crypto import AgeError, NotAgeFileError, padme
 from app.crypto.header import parse_header
 from app.crypto.mailbox import token_hash as hash_token
+from app.crypto.stream import plaintext_length
 from app.crypto.x25519 import is_generated_share
 from app.protocol.ids import HEX64, ID, is_a
 from app.store import is_disk_full
@@ -41,9 +42,6 @@ from .jsonbody import BadJson, parse_json
 from .uploads import refuse
 
 MAX_JSON = 64 * 1024
-STREAM_CHUNK = 64 * 1024
-TAG = 16
-NONCE = 16
 READ = 1024 * 1024
 SAMPLE = 64 * 1024  # of each payload, tested for looking like ciphertext
 MIN_SAMPLE = 272  # the smallest payload after its nonce: 256 padded bytes + a 16-byte tag
@@ -91,28 +89,11 @@ def _b64(arg: str) -> bytes | None:
         return None
 
 
-def stream_plaintext_length(payload: int) -> int | None:
-    """The plaintext length of an age STREAM payload of ``payload`` bytes, or None if none fits.
-
-    16-byte nonce, then chunks of 64 KiB + 16-byte tag; only the last may be shorter, and it
-    may be empty only when the whole plaintext is.
-    """
-    body = payload - NONCE
-    if body < TAG:
-        return None
-    full, last = divmod(body, STREAM_CHUNK + TAG)
-    if last == 0:
-        return full * STREAM_CHUNK if full >= 1 else None
-    if last < TAG or (last == TAG and full > 0):
-        return None
-    return full * STREAM_CHUNK + last - TAG
-
-
 def stream_payload_ok(payload: int) -> bool:
     """Whether ``payload`` bytes (after the header) can be an age STREAM payload of a
     Padmé-padded plaintext (docs/formats.md §2: every Guwah plaintext is padded), so a cut
     anywhere but at another Padmé length is caught without any key."""
-    plain = stream_plaintext_length(payload)
+    plain = plaintext_length(payload)
     return plain is not None and padme(plain) == plain
 
 

@@ -19,7 +19,6 @@ import binascii
 import contextlib
 import datetime as dt
 import email.utils
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +29,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from app.crypto import padme
+from app.crypto.header import MAX_HEADER_BYTES
+from app.crypto.stream import payload_size
 from app.protocol.ids import ID, ROLE, is_a
 from app.store import NotFound, is_disk_full
 from app.store.uploads import UploadConflict, UploadTooLong, expires_at
@@ -42,8 +43,6 @@ from .quota import QuotaExceeded
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration"
-AGE_HEADER_MAX = 1 << 20  # app.crypto.header.MAX_HEADER_BYTES
-STREAM_CHUNK = 64 * 1024
 WRITE_BATCH = 1024 * 1024  # received bytes appended per worker-thread hand-off
 
 UMSG = {
@@ -68,9 +67,7 @@ UMSG = {
 
 def ciphertext_limit(plaintext_max: int) -> int:
     """Largest age file for a plaintext of at most ``plaintext_max`` bytes after padding."""
-    padded = padme(max(plaintext_max, 1))
-    chunks = max(1, math.ceil(padded / STREAM_CHUNK))
-    return AGE_HEADER_MAX + 16 + padded + 16 * chunks
+    return MAX_HEADER_BYTES + payload_size(padme(max(plaintext_max, 1)))
 
 
 def message_limit(settings: Any) -> int:
