@@ -421,11 +421,10 @@ def test_log_redaction_removes_addresses():
 
 
 def test_key_file_written_by_the_editor_tool_is_accepted(initialised, capfd, cli_env, tmp_path):
-    """The format belongs to guwah-editor: use its own writer, not a copy of the format."""
-    from app.editor.keyring import PublicKey
+    """The file guwah-editor keygen writes (its own writer, not a copy of the format)."""
+    from app.editor.keyring import Keyring
 
-    identity = HybridIdentity.generate()
-    public = PublicKey("Dilnur", str(identity.recipient()), bytes(SigningKey.generate().verify_key))
+    public = Keyring.generate("Dilnur").public
     path = tmp_path / "editor.pub"
     path.write_text(public.to_text())
     proc = run_main(["recipients", "add", path, "--data-dir", initialised], capfd, cli_env)

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from app.crypto import AgeError, Decryptor, padme
+from app.protocol.ids import FILE_ROLE
 
 from .errors import EditorError
 from .keyring import Keyring
 from .safe_output import safe_name
 
-ATTACHMENT_NAME = re.compile(r"(file-[1-9][0-9]{0,3})\.age")  # fullmatch
+ATTACHMENT_NAME = re.compile(rf"({FILE_ROLE.pattern})\.age")  # fullmatch
 MESSAGE = "message.age"
 MAX_MESSAGE = 16 * 1024 * 1024
 

@@ -30,10 +30,12 @@ from app.bundles import (
     parse_manifest,
     verify_signature,
 )
+from app.protocol.editorkey import key_fingerprint
+from app.protocol.utcday import today
 
 from .errors import EditorError
-from .keyring import Keyring, key_fingerprint
-from .review import CUSTODY, today
+from .keyring import Keyring
+from .review import CUSTODY
 from .trust import server_fingerprint
 
 FORMAT = "guwah-custody/1"
@@ -116,7 +118,7 @@ def build_report(folder: Path, ring: Keyring) -> dict[str, Any]:
         "editor_key": base64.b64encode(public.ed25519_public).decode(),
         "editor_age_recipient": public.age_recipient,
         "editor_fingerprint": public.fingerprint,
-        "signed_day": today(),
+        "signed_day": today().isoformat(),
     }
     return report
 

@@ -7,30 +7,28 @@ Layout of a keyring folder (0700, files 0600):
   Ed25519 signing seed rides along in a ``# guwah-ed25519-seed:`` comment, so in an emergency
   ``age -d identity.age > key.txt`` followed by ``age -d -i key.txt`` still works.
 - ``editor.pub`` — what the operator needs: name, age recipient, Ed25519 public key and the
-  fingerprint to read aloud (docs/formats.md, "Editor public key file").
+  fingerprint to read aloud (app/protocol/editorkey.py owns its format).
 """
 
 import base64
 import os
 import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import SigningKey
 
 from app.crypto import (
     HybridIdentity,
-    KeyFormatError,
     ScryptIdentity,
     ScryptRecipient,
     X25519Identity,
     decrypt,
     encrypt,
-    fingerprint,
     parse_identity,
-    parse_recipient,
 )
+from app.protocol.editorkey import EditorKey, EditorKeyError
+from app.protocol.utcday import today
 
 from .errors import EditorError
 from .safe_output import write_new_file
@@ -49,64 +47,6 @@ def default_keyring() -> Path:
     return Path(base) / "guwah-editor"
 
 
-def key_fingerprint(age_recipient: str, ed25519_public: bytes) -> str:
-    """Fingerprint of an editor public key: covers both the age and the signing key."""
-    return fingerprint(age_recipient.encode("ascii") + b"\n" + ed25519_public)
-
-
-@dataclass(frozen=True)
-class PublicKey:
-    name: str
-    age_recipient: str
-    ed25519_public: bytes
-
-    @property
-    def fingerprint(self) -> str:
-        return key_fingerprint(self.age_recipient, self.ed25519_public)
-
-    def verify_key(self) -> VerifyKey:
-        return VerifyKey(self.ed25519_public)
-
-    def to_text(self) -> str:
-        return (
-            "# Guwah editor public key. Give this file to the server operator, and read the\n"
-            "# fingerprint aloud to them so they can check it arrived unchanged.\n"
-            f"name: {self.name}\n"
-            f"age-recipient: {self.age_recipient}\n"
-            f"ed25519: {base64.b64encode(self.ed25519_public).decode()}\n"
-            f"fingerprint: {self.fingerprint}\n"
-        )
-
-    @classmethod
-    def from_text(cls, text: str) -> "PublicKey":
-        fields: dict[str, str] = {}
-        for line in text.splitlines():
-            if line.strip() and not line.startswith("#"):
-                key, sep, value = line.partition(":")
-                if not sep:
-                    raise EditorError("the public key file has a line without 'field: value'")
-                fields[key.strip()] = value.strip()
-        try:
-            name, recipient = fields["name"], fields["age-recipient"]
-            public = base64.b64decode(fields["ed25519"], validate=True)
-        except KeyError as exc:
-            raise EditorError(f"the public key file has no '{exc.args[0]}' line") from None
-        except ValueError:
-            raise EditorError("the public key file's ed25519 line is not base64") from None
-        if len(public) != 32:
-            raise EditorError("the public key file's ed25519 key has the wrong length")
-        try:
-            parse_recipient(recipient)
-        except KeyFormatError as exc:
-            raise EditorError(f"the public key file's age-recipient is invalid: {exc}") from None
-        key = cls(name, recipient, public)
-        if "fingerprint" in fields and fields["fingerprint"] != key.fingerprint:
-            raise EditorError(
-                "the public key file's fingerprint does not match its keys: it was altered"
-            )
-        return key
-
-
 @dataclass(frozen=True, repr=False)
 class Keyring:
     name: str
@@ -117,14 +57,14 @@ class Keyring:
         return f"Keyring({self.name!r})"
 
     @property
-    def public(self) -> PublicKey:
-        return PublicKey(
+    def public(self) -> EditorKey:
+        return EditorKey(
             self.name, str(self.identity.recipient()), bytes(self.signing_key.verify_key)
         )
 
     def identity_text(self) -> str:
         """The plaintext of identity.age: a valid age identity file."""
-        created = datetime.now(UTC).date().isoformat()
+        created = today().isoformat()
         seed = base64.b64encode(bytes(self.signing_key)).decode()
         return (
             f"# Guwah editor identity: {self.name}\n"
@@ -188,8 +128,11 @@ def open_keyring(directory: Path, passphrase: str) -> Keyring:
     )
 
 
-def read_public(directory: Path) -> PublicKey:
+def read_public(directory: Path) -> EditorKey:
     path = directory / PUBLIC_FILE
     if not path.exists():
         raise EditorError(f"no public key in {directory}: run 'guwah-editor keygen' first")
-    return PublicKey.from_text(path.read_text("utf-8"))
+    try:
+        return EditorKey.from_text(path.read_text("utf-8"))
+    except EditorKeyError as exc:
+        raise EditorError(str(exc)) from None

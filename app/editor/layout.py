@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, Protocol
 
 from app.bundles import OpenedBundle
 from app.crypto import AgeError, Decryptor, HeaderError, NoIdentityMatchError, PayloadError, padme
-from app.protocol.ids import HEX64, ROLE, is_a
+from app.protocol.testimony import FILL, Testimony, TestimonyError
 
 from . import deskmail, quarantine
 from .keyring import Keyring
@@ -38,7 +38,6 @@ from .safe_output import safe_name
 
 MAX_MESSAGE = 16 * 1024 * 1024
 CUSTODY = "custody.json"
-TESTIMONY_FORMAT = "guwah-testimony/1"
 MAX_REASON = 300
 
 
@@ -62,20 +61,22 @@ def json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode() + b"\n"
 
 
-def testimony_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    """Normalise the testimony document (formats.md §5, and the server-sealed variant)."""
-    answers = doc.get("answers") if isinstance(doc.get("answers"), dict) else {}
-    text = doc.get("testimony")
-    if not isinstance(text, str):
-        text = answers.get("testimony", "") if isinstance(answers.get("testimony"), str) else ""
-    files = [f for f in doc.get("files") or [] if isinstance(f, dict)]
+def testimony_fields(doc: object) -> dict[str, Any]:
+    """The testimony's fields as the layout and the index show them (formats.md §5, parsed by
+    app/protocol/testimony.py); a file on disk that is no testimony (edited by hand) shows as
+    an empty one."""
+    if not isinstance(doc, Testimony):
+        try:
+            doc = Testimony.parse(doc)
+        except TestimonyError:
+            doc = Testimony()
     return {
-        "text": text,
-        "answers": {k: str(v) for k, v in answers.items() if k != "testimony"},
-        "files": files,
-        "protection": str(doc.get("protection", "")),
-        "reply_recipient": str(doc.get("reply_recipient", "")),
-        "lang": str(doc.get("lang", "")),
+        "text": doc.testimony,
+        "answers": dict(doc.answers),
+        "files": [f.to_json() for f in doc.files],
+        "protection": doc.protection,
+        "reply_recipient": doc.reply_recipient,
+        "lang": doc.lang,
     }
 
 
@@ -198,38 +199,6 @@ class ImportResult:
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (submission id, reason)
 
 
-def check_testimony(doc: Any) -> dict[str, Any]:
-    """``doc`` if it has the shape of formats.md §5 (or its server-sealed variant)."""
-    if not isinstance(doc, dict):
-        raise Quarantine("the testimony is not a JSON object")
-    if doc.get("format", TESTIMONY_FORMAT) != TESTIMONY_FORMAT:
-        raise Quarantine(f"unknown testimony format {str(doc.get('format'))[:40]!r}")
-    for key in ("testimony", "protection", "reply_recipient", "lang", "desk", "day"):
-        if key in doc and not isinstance(doc[key], str):
-            raise Quarantine(f"the testimony's {key!r} is not text")
-    answers = doc.get("answers", {})
-    if not isinstance(answers, dict) or not all(isinstance(v, str) for v in answers.values()):
-        raise Quarantine("the testimony's answers are not text")
-    files = doc.get("files", [])
-    if not isinstance(files, list):
-        raise Quarantine("the testimony's file list is not a list")
-    roles = set()
-    for f in files:
-        ok = (
-            isinstance(f, dict)
-            and is_a(ROLE, f.get("role")) and f["role"] != "message"
-            and isinstance(f.get("name", ""), str)
-            and isinstance(f.get("content_type", ""), str)
-            and isinstance(f.get("size"), int) and not isinstance(f["size"], bool)
-            and f["size"] >= 0
-            and is_a(HEX64, f.get("sha256"))
-        )
-        if not ok or f["role"] in roles:
-            raise Quarantine("the testimony describes a file in a malformed or repeated entry")
-        roles.add(f["role"])
-    return doc
-
-
 def one_line(reason: str) -> str:
     """A reason as one short line (an error text may quote bytes the sender chose)."""
     text = " ".join("".join(c if c.isprintable() else " " for c in reason).split())
@@ -341,16 +310,15 @@ class Layout:
         padded = Decryptor(stream, [self.ring.identity]).read()  # type: ignore[arg-type]
         if self.progress:
             self.progress(size)
-        body = padded.rstrip(b" ")
+        body = padded.rstrip(FILL)
         if padme(len(body)) != len(padded):
             raise Quarantine(
                 f"message: bad padding ({len(padded)} bytes for a {len(body)}-byte testimony)"
             )
         try:
-            doc = check_testimony(json.loads(body.decode("utf-8")))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise Quarantine("message: the testimony is not UTF-8 JSON") from None
-        fields = testimony_fields(doc)
+            fields = testimony_fields(Testimony.from_bytes(body))
+        except TestimonyError as exc:
+            raise Quarantine(f"message: {exc}") from None
         described = {f["role"] for f in fields["files"]}
         stored = {f["role"] for f in sub["files"]} - {"message"}
         if described - stored:

@@ -15,7 +15,6 @@ followed by spaces up to the Padmé length (like the testimony).
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import json
 import secrets
@@ -26,6 +25,8 @@ from typing import Any
 
 from app.bundles import OUTBOX_FORMAT, BundleError, write_bundle_file
 from app.crypto import AgeError, encrypt, padme, parse_recipient
+from app.protocol.testimony import Testimony, TestimonyError
+from app.protocol.utcday import today
 
 from .custody import load_submission
 from .errors import EditorError
@@ -48,10 +49,6 @@ def outbox_dir(keyring_dir: Path) -> Path:
     return path
 
 
-def _today() -> str:
-    return dt.datetime.now(dt.UTC).date().isoformat()
-
-
 def queue_reply(submission: Path, text: str, keyring_dir: Path) -> tuple[str, Path]:
     """Encrypt a reply to the witness and this editor; queue it. No passphrase needed."""
     record = load_submission(submission)
@@ -60,9 +57,9 @@ def queue_reply(submission: Path, text: str, keyring_dir: Path) -> tuple[str, Pa
     if len(text) > MAX_REPLY_CHARS:
         raise EditorError(f"the reply is longer than {MAX_REPLY_CHARS} characters")
     try:
-        doc = json.loads((submission / "testimony.json").read_text("utf-8"))
-        witness = parse_recipient(str(doc.get("reply_recipient", "")))
-    except (OSError, ValueError, AgeError, AttributeError):
+        doc = Testimony.from_bytes((submission / "testimony.json").read_bytes())
+        witness = parse_recipient(doc.reply_recipient)
+    except (OSError, TestimonyError, AgeError):
         raise EditorError(
             "this submission has no usable reply recipient: the witness cannot receive a reply"
         ) from None
@@ -82,7 +79,7 @@ def queue_reply(submission: Path, text: str, keyring_dir: Path) -> tuple[str, Pa
         {
             "format": REPLY_FORMAT,
             "submission_id": record["submission_id"],
-            "day": _today(),
+            "day": today().isoformat(),
             "text": text,
         },
         ensure_ascii=False,
@@ -100,7 +97,7 @@ def queue_reply(submission: Path, text: str, keyring_dir: Path) -> tuple[str, Pa
         "desk": record["desk"],
     }
     write_new_file(queue / f"{rid}.json", json.dumps(meta).encode())
-    sent = submission / safe_name(f"{SENT_PREFIX}{_today()}-{rid}.txt")
+    sent = submission / safe_name(f"{SENT_PREFIX}{today().isoformat()}-{rid}.txt")
     write_new_file(sent, text.encode())
     return rid, sent
 
@@ -145,7 +142,7 @@ def queue_done(submission: Path, keyring_dir: Path) -> bool:
         return False
     meta = {"kind": "done", "submission_id": record["submission_id"], "desk": record["desk"]}
     write_new_file(path, json.dumps(meta).encode())
-    write_new_file(submission / DONE_MARK, f"deletion requested {_today()}\n".encode())
+    write_new_file(submission / DONE_MARK, f"deletion requested {today().isoformat()}\n".encode())
     return True
 
 
@@ -223,7 +220,7 @@ def write_outbox(
         "done": done,
     }
     if to.is_dir():
-        to = to / f"guwah-outbox-{safe_name(desk)}-{_today()}-{bundle_id[:8]}.tar"
+        to = to / f"guwah-outbox-{safe_name(desk)}-{today().isoformat()}-{bundle_id[:8]}.tar"
     try:
         write_bundle_file(to, manifest, ring.signing_key, lambda m: open(members[m], "rb"))
     except BundleError as exc:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 import html
 import json
 import os
@@ -425,7 +424,3 @@ def write_index(review: Path) -> Path:
     write_new(tmp, render_index(review).encode(), fsync=True)
     os.replace(tmp, path)
     return path
-
-
-def today() -> str:
-    return dt.datetime.now(dt.UTC).date().isoformat()

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from app.crypto import fingerprint
+from app.protocol.utcday import today
 
 from .errors import EditorError
 
@@ -92,7 +92,7 @@ def pin_server(directory: Path, public: bytes, *, replace: bool = False) -> str:
             )
     text = (
         "# Guwah server signing key pinned by guwah-editor trust-server\n"
-        f"# pinned: {dt.datetime.now(dt.UTC).date().isoformat()}\n"
+        f"# pinned: {today().isoformat()}\n"
         f"ed25519: {base64.b64encode(public).decode()}\n"
         f"fingerprint: {fp}\n"
     )

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # submission, reply and upload ids (token_urlsafe(16))
-ROLE = re.compile(r"message|file-([1-9][0-9]{0,3})")  # group 1: the file number
+FILE_ROLE = re.compile(r"file-([1-9][0-9]{0,3})")  # an attachment; group 1: its number
+ROLE = re.compile(rf"message|{FILE_ROLE.pattern}")  # group 1: the file number
 DESK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 BUNDLE_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 HEX64 = re.compile(r"[0-9a-f]{64}")  # SHA-256 digests, mailbox tokens and their hashes

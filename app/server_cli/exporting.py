@@ -10,7 +10,6 @@ recorded while it is copied: a damaged blob stops the export.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -20,6 +19,7 @@ from typing import Any, BinaryIO, Literal
 from sqlalchemy import func, select
 
 from app.bundles import EXPORT_FORMAT, BundleError, write_bundle_file
+from app.protocol.utcday import today
 from app.settings import Settings
 from app.store import Store, StoreError
 from app.store.models import ExportRow
@@ -112,7 +112,7 @@ def build_manifest(
         "server_key": base64.b64encode(public_key_bytes(key)).decode(),
         "desk": desk,
         "sequence": _next_sequence(store, desk),
-        "day": dt.datetime.now(dt.UTC).date().isoformat(),
+        "day": today().isoformat(),
         "submissions": entries,
         "editors": desk_editors(store, desk),
         "replies": reply_entries,

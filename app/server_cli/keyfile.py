@@ -1,9 +1,9 @@
 """Reading an editor's public key file (``editor.pub``, written by ``guwah-editor keygen``).
 
-The format belongs to the editor tool (app/editor/keyring.py, docs/formats.md "Editor public key
-file"): ``name:``, ``age-recipient:``, ``ed25519:`` (base64) and ``fingerprint:`` lines. The
-server reuses that parser so there is one definition, and additionally *requires* the
-fingerprint line: the operator compares it aloud with the editor before adding the key.
+The format is app/protocol/editorkey.py's (docs/formats.md "Editor public key file"):
+``name:``, ``age-recipient:``, ``ed25519:`` (base64) and ``fingerprint:`` lines. The server
+uses that parser, and additionally *requires* the fingerprint line: the operator compares it
+aloud with the editor before adding the key.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from pathlib import Path
+
+from app.protocol.editorkey import EditorKey, EditorKeyError
 
 MAX_KEY_FILE = 64 * 1024
 
@@ -28,9 +30,6 @@ class EditorPublicKey:
 
 
 def read_editor_key(path: Path) -> EditorPublicKey:
-    from app.editor.errors import EditorError
-    from app.editor.keyring import PublicKey
-
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_KEY_FILE + 1)
@@ -52,8 +51,8 @@ def read_editor_key(path: Path) -> EditorPublicKey:
             "guwah-editor keygen"
         )
     try:
-        key = PublicKey.from_text(text)
-    except EditorError as exc:
+        key = EditorKey.from_text(text)
+    except EditorKeyError as exc:
         raise KeyFileError(f"{path}: {exc}") from None
     if key.fingerprint != declared:  # from_text checks it too; keep the server's own check
         raise KeyFileError(f"{path}: the fingerprint does not match the keys: it was altered")

@@ -33,6 +33,7 @@ from app.crypto.header import parse_header
 from app.crypto.mailbox import token_hash as hash_token
 from app.crypto.stream import plaintext_length
 from app.crypto.x25519 import is_generated_share
+from app.protocol.followup import first_submission
 from app.protocol.ids import HEX64, ID, is_a
 from app.store import is_disk_full
 
@@ -332,9 +333,8 @@ def _mailbox(store: Any, data: dict[str, Any]) -> tuple[str | None, str | None]:
     computed = hash_token(bytes.fromhex(data["mailbox_token"]))
     if token_hash and token_hash != computed:
         return None, None
-    earlier = store.list_submissions(token_hash=computed)
-    firsts = [s for s in earlier if s.parent_id is None] or earlier
-    return computed, (firsts[0].id if firsts else None)
+    first = first_submission(store.list_submissions(token_hash=computed))
+    return computed, (first.id if first is not None else None)
 
 
 def _remove(area: Any, roles: dict[str, str]) -> None:

@@ -50,6 +50,7 @@ from python_multipart.multipart import parse_options_header
 
 from app.crypto import AgeError, HybridIdentity, X25519Identity, decrypt, read_header
 from app.crypto.mailbox import CodenameError, kdf, normalize_codename, token_hash
+from app.protocol.followup import first_submission
 from app.protocol.ids import DAY, HEX64, is_a
 
 from . import sealing
@@ -199,9 +200,8 @@ def follow_up_desk(store: Any, hashed: str, *, has_replies: bool) -> Any:
         return available[0]
     if not has_replies:
         return None
-    earlier = store.list_submissions(token_hash=hashed)
-    firsts = [s for s in earlier if s.parent_id is None] or earlier
-    named = next((d for d in available if firsts and d.name == firsts[0].desk), None)
+    first = first_submission(store.list_submissions(token_hash=hashed))
+    named = next((d for d in available if first is not None and d.name == first.desk), None)
     return named or (available[0] if available else None)
 
 

@@ -10,21 +10,12 @@ The parse runs in one worker thread per request (the store's transaction and the
 stay on one thread); the event loop hands it the body in chunks of about 1 MiB through a small
 bounded channel, so memory stays flat whatever the file size.
 
-Stored testimony (the ``message`` blob, age-encrypted to every editor of the desk) is UTF-8 JSON
-followed by ASCII spaces up to ``padme(len)``::
-
-    {"format": "guwah-testimony/1", "protection": "server-sealed", "day": "YYYY-MM-DD",
-     "desk": NAME, "lang": "en", "testimony": str,
-     "answers": {"where": str, "when": str,
-                 "consent": "yes"|"no"|"ask"|"", "never_name": str},
-     "files": [{"role": "file-1", "name": str, "size": int, "sha256": hex,
-                "content_type": str}],
-     "reply_recipient": "age1…", "parent_id": null}
-
-(docs/formats.md, section 5, is the reference.)
+Stored testimony (the ``message`` blob, age-encrypted to every editor of the desk) is the
+testimony document of app/protocol/testimony.py (docs/formats.md, section 5), padded with
+spaces.
 
 Each attachment blob ``file-N`` is the plaintext followed by zero bytes up to ``padme(size)``;
-``size`` and ``sha256`` above are of the unpadded plaintext.
+the ``size`` and ``sha256`` the testimony records are of the unpadded plaintext.
 
 Follow-ups (``follow_up=``, used by app/web/mailbox_routes.py): the form carries a sealed
 ``mailbox`` field instead of a desk; the codename inside it is re-derived here, and the new
@@ -35,14 +26,12 @@ the mailbox's first submission, on that submission's desk.  No new codename is m
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import threading
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +41,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from app.crypto import Encryptor, HybridIdentity, X25519Identity, padme, parse_recipient
 from app.crypto.mailbox import derive_mailbox, kdf, new_codename, token_hash
 from app.crypto.padding import write_padding
+from app.protocol.followup import first_submission
+from app.protocol.testimony import CONSENT, SERVER_SEALED, DescribedFile, Testimony
+from app.protocol.utcday import today
 from app.store import StoreError, is_disk_full
 
 from .errors import MSG, Refusal
@@ -61,13 +53,12 @@ from .i18n import KNOWN
 logging.getLogger("python_multipart").setLevel(logging.CRITICAL + 1)
 logging.getLogger("python_multipart.multipart").setLevel(logging.CRITICAL + 1)
 
-PROTECTION = "server-sealed"
+ANSWERS = ("where", "when", "consent", "never_name")  # in the order of the form
 SHORT_FIELD_CHARS = 2_000
 NEVER_NAME_CHARS = 10_000
 UNKNOWN_FIELDS_BYTES = 64 * 1024
 DISK_CHECK_EVERY = 64 * 1024 * 1024
 KDF_WAIT_SECONDS = 10.0
-CONSENT_VALUES = ("", "yes", "no", "ask")
 FIELD_ORDER = ("csrf", "desk", "lang", "website", "testimony", "where", "when", "consent",
                "never_name", "files")
 # Text fields are all read before the gate (token, desk or mailbox) is checked: the gate is
@@ -358,7 +349,7 @@ class Sealer:
             raise Refusal(413, MSG["text_long"] if self._name == "testimony" else MSG["field_long"])
         if self._name == "website" and text.strip():
             raise Refusal(400, MSG["honeypot"], keeps_form=False)
-        if self._name == "consent" and text not in CONSENT_VALUES:
+        if self._name == "consent" and text not in CONSENT:
             raise Refusal(422, MSG["bad_choice"])
         self.fields[self._name] = text
 
@@ -411,15 +402,14 @@ class Sealer:
             self.kdf_slots.release()
         del codename
         hashed = token_hash(out[:32])
-        earlier = self.store.list_submissions(token_hash=hashed)
-        firsts = [s for s in earlier if s.parent_id is None] or earlier
+        first = first_submission(self.store.list_submissions(token_hash=hashed))
         parent: str | None = None
         desk = next(iter(self.desks.values()))
-        if firsts:
+        if first is not None:
             # the mailbox's desk; if it lost its editor keys, the first desk, as for a mailbox
             # nobody used (never a refusal: it would tell that this mailbox exists)
-            desk = self.desks.get(firsts[0].desk) or desk
-            parent = firsts[0].id
+            desk = self.desks.get(first.desk) or desk
+            parent = first.id
         identity: Any = (HybridIdentity.from_seed(out[32:64]) if desk.kind == "mlkem768x25519"
                          else X25519Identity.from_secret(out[32:64]))
         del out
@@ -514,29 +504,19 @@ class Sealer:
         if not testimony.strip() and not self.files:
             raise Refusal(422, MSG["empty"])
         self._ensure_submission()
-        document = {
-            "format": "guwah-testimony/1",
-            "protection": PROTECTION,
-            "day": datetime.now(UTC).date().isoformat(),
-            "desk": self._desk.name,
-            "lang": lang if (lang := self.fields.get("lang", "")) in KNOWN else "",
-            "testimony": testimony,
-            "answers": {
-                "where": self.fields.get("where", ""),
-                "when": self.fields.get("when", ""),
-                "consent": self.fields.get("consent", ""),
-                "never_name": self.fields.get("never_name", ""),
-            },
-            "files": [
-                {"role": f.role, "name": f.name, "size": f.size, "sha256": f.sha256,
-                 "content_type": f.content_type}
-                for f in self.files
-            ],
-            "reply_recipient": self._reply_recipient,
-            "parent_id": self._link[2] if self._link is not None else None,
-        }
-        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        body += b" " * (padme(len(body)) - len(body))
+        document = Testimony(
+            protection=SERVER_SEALED,
+            day=today().isoformat(),
+            desk=self._desk.name,
+            lang=lang if (lang := self.fields.get("lang", "")) in KNOWN else "",
+            testimony=testimony,
+            answers={key: self.fields.get(key, "") for key in ANSWERS},
+            files=tuple(DescribedFile(f.role, f.name, f.content_type, f.size, f.sha256)
+                        for f in self.files),
+            reply_recipient=self._reply_recipient,
+            parent_id=self._link[2] if self._link is not None else None,
+        )
+        body = document.padded()
         blob = self._sub.open_blob("message")
         enc = Encryptor(self._recipients, blob)
         enc.write(body)

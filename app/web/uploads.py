@@ -32,6 +32,7 @@ from app.crypto import padme
 from app.crypto.header import MAX_HEADER_BYTES
 from app.crypto.stream import payload_size
 from app.protocol.ids import ID, ROLE, is_a
+from app.protocol.utcday import today
 from app.store import NotFound, is_disk_full
 from app.store.uploads import UploadConflict, UploadTooLong, expires_at
 
@@ -282,7 +283,7 @@ async def tus_patch(request: Request, upload_id: str) -> Response:
     finally:
         web.budget.close(ticket, keep=kept)
         await anyio.to_thread.run_sync(appender.close)
-    expires = expires_at(dt.datetime.now(dt.UTC).date(), web.settings.upload_expiry_hours)
+    expires = expires_at(today(), web.settings.upload_expiry_hours)
     return Response(status_code=204, headers={
         "Tus-Resumable": TUS_VERSION,
         "Upload-Offset": str(offset),
