@@ -365,7 +365,7 @@ def write_bundle_file(
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb", buffering=COPY_CHUNK) as fh:
-            writer = BundleWriter(fh, manifest, key)  # type: ignore[arg-type]
+            writer = BundleWriter(fh, manifest, key)
             for entry in writer.entries:
                 with open_member(entry.path) as src:
                     writer.add(entry.path, src, progress)
@@ -439,7 +439,7 @@ class MemberStream:
         return True
 
     def read(self, n: int = -1) -> bytes:
-        data = self._data.read(n)
+        data: bytes = self._data.read(n)
         if data:
             if self._queue is not None:
                 self._batch.append(data)

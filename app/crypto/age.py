@@ -67,7 +67,8 @@ class Encryptor:
     def bytes_out(self) -> int:
         return self._out.count
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Encrypt ``data`` (a memoryview is not copied until it is chunked)."""
         self._stream.write(data)
         self.bytes_in += len(data)
         return len(data)

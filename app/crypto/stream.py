@@ -94,7 +94,7 @@ class StreamWriter:
         self._closed = True
         self._shutdown()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise ValueError("write to a closed age encryptor")
         self._buf += data
