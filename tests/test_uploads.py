@@ -26,8 +26,8 @@ from app.crypto import (
     padme,
 )
 from app.crypto.mailbox import derive_mailbox, new_codename
-from app.store.models import UploadRow
 from app.crypto.stream import payload_size, plaintext_length
+from app.store.models import UploadRow
 from app.web.commit import CMSG, stream_payload_ok
 from app.web.errors import MSG
 from app.web.uploads import UMSG
