@@ -52,12 +52,18 @@ export function headerLength(first) {
   throw new Error("the encrypted file has no complete header in its first chunk");
 }
 
-/** Ciphertext size of `size` plaintext bytes padded to padme(size), once the header
- * length is known (an empty payload still has one final chunk). */
+/** Bytes of the age STREAM payload (nonce, chunks, tags) for `plaintext` bytes: every chunk
+ * but the last is full; an empty plaintext still has one (empty) final chunk. The twin of
+ * app.crypto's payload_size. */
+export function payloadSize(plaintext) {
+  const chunks = Math.max(1, Math.ceil(plaintext / STREAM_CHUNK));
+  return PAYLOAD_NONCE + plaintext + STREAM_TAG * chunks;
+}
+
+/** Ciphertext size of `size` plaintext bytes padded to padme(size), once the age header's
+ * length is known (the worker reports it with the first chunk). */
 export function ciphertextSize(header, size) {
-  const padded = padme(size);
-  const chunks = Math.max(1, Math.ceil(padded / STREAM_CHUNK));
-  return header + PAYLOAD_NONCE + padded + STREAM_TAG * chunks;
+  return header + payloadSize(padme(size));
 }
 
 /**
