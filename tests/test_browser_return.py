@@ -389,3 +389,49 @@ def test_return_js_on_follow_up_survives_a_lost_commit_answer(chromium, guwah_se
     assert len(commits) == 2  # the lost one and the retry
     check_follow_up(server, first.id, follow_text, b"a note for the editors",
                     protection="browser-encrypted")
+
+
+def test_return_js_on_follow_up_busy_server_keeps_the_words(chromium, guwah_server):
+    """The server stays busy (503) at the commit: the follow-up form says so with the page's
+    translated sentence, keeps the text and gives Send back; sending again then works."""
+    server = guwah_server
+    codename = submit_js_off(chromium, server, "Testimony before a busy server.")
+    with server_store(server) as store:
+        [first] = store.list_submissions()
+    follow_text = "Follow-up sent while the server is busy."
+    busy = {"on": True}
+
+    def commit(route):
+        if busy["on"]:
+            route.fulfill(status=503, content_type="application/json", body='{"error": "x"}')
+        else:
+            route.continue_()
+
+    context = chromium.new_context(java_script_enabled=True, locale="en-US")
+    page = context.new_page()
+    page.route("**/api/submissions*", commit)
+    try:
+        page.goto(server.url + "/return")
+        page.wait_for_function(
+            "document.getElementById('return-protection').textContent.includes('JavaScript is on')")
+        page.locator("#codename").fill(codename)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.wait_for_selector("#mailbox-js #follow-up-js", timeout=60_000)
+        page.locator("#follow-up-text").fill(follow_text)
+        send = page.get_by_role("button", name="Send the follow-up")
+        send.click()
+        page.wait_for_selector("#follow-up-status .error", timeout=60_000)
+        expected = page.locator("#return-js").get_attribute("data-busy")
+        assert expected and page.locator("#follow-up-status .error").inner_text() == expected
+        assert page.locator("#follow-up-text").input_value() == follow_text
+        assert send.is_enabled()
+        with server_store(server) as store:
+            assert len(store.list_submissions()) == 1
+        busy["on"] = False
+        send.click()
+        page.wait_for_selector("#follow-up-received", timeout=60_000)
+    finally:
+        context.close()
+    with server_store(server) as store:
+        [follow] = [s for s in store.list_submissions() if s.id != first.id]
+        assert follow.parent_id == first.id
