@@ -41,17 +41,6 @@ export class NoRoom extends Refused {}
  * witness can try again in a minute with the same words. */
 export class Busy extends Refused {}
 
-/** Length of the age header at the start of `first` (it ends with "\n--- <mac>\n"). */
-export function headerLength(first) {
-  for (let i = 0; i + 4 < first.length; i++) {
-    if (first[i] === 0x0a && first[i + 1] === 0x2d && first[i + 2] === 0x2d && first[i + 3] === 0x2d && first[i + 4] === 0x20) {
-      for (let j = i + 5; j < first.length; j++) if (first[j] === 0x0a) return j + 1;
-      break;
-    }
-  }
-  throw new Error("the encrypted file has no complete header in its first chunk");
-}
-
 /** Bytes of the age STREAM payload (nonce, chunks, tags) for `plaintext` bytes: every chunk
  * but the last is full; an empty plaintext still has one (empty) final chunk. The twin of
  * app.crypto's payload_size. */
@@ -96,7 +85,7 @@ export function utcDay(now = new Date()) {
   return now.toISOString().slice(0, 10);
 }
 
-export async function errorOf(res, fallback) {
+async function errorOf(res, fallback) {
   try {
     const j = await res.json();
     if (j && typeof j.error === "string") return j.error;
@@ -125,7 +114,7 @@ function withLang(ctx, url) {
  * 429/503 up to MAX_BUSY (then the page tells the witness and lets them retry).
  * `seen.network` records whether a request may have reached the server unanswered.
  */
-export async function retrying(ctx, make, seen = {}) {
+async function retrying(ctx, make, seen = {}) {
   let delay = 500;
   let busy = 0;
   for (let attempt = 1; ; attempt++) {
