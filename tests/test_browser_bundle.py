@@ -79,8 +79,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if not (STATIC / name).is_file():
             pytest.fail(f"{STATIC / name} is missing: run npm ci && npm run build")
     root = tmp_path_factory.mktemp("site")
-    for name in ("mailbox.js", "submit.js", "worker.js"):
-        shutil.copy(STATIC / name, root / name)
+    for built in STATIC.glob("*.js"):  # the pages' scripts import shared modules (lib-*.js)
+        shutil.copy(built, root / built.name)
     (root / "index.html").write_bytes(INDEX)
     (root / "favicon.ico").write_bytes(b"")  # the browser asks for it; a 404 logs an error
     server = http.server.ThreadingHTTPServer(

@@ -339,3 +339,99 @@ def test_return_js_on_post_quantum_desk(chromium, guwah_server, make_reply, tmp_
     doc = json.loads(decrypt(message, [editor]).rstrip(b" "))
     assert doc["testimony"] == "pq follow-up from the browser"
     assert doc["protection"] == "browser-encrypted"
+
+
+def test_return_js_on_follow_up_survives_a_lost_commit_answer(chromium, guwah_server, tmp_path):
+    """The server stores the follow-up but its answer never reaches the browser (the
+    connection drops after the commit): the client sends the commit again, gets 409 (the form
+    is used) and, knowing the first attempt may have landed, still confirms it to the witness.
+    One follow-up is stored, linked to the first submission."""
+    server = guwah_server
+    codename = submit_js_off(chromium, server, "Testimony before a lost answer.")
+    with server_store(server) as store:
+        [first] = store.list_submissions()
+    follow_text = "Follow-up whose answer is lost on the way back."
+    commits: list[int] = []
+
+    def drop_first_answer(route):
+        commits.append(route.request.method == "POST")
+        if len(commits) == 1:
+            response = route.fetch()  # the server stores it and answers...
+            assert response.status == 201
+            route.abort("connectionreset")  # ...but the answer is lost
+        else:
+            route.continue_()
+
+    context = chromium.new_context(java_script_enabled=True, locale="en-US")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.route("**/api/submissions*", drop_first_answer)
+    try:
+        page.goto(server.url + "/return")
+        page.wait_for_function(
+            "document.getElementById('return-protection').textContent.includes('JavaScript is on')")
+        page.locator("#codename").fill(codename)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.wait_for_selector("#mailbox-js #follow-up-js", timeout=60_000)
+        attachment = tmp_path / "note.txt"
+        attachment.write_bytes(b"a note for the editors")
+        page.locator("#follow-up-text").fill(follow_text)
+        page.locator("#follow-up-files").set_input_files([str(attachment)])
+        page.get_by_role("button", name="Send the follow-up").click()
+        page.wait_for_selector("#follow-up-received, #follow-up-status .error", timeout=60_000)
+        assert page.locator("#follow-up-received").count() == 1, page.locator(
+            "#follow-up-status").inner_text()
+        shot(page, "json-follow-up-lost-answer")
+    finally:
+        context.close()
+    assert errors == [], errors
+    assert len(commits) == 2  # the lost one and the retry
+    check_follow_up(server, first.id, follow_text, b"a note for the editors",
+                    protection="browser-encrypted")
+
+
+def test_return_js_on_follow_up_busy_server_keeps_the_words(chromium, guwah_server):
+    """The server stays busy (503) at the commit: the follow-up form says so with the page's
+    translated sentence, keeps the text and gives Send back; sending again then works."""
+    server = guwah_server
+    codename = submit_js_off(chromium, server, "Testimony before a busy server.")
+    with server_store(server) as store:
+        [first] = store.list_submissions()
+    follow_text = "Follow-up sent while the server is busy."
+    busy = {"on": True}
+
+    def commit(route):
+        if busy["on"]:
+            route.fulfill(status=503, content_type="application/json", body='{"error": "x"}')
+        else:
+            route.continue_()
+
+    context = chromium.new_context(java_script_enabled=True, locale="en-US")
+    page = context.new_page()
+    page.route("**/api/submissions*", commit)
+    try:
+        page.goto(server.url + "/return")
+        page.wait_for_function(
+            "document.getElementById('return-protection').textContent.includes('JavaScript is on')")
+        page.locator("#codename").fill(codename)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.wait_for_selector("#mailbox-js #follow-up-js", timeout=60_000)
+        page.locator("#follow-up-text").fill(follow_text)
+        send = page.get_by_role("button", name="Send the follow-up")
+        send.click()
+        page.wait_for_selector("#follow-up-status .error", timeout=60_000)
+        expected = page.locator("#return-js").get_attribute("data-busy")
+        assert expected and page.locator("#follow-up-status .error").inner_text() == expected
+        assert page.locator("#follow-up-text").input_value() == follow_text
+        assert send.is_enabled()
+        with server_store(server) as store:
+            assert len(store.list_submissions()) == 1
+        busy["on"] = False
+        send.click()
+        page.wait_for_selector("#follow-up-received", timeout=60_000)
+    finally:
+        context.close()
+    with server_store(server) as store:
+        [follow] = [s for s in store.list_submissions() if s.id != first.id]
+        assert follow.parent_id == first.id

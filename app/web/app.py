@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import secrets
 import shutil
@@ -27,7 +26,6 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
-from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -42,6 +40,7 @@ from .housekeeping import housekeeping
 from .i18n import DEFAULT, Catalogs, Language
 from .pacing import BodyStalled, Pacing, paced_body
 from .quota import UploadLedger
+from .scripts import PageScript, page_script
 from .sealing import (  # noqa: F401 - tests patch KDF_WAIT_SECONDS here
     KDF_WAIT_SECONDS,
     MAX_BOUNDARY_BYTES,
@@ -57,6 +56,7 @@ from .security import (
     Send,
     StripClientMiddleware,
 )
+from .static_files import PrecompressedStaticFiles
 
 log = logging.getLogger("guwah.web")
 
@@ -295,7 +295,7 @@ def create_app(settings: Any = None, *, store: Any = None,
 
     app.include_router(uploads_router)
     app.include_router(commit_router)
-    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.mount("/static", PrecompressedStaticFiles(directory=str(STATIC_DIR)), name="static")
     return app
 
 
@@ -337,17 +337,9 @@ def _form_key(settings: Any) -> bytes:
     return secrets.token_bytes(32)
 
 
-def _load_sri(name: str = "submit.js") -> dict[str, str] | None:
-    """A built script and its integrity hash, when the bundle has been built."""
-    sri = STATIC_DIR / "js" / "SRI.json"
-    try:
-        hashes = json.loads(sri.read_text())
-        integrity = hashes[name]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not (STATIC_DIR / "js" / name).is_file():
-        return None
-    return {"src": "/static/js/" + name, "integrity": str(integrity)}
+def _load_sri(name: str = "submit.js") -> PageScript | None:
+    """A built script, its integrity hash and its shared modules, when built."""
+    return page_script(STATIC_DIR / "js", name)
 
 
 # --------------------------------------------------------------------------- errors

@@ -57,6 +57,7 @@ from . import sealing
 from .errors import MSG, N_, Refusal
 from .forms import TOKEN_LIFETIME_HOURS, cross_site
 from .jsonbody import parse_json
+from .scripts import PageScript, page_script
 
 log = logging.getLogger("guwah.web")
 
@@ -235,17 +236,11 @@ def reply_ciphertexts(store: Any, token: bytes) -> list[dict[str, str]]:
 
 
 # --------------------------------------------------------------------------- routes
-def _return_script() -> dict[str, str] | None:
-    """return.js and its integrity hash, when the bundle has been built."""
+def _return_script() -> PageScript | None:
+    """return.js, its integrity hash and its shared modules, when built."""
     from .app import STATIC_DIR
 
-    try:
-        integrity = json.loads((STATIC_DIR / "js" / "SRI.json").read_text())["return.js"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not (STATIC_DIR / "js" / "return.js").is_file():
-        return None
-    return {"src": "/static/js/return.js", "integrity": str(integrity)}
+    return page_script(STATIC_DIR / "js", "return.js")
 
 
 def mailbox_router(web: Any) -> APIRouter:

@@ -8,9 +8,10 @@
 // with the same empty list it gives a mailbox with no reply yet.
 //
 // A follow-up is encrypted here too (worker.js, to the editor keys of the mailbox's desk that
-// /api/mailbox names), uploaded as ciphertext (upload-client.js) and committed through
-// POST /api/submissions with the mailbox token, so the server links it to the first
-// submission. Browsers without Web Workers get a button to the server-sealed form instead.
+// /api/mailbox names), uploaded as ciphertext and committed through POST /api/submissions
+// with the mailbox token, so the server links it to the first submission. The upload client
+// is submit.js's (upload-client.js): it resumes cut uploads, recovers an answer lost after
+// the commit, and says when the server is busy. Browsers without Web Workers get a button to the server-sealed form instead.
 //
 // Without this script (JavaScript off, or SRI mismatch) the same form posts to the server,
 // which does the same in memory.
@@ -19,7 +20,7 @@ import { bech32 } from "@scure/base";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { identityToRecipient } from "age-encryption";
 import { CodenameError, decryptReply, deriveMailbox, normalizeCodename } from "./mailbox.js";
-import { Refused, commitSubmission, encryptAndUpload } from "./upload-client.js";
+import { Busy, Refused, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
 
 /** The worker next to this script (same origin: allowed by script-src 'self'). */
 const WORKER_URL = new URL("./worker.js", import.meta.url).href;
@@ -110,9 +111,8 @@ function fallbackFollowUp(section, onFollowUp) {
   section.append(button);
 }
 
-/** The browser-encrypted follow-up form; `mailbox` = {tokenHex, tokenHash, replyRecipient}. */
-function followUpForm(section, desk, mailbox) {
-  const s = { ...msgs.dataset };
+/** The follow-up form's fields: text, files, Send, and a status line. */
+function followUpFields() {
   const box = el("form", { id: "follow-up-js" });
   box.append(el("p", {}, msg("msgFollowUpJs")));
   box.append(el("label", { for: "follow-up-text" }, msg("msgAdd")));
@@ -126,19 +126,45 @@ function followUpForm(section, desk, mailbox) {
   box.append(send);
   const status = el("div", { id: "follow-up-status", role: "status" });
   box.append(status);
-  const say = (line, cls = null) => {
-    const p = el("p", cls ? { class: cls } : {}, line);
-    status.replaceChildren(p);
-  };
+  const say = (line, cls = null) => status.replaceChildren(el("p", cls ? { class: cls } : {}, line));
+  return { box, text, files, send, say };
+}
+
+/** The page's sentence for what the browser can refuse before sending, or null. */
+function followUpRefusal(testimony, chosen) {
+  if (!testimony.trim() && chosen.length === 0) return msg("msgEmpty");
+  if (chosen.length > Number(msgs.dataset.maxFiles || 20)) return msg("msgTooMany");
+  const maxBytes = Number(msgs.dataset.maxFileBytes || 0);
+  if (maxBytes && chosen.some((f) => f.size > maxBytes)) return msg("msgTooBig");
+  return null;
+}
+
+/** Encrypt, upload and commit one follow-up with the mailbox token (the server links it). */
+async function sendFollowUp(ctx, mailbox, testimony, chosen) {
+  const fields = { day: utcDay(), desk: ctx.desk, lang: ctx.lang, testimony, replyRecipient: mailbox.replyRecipient };
+  const sent = await uploadTestimony(ctx, fields, chosen);
+  await commitSubmission(ctx, {
+    csrf: ctx.csrf,
+    desk: ctx.desk,
+    message_upload: sent.message,
+    files: sent.files,
+    token_hash: mailbox.tokenHash,
+    reply_recipient: mailbox.replyRecipient,
+    mailbox_token: mailbox.tokenHex,
+  });
+}
+
+/** The browser-encrypted follow-up form; `mailbox` = {tokenHex, tokenHash, replyRecipient}. */
+function followUpForm(section, desk, mailbox) {
+  const s = { ...msgs.dataset };
+  const { box, text, files, send, say } = followUpFields();
   box.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (send.disabled) return;
     const chosen = [...(files.files ?? [])];
     const testimony = text.value;
-    if (!testimony.trim() && chosen.length === 0) return say(msg("msgEmpty"), "error");
-    if (chosen.length > Number(msgs.dataset.maxFiles || 20)) return say(msg("msgTooMany"), "error");
-    const maxBytes = Number(msgs.dataset.maxFileBytes || 0);
-    if (maxBytes && chosen.some((f) => f.size > maxBytes)) return say(msg("msgTooBig"), "error");
+    const refusal = followUpRefusal(testimony, chosen);
+    if (refusal !== null) return say(refusal, "error");
     send.disabled = true;
     const ctx = {
       s,
@@ -151,51 +177,15 @@ function followUpForm(section, desk, mailbox) {
     };
     try {
       say(msg("msgSending"));
-      const described = [];
-      for (let i = 0; i < chosen.length; i++) {
-        const f = chosen[i];
-        const role = `file-${i + 1}`;
-        const r = await encryptAndUpload(ctx, f, role, "attachment");
-        described.push({
-          role,
-          name: f.name,
-          content_type: f.type || "application/octet-stream",
-          size: f.size,
-          sha256: r.sha256,
-          upload: r.id,
-        });
-      }
-      const doc = {
-        format: "guwah-testimony/1",
-        protection: "browser-encrypted",
-        day: new Date().toISOString().slice(0, 10),
-        desk: desk.name,
-        lang: ctx.lang,
-        testimony,
-        answers: { where: "", when: "", consent: "", never_name: "" },
-        files: described.map(({ upload, ...rest }) => rest),
-        reply_recipient: mailbox.replyRecipient,
-        // the server links it (it knows the first submission of the mailbox; the browser
-        // is not told, so that an unused codename looks like any other)
-        parent_id: null,
-      };
-      const message = new Blob([new TextEncoder().encode(JSON.stringify(doc))]);
-      const m = await encryptAndUpload(ctx, message, "message", "testimony");
-      await commitSubmission(ctx, {
-        csrf: ctx.csrf,
-        desk: desk.name,
-        message_upload: m.id,
-        files: described.map((d) => ({ role: d.role, upload: d.upload })),
-        token_hash: mailbox.tokenHash,
-        reply_recipient: mailbox.replyRecipient,
-        mailbox_token: mailbox.tokenHex,
-      });
+      await sendFollowUp(ctx, mailbox, testimony, chosen);
       const done = el("div", { id: "follow-up-received" });
       done.append(el("h3", {}, msg("msgSent")), el("p", {}, msg("msgSentNote")));
       box.replaceWith(done);
     } catch (err) {
+      // the words stay in the form; Send, enabled again, is the retry
       say(err instanceof Refused ? err.message : msg("failed"), "error");
       send.disabled = false;
+      if (err instanceof Busy) send.focus();
     } finally {
       ctx.worker.terminate();
     }

@@ -4,9 +4,10 @@
 // the mailbox token hash and reply recipient (mailbox.js, the same KDF as the server),
 // builds the testimony document (docs/formats.md §5, "browser-encrypted", SHA-256 of every
 // plaintext file), age-encrypts the testimony and each file to the desk's editor keys in a
-// Web Worker (padded, in chunks), uploads the ciphertext with tus 1.0 (resumable: after a
+// Web Worker (padded, in chunks), uploads the ciphertext with tus 1.0 (upload-client.js, shared with return.js; resumable: after a
 // network error it asks the server for its offset with HEAD and continues from there), and
-// commits the submission in one request. Nothing readable leaves the page.
+// commits the submission in one request (an answer lost on the way back still ends on the
+// receipt). Nothing readable leaves the page.
 //
 // Memory stays bounded whatever the file size (docs/browser-uploads.md): the worker produces
 // at most WINDOW chunks ahead of the upload into a pool of WINDOW + 1 buffers, keeps them
@@ -21,18 +22,13 @@
 
 import { encryptInWorker } from "./encrypt-client.js";
 import { codenameNumbers, deriveMailbox, newCodename } from "./mailbox.js";
-import { padme } from "./padding.js";
+import { Busy, NoRoom, Refused, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
 
 export { encryptInWorker };
 
 /** URL of the built worker next to this script (same origin, allowed by script-src 'self'). */
 export const WORKER_URL = new URL("./worker.js", import.meta.url).href;
 
-const TUS = "1.0.0";
-const CHUNK = 4 << 20; // ciphertext bytes per PATCH
-const WINDOW = 3; // chunks the worker may produce ahead of the upload
-const STREAM_CHUNK = 65536;
-const MAX_TRIES = 10;
 const PROBE_BYTES = 1 << 20;
 const PROBE_ABOVE = 4 << 20; // smaller submissions are quick anywhere: no measurement
 const SLOW_SECONDS = 60;
@@ -48,169 +44,6 @@ function $(sel, root = document) {
 
 function fmt(text, values) {
   return text.replace(/\{(\w+)\}/g, (_, k) => String(values[k] ?? ""));
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-class Refused extends Error {}
-
-/** The server has no room for the encrypted path now (507: space, quota): the plain form
- * (the server encrypts as it receives) still works, so it is offered instead of a dead end. */
-class NoRoom extends Refused {}
-
-/** The refusal that fits a non-success answer. */
-async function refusalOf(res, fallback) {
-  const message = await errorOf(res, fallback);
-  return res.status === 507 ? new NoRoom(message) : new Refused(message);
-}
-
-/** Length of the age header at the start of `first` (it ends with "\n--- <mac>\n"). */
-export function headerLength(first) {
-  for (let i = 0; i + 4 < first.length; i++) {
-    if (first[i] === 0x0a && first[i + 1] === 0x2d && first[i + 2] === 0x2d && first[i + 3] === 0x2d && first[i + 4] === 0x20) {
-      for (let j = i + 5; j < first.length; j++) if (first[j] === 0x0a) return j + 1;
-      break;
-    }
-  }
-  throw new Error("the encrypted file has no complete header in its first chunk");
-}
-
-/** Ciphertext size of a plaintext of `size` bytes once padded (header length known). */
-export function ciphertextSize(header, size) {
-  const padded = padme(size);
-  return header + 16 + padded + 16 * Math.max(1, Math.ceil(padded / STREAM_CHUNK));
-}
-
-async function errorOf(res, fallback) {
-  try {
-    const j = await res.json();
-    if (j && typeof j.error === "string") return j.error;
-  } catch {
-    /* not JSON */
-  }
-  return fallback;
-}
-
-/** One tus upload, fed chunk by chunk by the worker. */
-class Upload {
-  constructor(ctx, role, plainSize, onProgress) {
-    this.ctx = ctx;
-    this.role = role;
-    this.plainSize = plainSize;
-    this.onProgress = onProgress;
-    this.url = null;
-    this.offset = 0; // what the server has acknowledged
-    this.logical = 0; // ciphertext bytes handed to us so far
-    this.length = 0;
-    this.patchMs = 0; // time spent in PATCH requests (performance marks)
-  }
-
-  headers(extra = {}) {
-    return { "Tus-Resumable": TUS, ...extra };
-  }
-
-  withLang(url) {
-    return `${url}${url.includes("?") ? "&" : "?"}lang=${encodeURIComponent(this.ctx.lang)}`;
-  }
-
-  /** Create the upload; `first` is the first chunk (its `header` is the age header's length). */
-  async create(first) {
-    this.length = ciphertextSize(first.header, this.plainSize);
-    const meta = `desk ${btoa(unescape(encodeURIComponent(this.ctx.desk)))},role ${btoa(this.role)}`;
-    const res = await this.retrying(() =>
-      fetch(this.withLang("/api/uploads"), {
-        method: "POST",
-        headers: this.headers({
-          "Upload-Length": String(this.length),
-          "Upload-Metadata": meta,
-          "Guwah-Form-Token": this.ctx.csrf,
-        }),
-        credentials: "omit",
-        cache: "no-store",
-      }),
-    );
-    if (res.status !== 201) throw await refusalOf(res, this.ctx.s.failed);
-    this.url = res.headers.get("Location");
-    this.id = this.url.split("/").pop();
-  }
-
-  /** fetch with retries on network errors and 5xx/429, exponential backoff. */
-  async retrying(make) {
-    let delay = 500;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const res = await make();
-        if ((res.status >= 500 && res.status !== 507) || res.status === 429) {
-          if (attempt >= MAX_TRIES) return res;
-        } else {
-          return res;
-        }
-      } catch (err) {
-        this.sawNetworkError = true;
-        if (attempt >= MAX_TRIES) throw new Refused(this.ctx.s.network);
-      }
-      this.ctx.status(this.ctx.s.retrying);
-      await sleep(delay);
-      delay = Math.min(delay * 2, 15000);
-    }
-  }
-
-  async head() {
-    const res = await this.retrying(() =>
-      fetch(this.withLang(this.url), { method: "HEAD", headers: this.headers(), cache: "no-store" }),
-    );
-    if (res.status !== 200) throw new Refused(this.ctx.s.gone);
-    return Number(res.headers.get("Upload-Offset"));
-  }
-
-  /**
-   * Send one ciphertext chunk (a handle from encryptInWorker with `remote: true`: the bytes
-   * stay in the worker, which PATCHes them); resolves once the server has stored all of it.
-   */
-  async send(data) {
-    if (this.url === null) await this.create(data);
-    const start = this.logical;
-    const end = start + data.length;
-    this.logical = end;
-    let failures = 0;
-    let delay = 500;
-    while (this.offset < end) {
-      if (this.offset < start) throw new Refused(this.ctx.s.gone); // never happens: acked bytes are durable
-      let res = null;
-      const t0 = performance.now();
-      try {
-        res = await data.put(
-          this.withLang(this.url),
-          this.headers({
-            "Upload-Offset": String(this.offset),
-            "Content-Type": "application/offset+octet-stream",
-          }),
-          this.offset - start,
-        );
-      } catch {
-        res = null; // connection cut (e.g. a Tor circuit dropped)
-      }
-      this.patchMs += performance.now() - t0;
-      if (res && res.status === 204) {
-        this.offset = Number(res.headers.get("Upload-Offset"));
-        failures = 0;
-        delay = 500;
-        this.onProgress(this.offset, this.length);
-        continue;
-      }
-      if (res && ![409, 429, 503].includes(res.status) && res.status < 500) {
-        throw new Refused(await errorOf(res, this.ctx.s.failed));
-      }
-      if (res && res.status === 507) throw await refusalOf(res, this.ctx.s.failed);
-      if (++failures > MAX_TRIES) throw new Refused(this.ctx.s.network);
-      this.ctx.status(this.ctx.s.retrying);
-      // also after a 409: the server may still be finishing the PATCH that was cut
-      await sleep(delay);
-      delay = Math.min(delay * 2, 15000);
-      this.offset = await this.head(); // re-sync: continue exactly where the server stopped
-      this.onProgress(this.offset, this.length);
-    }
-  }
 }
 
 /** One labelled bar with its percentage ("Encryption 40 %"): the label names a step, not a
@@ -248,38 +81,6 @@ function progressRow(container, label, s) {
   // on a phone the bars are below the fold: bring them into view as each one starts
   row.scrollIntoView?.({ block: "nearest" });
   return { enc, up };
-}
-
-/** Encrypt `blob` in the worker and upload it as `role`; resolves to {upload id, sha256}. */
-async function encryptAndUpload(ctx, blob, role, framing, row) {
-  const up = new Upload(ctx, role, blob.size, row.up);
-  const start = performance.now();
-  const summary = await encryptInWorker(ctx.worker, blob, ctx.recipients, {
-    framing,
-    chunkSize: CHUNK,
-    window: WINDOW,
-    remote: true, // the ciphertext stays in the worker, which sends it (docs/browser-uploads.md)
-    onChunk: async (data, _seq, p) => {
-      row.enc(p.plainDone, p.plainTotal);
-      await up.send(data);
-    },
-  });
-  row.enc(1, 1);
-  markTimings(role, start, summary.timings, up.patchMs);
-  if (up.offset !== up.length || summary.ciphertextSize !== up.length) {
-    throw new Refused(ctx.s.failed);
-  }
-  return { id: up.id, sha256: summary.sha256 };
-}
-
-/** Performance measures of one file ("guwah:<role> ..."), read by the benchmarks. */
-function markTimings(role, start, timings, patchMs) {
-  const end = performance.now();
-  performance.measure(`guwah:${role} total`, { start, end });
-  performance.measure(`guwah:${role} PATCH`, { start, duration: patchMs });
-  for (const [k, ms] of Object.entries(timings ?? {})) {
-    performance.measure(`guwah:${role} worker ${k}`, { start, duration: ms });
-  }
 }
 
 /**
@@ -372,34 +173,31 @@ function forget(form) {
   if (files) files.value = "";
 }
 
-async function run(form, s) {
-  const deskInput = chosenDesk(form);
-  const testimony = fieldValue(form, "testimony");
-  const files = [...($("#files")?.files ?? [])];
-  const box = $("#js-status");
-  const progress = $("#js-progress");
-  const button = form.querySelector('button[type="submit"]');
-  const showError = (msg) => {
-    const p = document.createElement("p");
-    p.className = "error";
-    p.setAttribute("role", "alert");
-    p.textContent = msg;
-    box.replaceChildren(p);
-  };
-  if (!deskInput) return showError(s.noDesk);
-  if (!testimony.trim() && files.length === 0) return showError(s.empty);
-  const maxFiles = Number(form.dataset.maxFiles || 20);
-  if (files.length > maxFiles) {
-    showError(s.tooMany);
-    return offerWithoutFiles(form, box, s);
-  }
-  const maxBytes = Number(form.dataset.maxFileBytes || 0);
-  if (maxBytes && files.some((f) => f.size > maxBytes)) {
-    showError(s.tooBig);
-    return offerWithoutFiles(form, box, s);
-  }
+/** An error line at the top of the status box (it replaces what was there). */
+function showError(box, msg) {
+  const p = document.createElement("p");
+  p.className = "error";
+  p.setAttribute("role", "alert");
+  p.textContent = msg;
+  box.replaceChildren(p);
+}
 
-  const ctx = {
+/** What the browser can check before anything is sent; false (and says why) if not. */
+function checkBeforeSending(form, box, s, deskInput, testimony, files) {
+  if (!deskInput) return showError(box, s.noDesk), false;
+  if (!testimony.trim() && files.length === 0) return showError(box, s.empty), false;
+  const maxFiles = Number(form.dataset.maxFiles || 20);
+  const maxBytes = Number(form.dataset.maxFileBytes || 0);
+  const refusal = files.length > maxFiles ? s.tooMany : maxBytes && files.some((f) => f.size > maxBytes) ? s.tooBig : null;
+  if (refusal === null) return true;
+  showError(box, refusal);
+  offerWithoutFiles(form, box, s);
+  return false;
+}
+
+/** Everything the upload client needs for one submission. */
+function submissionContext(form, s, box, deskInput) {
+  return {
     s,
     csrf: fieldValue(form, "csrf"),
     lang: fieldValue(form, "lang") || "en",
@@ -413,103 +211,120 @@ async function run(form, s) {
       box.replaceChildren(p);
     },
   };
+}
+
+/** On a large submission, measure this browser first and let the witness decide if slow;
+ * resolves to false if they chose not to continue. */
+async function slowBrowserAgreed(form, ctx, box, s, total) {
+  if (total <= PROBE_ABOVE) return true;
+  ctx.status(s.measuring);
+  const speed = await probeSpeed(ctx);
+  const seconds = total / speed;
+  const slow = Number(form.dataset.slowSeconds || SLOW_SECONDS);
+  const slowRate = Number(form.dataset.slowRate || SLOW_RATE);
+  if (seconds > slow && speed < slowRate && !(await askToContinue(box, s, seconds))) {
+    box.replaceChildren();
+    return false;
+  }
+  return true;
+}
+
+/** The testimony document's fields taken from the form. */
+function formFields(form, ctx, testimony, mailbox) {
+  return {
+    day: utcDay(),
+    desk: ctx.desk,
+    lang: ctx.lang,
+    testimony,
+    answers: {
+      where: fieldValue(form, "where"),
+      when: fieldValue(form, "when"),
+      consent: fieldValue(form, "consent"),
+      never_name: fieldValue(form, "never_name"),
+    },
+    replyRecipient: mailbox.replyRecipient,
+  };
+}
+
+/** Progress rows for each file and for the testimony, with the status line for each. */
+function progressHooks(ctx, progress, s) {
+  return {
+    file: (f) => {
+      ctx.status(fmt(s.sending, { name: f.name }));
+      return progressRow(progress, f.name, s);
+    },
+    message: () => {
+      ctx.status(s.message);
+      return progressRow(progress, s.messageLabel, s);
+    },
+  };
+}
+
+/** Make the codename, encrypt and upload everything, commit; resolves to the codename and
+ * the server's answer. */
+async function send(form, ctx, testimony, files, progress) {
+  const s = ctx.s;
+  ctx.status(s.codename);
+  const codename = newCodename();
+  const mailbox = await deriveMailbox(codename, ctx.kind);
+  state.mailbox = mailbox;
+  const sent = await uploadTestimony(ctx, formFields(form, ctx, testimony, mailbox), files, progressHooks(ctx, progress, s));
+  ctx.status(s.committing);
+  const result = await commitSubmission(ctx, {
+    csrf: ctx.csrf,
+    desk: ctx.desk,
+    message_upload: sent.message,
+    files: sent.files,
+    token_hash: mailbox.tokenHash,
+    reply_recipient: mailbox.replyRecipient,
+  });
+  return { codename, result };
+}
+
+/** The page stays after a refusal: every word typed is still in the form; say why and
+ * offer the way on that fits. */
+function showRefusal(form, box, s, err, hasFiles) {
+  showError(box, err instanceof Refused ? err.message : s.failed);
+  form.querySelector('button[type="submit"]').disabled = false;
+  if (err instanceof NoRoom) offerPlainForm(form, box, s);
+  else if (err instanceof Busy) offerRetry(form, box, s, hasFiles);
+  else if (hasFiles) offerWithoutFiles(form, box, s);
+  box.scrollIntoView?.({ block: "nearest" });
+}
+
+async function run(form, s) {
+  const deskInput = chosenDesk(form);
+  const testimony = fieldValue(form, "testimony");
+  const files = [...($("#files")?.files ?? [])];
+  const box = $("#js-status");
+  const progress = $("#js-progress");
+  if (!checkBeforeSending(form, box, s, deskInput, testimony, files)) return;
+  const ctx = submissionContext(form, s, box, deskInput);
   state = { worker: ctx.worker };
-  button.disabled = true;
+  form.querySelector('button[type="submit"]').disabled = true;
   progress.replaceChildren();
   try {
     const total = files.reduce((n, f) => n + f.size, 0) + testimony.length;
-    if (total > PROBE_ABOVE) {
-      ctx.status(s.measuring);
-      const speed = await probeSpeed(ctx);
-      const seconds = total / speed;
-      const slow = Number(form.dataset.slowSeconds || SLOW_SECONDS);
-      const slowRate = Number(form.dataset.slowRate || SLOW_RATE);
-      if (seconds > slow && speed < slowRate && !(await askToContinue(box, s, seconds))) {
-        box.replaceChildren();
-        return;
-      }
+    if (!(await slowBrowserAgreed(form, ctx, box, s, total))) {
+      form.querySelector('button[type="submit"]').disabled = false;
+      return;
     }
-    ctx.status(s.codename);
-    const codename = newCodename();
-    const mailbox = await deriveMailbox(codename, ctx.kind);
-    state.mailbox = mailbox;
-
-    const described = [];
-    for (let i = 0; i < files.length; i++) {
-      const f = files[i];
-      const role = `file-${i + 1}`;
-      ctx.status(fmt(s.sending, { name: f.name }));
-      const row = progressRow(progress, f.name, s);
-      const r = await encryptAndUpload(ctx, f, role, "attachment", row);
-      described.push({
-        role,
-        name: f.name,
-        content_type: f.type || "application/octet-stream",
-        size: f.size,
-        sha256: r.sha256,
-        upload: r.id,
-      });
-    }
-    const doc = {
-      format: "guwah-testimony/1",
-      protection: "browser-encrypted",
-      day: new Date().toISOString().slice(0, 10),
-      desk: ctx.desk,
-      lang: ctx.lang,
-      testimony,
-      answers: {
-        where: fieldValue(form, "where"),
-        when: fieldValue(form, "when"),
-        consent: fieldValue(form, "consent"),
-        never_name: fieldValue(form, "never_name"),
-      },
-      files: described.map(({ upload, ...rest }) => rest),
-      reply_recipient: mailbox.replyRecipient,
-      parent_id: null,
-    };
-    ctx.status(s.message);
-    const message = new Blob([new TextEncoder().encode(JSON.stringify(doc))]);
-    const row = progressRow(progress, s.messageLabel, s);
-    const m = await encryptAndUpload(ctx, message, "message", "testimony", row);
-
-    ctx.status(s.committing);
-    const up = new Upload(ctx, "", 0, () => undefined);
-    const res = await up.retrying(() =>
-      fetch(up.withLang("/api/submissions"), {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({
-          csrf: ctx.csrf,
-          desk: ctx.desk,
-          message_upload: m.id,
-          files: described.map((d) => ({ role: d.role, upload: d.upload })),
-          token_hash: mailbox.tokenHash,
-          reply_recipient: mailbox.replyRecipient,
-        }),
-        cache: "no-store",
-      }),
-    );
-    if (res.status === 409 && up.sawNetworkError) {
-      // The first attempt was stored but its answer was lost on the way back: the form is
-      // now "used". The submission exists, so the witness must still get the codename.
-      showReceipt(ctx, codename, { desk: ctx.desk, keys: [] }, files.length);
-    } else {
-      if (res.status !== 201) throw await refusalOf(res, s.failed);
-      const result = await res.json();
-      showReceipt(ctx, codename, result, files.length);
-    }
+    const { codename, result } = await send(form, ctx, testimony, files, progress);
+    showReceipt(ctx, codename, result, files.length);
   } catch (err) {
-    // the page stays: every word typed is still in the form, ready to be sent again
-    showError(err instanceof Refused ? err.message : s.failed);
-    if (err instanceof NoRoom) offerPlainForm(form, box, s);
-    else if (files.length > 0) offerWithoutFiles(form, box, s);
-    button.disabled = false;
-    box.scrollIntoView?.({ block: "nearest" });
+    showRefusal(form, box, s, err, files.length > 0);
     return;
   } finally {
     forget(null);
   }
   forget(form);
+}
+
+/** After a busy answer (429/503) that lasted: nothing was stored and the words are kept;
+ * the Send button, enabled again and focused, is the retry (with or without the files). */
+function offerRetry(form, box, s, hasFiles) {
+  if (hasFiles) offerWithoutFiles(form, box, s);
+  form.querySelector('button[type="submit"]').focus();
 }
 
 /** After a 507 on the encrypted path: say so plainly and offer the plain form, which sends
