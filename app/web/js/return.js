@@ -236,7 +236,8 @@ function start() {
       // the page's translated sentence for this reason (return.html data-msg-codename-*)
       const code = err instanceof CodenameError ? err.code : "";
       const key = `msgCodename${code.charAt(0).toUpperCase()}${code.slice(1)}`;
-      showError(msg(key) || (err instanceof CodenameError ? err.message : String(err)));
+      // never the English err.message: a reason the page has no sentence for reads as a typo
+      showError(msg(key) || msg("msgCodenameWord"));
       return;
     }
     busy = true;

@@ -21,6 +21,7 @@
 
 import { encryptInWorker } from "./encrypt-client.js";
 import { codenameNumbers, deriveMailbox, newCodename } from "./mailbox.js";
+import { fill, plural } from "./i18n.js";
 import { padme } from "./padding.js";
 
 export { encryptInWorker };
@@ -46,9 +47,7 @@ function $(sel, root = document) {
   return root.querySelector(sel);
 }
 
-function fmt(text, values) {
-  return text.replace(/\{(\w+)\}/g, (_, k) => String(values[k] ?? ""));
-}
+const fmt = fill;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -302,7 +301,8 @@ function askToContinue(box, s, seconds) {
   return new Promise((resolve) => {
     const p = document.createElement("p");
     p.className = "js-warning";
-    p.textContent = fmt(s.slow, { minutes: Math.max(1, Math.round(seconds / 60)) });
+    const minutes = Math.max(1, Math.round(seconds / 60));
+    p.textContent = fmt(plural($("#js-strings"), "slow", minutes), { minutes });
     const go = document.createElement("button");
     go.type = "button";
     go.id = "js-continue";
@@ -343,7 +343,7 @@ function showReceipt(ctx, codename, result, fileCount) {
   $("#codename-numbers", frag).textContent = codenameNumbers(codename);
   $(".desk-name", frag).textContent = result.desk;
   const count = $(".files-count", frag);
-  count.textContent = fmt(count.dataset.text, { n: fileCount });
+  count.textContent = fmt(plural(count, "text", fileCount), { n: fileCount });
   const list = $("ul.keys", frag);
   for (const k of result.keys) {
     const li = document.createElement("li");

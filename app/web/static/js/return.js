@@ -8289,7 +8289,7 @@ function start() {
     } catch (err) {
       const code = err instanceof CodenameError ? err.code : "";
       const key = `msgCodename${code.charAt(0).toUpperCase()}${code.slice(1)}`;
-      showError(msg(key) || (err instanceof CodenameError ? err.message : String(err)));
+      showError(msg(key) || msg("msgCodenameWord"));
       return;
     }
     busy = true;

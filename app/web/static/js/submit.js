@@ -6475,6 +6475,23 @@ var codenameNumbers = api.codenameNumbers;
 var codenameWords = api.codenameWords;
 var deriveMailbox = api.deriveMailbox;
 
+// app/web/js/i18n.js
+var FSI = "⁨";
+var PDI = "⁩";
+function fill(text, values) {
+  return String(text ?? "").replace(/\{(\w+)\}/g, (_, k) => FSI + String(values[k] ?? "") + PDI);
+}
+function plural(el, key, n) {
+  const data = el?.dataset ?? {};
+  let category = "other";
+  try {
+    category = new Intl.PluralRules(document.documentElement.lang || "en").select(n);
+  } catch {
+  }
+  const name = (c) => key + c[0].toUpperCase() + c.slice(1);
+  return data[name(category)] ?? data[name("other")] ?? "";
+}
+
 // app/web/js/padding.js
 var MIN_PADDED = 256;
 var FILL = Object.freeze({ attachment: 0, testimony: 32 });
@@ -6505,9 +6522,7 @@ var state = null;
 function $(sel, root = document) {
   return root.querySelector(sel);
 }
-function fmt(text, values) {
-  return text.replace(/\{(\w+)\}/g, (_, k) => String(values[k] ?? ""));
-}
+var fmt = fill;
 var sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 var Refused = class extends Error {
 };
@@ -6725,7 +6740,8 @@ function askToContinue(box, s, seconds) {
   return new Promise((resolve) => {
     const p = document.createElement("p");
     p.className = "js-warning";
-    p.textContent = fmt(s.slow, { minutes: Math.max(1, Math.round(seconds / 60)) });
+    const minutes = Math.max(1, Math.round(seconds / 60));
+    p.textContent = fmt(plural($("#js-strings"), "slow", minutes), { minutes });
     const go = document.createElement("button");
     go.type = "button";
     go.id = "js-continue";
@@ -6763,7 +6779,7 @@ function showReceipt(ctx, codename, result, fileCount) {
   $("#codename-numbers", frag).textContent = codenameNumbers(codename);
   $(".desk-name", frag).textContent = result.desk;
   const count = $(".files-count", frag);
-  count.textContent = fmt(count.dataset.text, { n: fileCount });
+  count.textContent = fmt(plural(count, "text", fileCount), { n: fileCount });
   const list = $("ul.keys", frag);
   for (const k of result.keys) {
     const li = document.createElement("li");
