@@ -276,6 +276,7 @@ def test_inserted_values_are_isolated(web_client):
     page = web_client.get("/ug/submit").text
     assert re.search(r"<bdi>\d+(\.\d)? GB</bdi>", page)
     assert re.search(r"<bdi>[^<]+</bdi>", page.split('class="desk-one"')[1])
+    assert re.search(r'<label for="files">[^<]*<bdi>\d+</bdi>', page)  # a count, too
 
 
 def test_tor_guidance_page_in_every_language(web_client):
