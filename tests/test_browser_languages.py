@@ -16,6 +16,7 @@ One server for the module (SQLite): languages share nothing a test changes.
 
 from __future__ import annotations
 
+import gettext
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,6 +136,19 @@ def submission_ids(server: GuwahServer) -> set[str]:
         return {s.id for s in store.list_submissions()}
 
 
+def count_sentence(code: str) -> str:
+    """The receipt's "1 file was attached." as the catalog words it for this language (the form
+    its Plural-Forms picks for 1), with the number isolated as the script inserts it."""
+    if code == "en":
+        return "\u20681\u2069 file was attached."
+    with (TRANSLATIONS_DIR / code / "LC_MESSAGES" / "messages.po").open("rb") as fh:
+        catalog = read_po(fh, locale=code)
+    message = catalog.get(("{n} file was attached.", "{n} files were attached."))
+    assert message is not None
+    form = list(message.string)[int(gettext.c2py(catalog.plural_expr)(1))]
+    return form.replace("{n}", "\u20681\u2069")
+
+
 def submit(page: Any, server: GuwahServer, prefix: str, code: str, js: bool, file: Path) -> str:
     """Send testimony with one file; returns the codename from the receipt."""
     page.goto(server.url + prefix + "/submit")
@@ -150,6 +164,10 @@ def submit(page: Any, server: GuwahServer, prefix: str, code: str, js: bool, fil
         page.locator("#codename:not(:empty)").wait_for(timeout=120_000)
     codename = page.locator("#codename").inner_text().strip()
     assert len(codename.split()) == 8, codename
+    if js:  # the count, in the plural form Intl.PluralRules picked from the page's forms
+        count = page.locator(".files-count").inner_text()
+        assert re.fullmatch(r"\D*\u2068?1\u2069?\D*", count), count
+        assert count == count_sentence(code), count
     check_page(page, code, "4-receipt", js)
     return codename
 

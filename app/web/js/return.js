@@ -18,6 +18,7 @@
 import { bech32 } from "@scure/base";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { identityToRecipient } from "age-encryption";
+import { fill } from "./i18n.js";
 import { CodenameError, decryptReply, deriveMailbox, normalizeCodename } from "./mailbox.js";
 import { Refused, commitSubmission, encryptAndUpload } from "./upload-client.js";
 
@@ -86,7 +87,7 @@ function renderReplies(section, replies) {
   const list = el("ol", { class: "replies", id: "replies" });
   for (const reply of replies) {
     const li = el("li", { class: "reply" });
-    li.append(el("p", { class: "day" }, msg("msgReceived").replace("{day}", reply.day)));
+    li.append(el("p", { class: "day" }, fill(msg("msgReceived"), { day: reply.day })));
     if (reply.text === null) {
       li.append(el("p", { class: "reply-text unreadable", dir: "auto" }, msg("msgUnreadable")));
     } else {
