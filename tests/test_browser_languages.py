@@ -187,6 +187,7 @@ def read_reply_and_follow_up(page: Any, server: GuwahServer, prefix: str, code: 
     assert page.locator("#replies .reply-text").inner_text() == reply
     assert page.locator("#replies .reply-text").get_attribute("dir") == "auto"
     check_page(page, code, "6-mailbox", js)
+    assert page.locator("#follow-up-text").get_attribute("dir") == "auto"
     page.locator("#follow-up-text").fill(f"Follow-up {code}.")
     page.locator("#follow-up-files").set_input_files([str(file)])
     form = "#follow-up-js" if js else "#follow-up-form"

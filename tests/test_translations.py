@@ -295,3 +295,16 @@ def test_tor_guidance_page_in_every_language(web_client):
         fetched = re.findall(r'(?:src|href)="([^"]*)"', page)
         assert fetched and all(url.startswith("/") and not url.startswith("//")
                                for url in fetched), fetched
+
+
+def test_witness_text_fields_take_their_direction_from_the_text():
+    """What a witness types (in any script) sits in dir="auto" fields on every page."""
+    templates = Path(__file__).resolve().parents[1] / "templates"
+    fields = []
+    for path in templates.glob("*.html"):
+        text = path.read_text(encoding="utf-8")
+        fields += [(path.name, tag) for tag in re.findall(r"<textarea[^>]*>|<input[^>]*>", text)
+                   if ("<textarea" in tag or 'type="text"' in tag)
+                   and 'name="website"' not in tag]  # the honeypot: no witness types there
+    assert fields
+    assert [f for f in fields if 'dir="auto"' not in f[1]] == []

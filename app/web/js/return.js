@@ -117,7 +117,7 @@ function followUpForm(section, desk, mailbox) {
   const box = el("form", { id: "follow-up-js" });
   box.append(el("p", {}, msg("msgFollowUpJs")));
   box.append(el("label", { for: "follow-up-text" }, msg("msgAdd")));
-  const text = el("textarea", { id: "follow-up-text", rows: "8", spellcheck: "false" });
+  const text = el("textarea", { id: "follow-up-text", rows: "8", spellcheck: "false", dir: "auto" });
   box.append(text);
   box.append(el("label", { for: "follow-up-files" }, msg("msgFiles")));
   const files = el("input", { id: "follow-up-files", type: "file", multiple: "" });

@@ -6785,6 +6785,7 @@ function showReceipt(ctx, codename, result, fileCount) {
     const li = document.createElement("li");
     const who = document.createElement("span");
     who.className = "who";
+    who.dir = "auto";
     who.textContent = k.name;
     const code = document.createElement("code");
     code.lang = "en";
