@@ -9,6 +9,7 @@ Nothing here is secret; the server signing key lives in its own 0600 file beside
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from contextvars import ContextVar
@@ -69,6 +70,10 @@ class Settings(BaseSettings):
     token_max_reserved_bytes: int = Field(default=8 * GiB, gt=0)
     max_open_uploads: int = Field(default=2000, gt=0)
     upload_idle_seconds: float = Field(default=600.0, gt=0)
+    # The witness site's languages (catalog codes: en ug kk ru zh_Hans tr); empty = every shipped
+    # language. A language left out behaves like an unknown one: pages fall back to the default.
+    languages: list[str] = Field(default_factory=list)
+    default_language: str = "en"
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
@@ -165,6 +170,8 @@ def default_config_text(settings: Settings) -> str:
         f"token_max_reserved_bytes = {settings.token_max_reserved_bytes}",
         f"max_open_uploads = {settings.max_open_uploads}",
         f"upload_idle_seconds = {settings.upload_idle_seconds}",
+        f"languages = {json.dumps(settings.languages)}  # [] = every shipped language",
+        f'default_language = "{settings.default_language}"',
     ]
     if settings.database_url and not settings.is_sqlite:
         lines[1] = f'database_url = "{settings.database_url}"'

@@ -18,7 +18,8 @@ from typing import Annotated, NoReturn
 import typer
 
 from app.cli_help import TYPER_STYLE, command_of
-from app.web.i18n import Catalogs
+from app.settings import Settings, SettingsError
+from app.web.i18n import catalogs_for
 
 app = typer.Typer(
     name="guwah",
@@ -511,20 +512,27 @@ def self_check(data_dir: DataDir = None) -> None:
             ok(f"{free} bytes free")
         pending = store.pending_bytes()
         (ok if pending == 0 else warn)(f"{pending} bytes in unfinished uploads")
-    for line, is_draft in language_report():
-        (warn if is_draft else ok)(line)
+    try:
+        for line, is_draft in language_report(settings):
+            (warn if is_draft else ok)(line)
+    except SettingsError as exc:
+        fail(str(exc))
     if failures:
         raise typer.Exit(1)
 
 
-def language_report(translations_dir: Path | None = None) -> list[tuple[str, bool]]:
-    """One line per language the site offers, with its catalog's review status.
+def language_report(settings: Settings,
+                    translations_dir: Path | None = None) -> list[tuple[str, bool]]:
+    """One line per language the site offers (enabled in guwah.toml), with its catalog's
+    review status; the default language is marked.
 
     A draft translation is a warning, not a failure: the pages say it is a draft.
     """
-    catalogs = Catalogs(translations_dir)
+    catalogs = catalogs_for(settings, translations_dir)
     return [
-        (f"language {lang.code} ({lang.name}): {catalogs.review_status(lang.code)}",
+        (f"language {lang.code} ({lang.name})"
+         f"{' (default)' if lang.code == catalogs.default else ''}: "
+         f"{catalogs.review_status(lang.code)}",
          catalogs.is_draft(lang.code))
         for lang in catalogs.available
     ]

@@ -37,7 +37,7 @@ from .budget import Budget, Ticket
 from .errors import MSG, Refusal
 from .forms import FormTokens, cross_site
 from .housekeeping import housekeeping
-from .i18n import DEFAULT, Catalogs, Language
+from .i18n import DEFAULT, Catalogs, Language, bdi, catalogs_for, plural_samples
 from .pacing import BodyStalled, Pacing, paced_body
 from .quota import UploadLedger
 from .scripts import PageScript, page_script
@@ -186,6 +186,7 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> Environment:
     )
     env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["plainsize"] = plain_size
+    env.filters["bdi"] = bdi
     return env
 
 
@@ -200,17 +201,17 @@ def plain_size(n: int) -> str:
 
 def page_context(web: Web, scope: Scope) -> dict[str, Any]:
     lang: Language = web.catalogs.pick(scope.get("guwah.lang"))
-    base = "" if lang.code == DEFAULT else "/" + lang.code
     path = local_path(scope.get("path", "/"))
+    languages = [(other, web.catalogs.url_base(other.code) + path)
+                 for other in web.catalogs.available]
     return {
         "lang": lang,
-        "base": base,
+        "base": web.catalogs.url_base(lang.code),
         "path": path,
         "draft_translation": web.catalogs.is_draft(lang.code),
-        "languages": [
-            (other, ("" if other.code == DEFAULT else "/" + other.code) + path)
-            for other in web.catalogs.available
-        ],
+        "languages": languages,
+        "english_url": next((url for other, url in languages if other.code == DEFAULT), None),
+        "plurals": plural_samples(lang.code),
     }
 
 
@@ -304,7 +305,7 @@ def _make_web(settings: Any, store: Any, translations_dir: Path | None) -> Web:
     return Web(
         settings=settings,
         store=store,
-        catalogs=Catalogs(translations_dir),
+        catalogs=catalogs_for(settings, translations_dir),
         env=make_env(),
         tokens=FormTokens(_form_key(settings)),
         kdf_slots=threading.BoundedSemaphore(settings.kdf_concurrency),
@@ -423,6 +424,10 @@ def _routes(app: GuwahApp, web: Web) -> None:
     from .mailbox_routes import mailbox_router
 
     app.include_router(mailbox_router(web))
+
+    @app.get("/tor", response_class=HTMLResponse)
+    async def tor_guidance(request: Request) -> Response:
+        return render(web, request.scope, "tor.html")
 
     @app.get("/leave", response_class=HTMLResponse)
     async def leave(request: Request) -> Response:

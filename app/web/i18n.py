@@ -9,17 +9,30 @@ Every translated ``.po`` carries its review status in a header comment line
 ``# Review-Status: draft — needs review by a native speaker`` until a native speaker signs off
 (then ``# Review-Status: reviewed by <name>, <date>``).  Why a comment and not a header field:
 Babel drops unknown header fields on ``pybabel update``, and keeps header comments.  Pages in a
-draft language say so at the top, and ``guwah self-check`` prints each language's status: a
-wrong word in safety guidance can hurt someone, so a witness is never shown an unchecked
-translation as if it were checked.
+draft language say so at the top, and ``guwah self-check`` prints each enabled language's
+status: a wrong word in safety guidance can hurt someone, so a witness is never shown an
+unchecked translation as if it were checked.
+
+The operator chooses the languages offered and the default (``languages`` and
+``default_language`` in guwah.toml, see :func:`catalogs_for`).  A shipped language that is not
+enabled behaves like an unknown one: its prefix and ``?lang=`` fall back to the default, never a
+404, so an old link still opens a page.
 """
 
 from __future__ import annotations
 
 import gettext
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from babel import Locale
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from markupsafe import Markup
+
+from app.settings import Settings, SettingsError
 
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 DOMAIN = "messages"
@@ -55,24 +68,38 @@ KNOWN: dict[str, Language] = {
 
 
 class Catalogs:
-    """The loaded catalogs; only languages with a catalog (and English) are offered."""
+    """The loaded catalogs; only enabled languages with a catalog (English needs none) are
+    offered, ``default`` when nothing (or something not offered) is asked for."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, *, enabled: Iterable[str] | None = None,
+                 default: str = DEFAULT) -> None:
         self.directory = directory or TRANSLATIONS_DIR
+        wanted = set(KNOWN if enabled is None else enabled)
         self._by_code: dict[str, gettext.NullTranslations] = {}
         for code in KNOWN:
-            translations = _load(self.directory, code)
+            translations = _load(self.directory, code) if code in wanted else None
+            if translations is None and code == DEFAULT and code in wanted:
+                translations = gettext.NullTranslations()  # the source needs no catalog
             if translations is not None:
                 self._by_code[code] = translations
-        self._by_code.setdefault(DEFAULT, gettext.NullTranslations())
+        if default not in self._by_code:
+            raise SettingsError(f"default_language {default!r} is not an enabled language "
+                                f"with a catalog (enabled: {', '.join(self._by_code) or 'none'})")
+        self.default = default
         self._status = {code: _review_status(self.directory, code) for code in self._by_code}
         self.available: list[Language] = [KNOWN[c] for c in KNOWN if c in self._by_code]
 
     def __contains__(self, code: object) -> bool:
-        return code in self._by_code
+        """A shipped language code, enabled or not: its URL prefix is always taken off, so a
+        link in a disabled language opens the page in the default one instead of a 404."""
+        return code in KNOWN
 
     def get(self, code: str) -> gettext.NullTranslations:
-        return self._by_code.get(code) or self._by_code[DEFAULT]
+        return self._by_code.get(code) or self._by_code[self.default]
+
+    def url_base(self, code: str) -> str:
+        """The path prefix of a language's pages: none for the default language."""
+        return "" if code == self.default else "/" + code
 
     def review_status(self, code: str) -> str:
         """The catalog's ``Review-Status`` line; a catalog without one counts as a draft."""
@@ -86,11 +113,45 @@ class Catalogs:
         return status != SOURCE_STATUS and not status.lower().startswith("reviewed by")
 
     def pick(self, *candidates: str | None) -> Language:
-        """The first candidate that names an available language, else English."""
+        """The first candidate that names an enabled language, else the default."""
         for candidate in candidates:
             if candidate and candidate in self._by_code:
                 return KNOWN[candidate]
-        return KNOWN[DEFAULT]
+        return KNOWN[self.default]
+
+
+def bdi(value: object) -> Markup:
+    """``value`` (a name, size, date, number) isolated for insertion into a translated
+    sentence: in a right-to-left sentence "4 GB" or a Latin desk name would otherwise take the
+    surrounding punctuation with it and read in the wrong order."""
+    return Markup("<bdi>%s</bdi>") % value
+
+
+def catalogs_for(settings: Settings, directory: Path | None = None) -> Catalogs:
+    """The catalogs the operator enabled in guwah.toml (``languages``: empty means every
+    shipped language) with ``default_language``; an unknown code is a one-sentence error."""
+    unknown = [code for code in settings.languages if code not in KNOWN]
+    if unknown:
+        raise SettingsError(f"languages: unknown language {unknown[0]!r} "
+                            f"(shipped: {', '.join(KNOWN)})")
+    enabled = settings.languages or None
+    return Catalogs(directory, enabled=enabled, default=settings.default_language)
+
+
+def plural_samples(code: str) -> list[tuple[str, int]]:
+    """One whole number per CLDR plural category of the language (``[("one", 1),
+    ("other", 0)]`` in English).
+
+    Why: the page renders each ``ngettext`` form once per category, and the script picks one
+    with the browser's ``Intl.PluralRules`` (the same CLDR rules Babel wrote into the
+    catalog's Plural-Forms), so a count computed in the browser is worded correctly without
+    shipping a plural formula to evaluate.
+    """
+    rule = Locale.parse(code).plural_form
+    samples: dict[str, int] = {}
+    for n in range(0, 200):
+        samples.setdefault(rule(n), n)
+    return sorted(samples.items())
 
 
 def _review_status(directory: Path, code: str) -> str:
@@ -114,9 +175,6 @@ def _load(directory: Path, code: str) -> gettext.NullTranslations | None:
         with mo.open("rb") as fh:
             return gettext.GNUTranslations(fh)
     if po.is_file():  # a fresh checkout without compiled catalogs still works
-        from babel.messages.mofile import write_mo
-        from babel.messages.pofile import read_po
-
         with po.open("rb") as fh:
             catalog = read_po(fh, locale=code)
         buf = io.BytesIO()

@@ -19,6 +19,7 @@
 import { bech32 } from "@scure/base";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { identityToRecipient } from "age-encryption";
+import { fill } from "./i18n.js";
 import { CodenameError, decryptReply, deriveMailbox, normalizeCodename } from "./mailbox.js";
 import { Busy, Refused, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
 
@@ -87,7 +88,7 @@ function renderReplies(section, replies) {
   const list = el("ol", { class: "replies", id: "replies" });
   for (const reply of replies) {
     const li = el("li", { class: "reply" });
-    li.append(el("p", { class: "day" }, msg("msgReceived").replace("{day}", reply.day)));
+    li.append(el("p", { class: "day" }, fill(msg("msgReceived"), { day: reply.day })));
     if (reply.text === null) {
       li.append(el("p", { class: "reply-text unreadable", dir: "auto" }, msg("msgUnreadable")));
     } else {
@@ -116,7 +117,7 @@ function followUpFields() {
   const box = el("form", { id: "follow-up-js" });
   box.append(el("p", {}, msg("msgFollowUpJs")));
   box.append(el("label", { for: "follow-up-text" }, msg("msgAdd")));
-  const text = el("textarea", { id: "follow-up-text", rows: "8", spellcheck: "false" });
+  const text = el("textarea", { id: "follow-up-text", rows: "8", spellcheck: "false", dir: "auto" });
   box.append(text);
   box.append(el("label", { for: "follow-up-files" }, msg("msgFiles")));
   const files = el("input", { id: "follow-up-files", type: "file", multiple: "" });
@@ -226,7 +227,8 @@ function start() {
       // the page's translated sentence for this reason (return.html data-msg-codename-*)
       const code = err instanceof CodenameError ? err.code : "";
       const key = `msgCodename${code.charAt(0).toUpperCase()}${code.slice(1)}`;
-      showError(msg(key) || (err instanceof CodenameError ? err.message : String(err)));
+      // never the English err.message: a reason the page has no sentence for reads as a typo
+      showError(msg(key) || msg("msgCodenameWord"));
       return;
     }
     busy = true;

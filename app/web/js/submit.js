@@ -23,6 +23,7 @@
 import { encryptInWorker } from "./encrypt-client.js";
 import { codenameNumbers, deriveMailbox, newCodename } from "./mailbox.js";
 import { Busy, NoRoom, Refused, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
+import { fill, plural } from "./i18n.js";
 
 export { encryptInWorker };
 
@@ -42,9 +43,7 @@ function $(sel, root = document) {
   return root.querySelector(sel);
 }
 
-function fmt(text, values) {
-  return text.replace(/\{(\w+)\}/g, (_, k) => String(values[k] ?? ""));
-}
+const fmt = fill;
 
 /** One labelled bar with its percentage ("Encryption 40 %"): the label names a step, not a
  * result, so a bar at 0 % never reads as "already encrypted". */
@@ -103,7 +102,8 @@ function askToContinue(box, s, seconds) {
   return new Promise((resolve) => {
     const p = document.createElement("p");
     p.className = "js-warning";
-    p.textContent = fmt(s.slow, { minutes: Math.max(1, Math.round(seconds / 60)) });
+    const minutes = Math.max(1, Math.round(seconds / 60));
+    p.textContent = fmt(plural($("#js-strings"), "slow", minutes), { minutes });
     const go = document.createElement("button");
     go.type = "button";
     go.id = "js-continue";
@@ -144,12 +144,13 @@ function showReceipt(ctx, codename, result, fileCount) {
   $("#codename-numbers", frag).textContent = codenameNumbers(codename);
   $(".desk-name", frag).textContent = result.desk;
   const count = $(".files-count", frag);
-  count.textContent = fmt(count.dataset.text, { n: fileCount });
+  count.textContent = fmt(plural(count, "text", fileCount), { n: fileCount });
   const list = $("ul.keys", frag);
   for (const k of result.keys) {
     const li = document.createElement("li");
     const who = document.createElement("span");
     who.className = "who";
+    who.dir = "auto"; // a name the operator typed, in any script
     who.textContent = k.name;
     const code = document.createElement("code");
     code.lang = "en";
