@@ -36,6 +36,7 @@ def first_submission(client, text: str = "I saw it.") -> str:
         ("lang", (None, "en")),
         ("website", (None, "")),
         ("testimony", (None, text)),
+        ("kept_codename", (None, "yes")),
     ]
     r = client.post("/submit", files=parts)
     assert r.status_code == 200, r.text[:400]
@@ -303,7 +304,7 @@ def test_hybrid_desk_reply_and_follow_up(settings, store, private_tmpdir, make_r
     app = create_app(settings, store=store)
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as client:
         parts = [("csrf", (None, page_token(client))), ("desk", (None, "pq")),
-                 ("testimony", (None, "pq testimony"))]
+                 ("testimony", (None, "pq testimony")), ("kept_codename", (None, "yes"))]
         r = client.post("/submit", files=parts)
         codename = re.search(r'id="codename"[^>]*>([^<]+)<', r.text).group(1)
         [first] = store.list_submissions()

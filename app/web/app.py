@@ -36,6 +36,7 @@ from starlette.requests import ClientDisconnect
 from app.crypto.codename import numbers_for as codename_numbers
 
 from .budget import Budget, Ticket
+from .codename_ahead import Ahead, AlreadySent, receipt_again
 from .errors import MSG, Refusal
 from .forms import FormTokens, cross_site
 from .housekeeping import housekeeping
@@ -96,6 +97,7 @@ class Web:
     ledger: UploadLedger
     pacing: Pacing
     write_limiter: anyio.CapacityLimiter
+    ahead: Ahead
     js: dict[str, str] | None = None
     landing_js: dict[str, str] | None = None
 
@@ -301,12 +303,13 @@ def create_app(settings: Any = None, *, store: Any = None,
 
 def _make_web(settings: Any, store: Any, translations_dir: Path | None) -> Web:
     """The shared state: catalogs, templates, form tokens, and the resource limits."""
+    tokens = FormTokens(_form_key(settings))
     return Web(
         settings=settings,
         store=store,
         catalogs=Catalogs(translations_dir),
         env=make_env(),
-        tokens=FormTokens(_form_key(settings)),
+        tokens=tokens,
         kdf_slots=threading.BoundedSemaphore(settings.kdf_concurrency),
         seal_limiter=anyio.CapacityLimiter(SEAL_THREADS),
         budget=Budget(settings.max_pending_bytes, settings.min_free_bytes,
@@ -317,6 +320,7 @@ def _make_web(settings: Any, store: Any, translations_dir: Path | None) -> Web:
                             idle_seconds=settings.upload_idle_seconds),
         pacing=Pacing.from_settings(settings),
         write_limiter=anyio.CapacityLimiter(WRITE_THREADS),
+        ahead=Ahead(tokens),
         js=_load_sri(),
         landing_js=_load_sri("landing.js"),
     )
@@ -388,9 +392,10 @@ def _routes(app: GuwahApp, web: Web) -> None:
         available = await anyio.to_thread.run_sync(desks)
         if not available:
             raise Refusal(503, MSG["no_desks"])
+        token = web.tokens.issue()
         return render(
             web, request.scope, "submit.html",
-            desks=available, token=web.tokens.issue(), js=web.js,
+            desks=available, token=token, js=web.js, **web.ahead.page(token),
             max_files=settings.max_files, max_file_bytes=settings.max_file_bytes,
             max_text_chars=settings.max_text_chars,
         )
@@ -398,7 +403,13 @@ def _routes(app: GuwahApp, web: Web) -> None:
     @app.post("/submit", response_class=HTMLResponse)
     async def submit(request: Request) -> Response:
         try:
-            receipt = await _seal_request(web, request, desks)
+            receipt = await _seal_request(web, request, desks, ahead=web.ahead.words_for)
+        except AlreadySent as again:  # the same form again: the same receipt, nothing stored
+            found = await receipt_again(web.ahead, web.store, again.nonce)
+            if found is None:
+                raise Refusal(409, MSG["used"]) from None
+            return render(web, request.scope, "receipt.html", protection="server-sealed",
+                          **found)
         except Refusal as exc:
             if exc.form is None:
                 raise
@@ -418,9 +429,16 @@ def _routes(app: GuwahApp, web: Web) -> None:
         available = await anyio.to_thread.run_sync(desks)
         if not available:
             raise Refusal(503, MSG["no_desks"])
+        # the same token while it is still good: the codename the witness wrote down stays
+        token = kept.pop("csrf", "")
+        nonce = web.tokens.check(token)
+        changed = nonce is None or web.tokens.is_spent(nonce)
+        if changed:
+            token = web.tokens.issue()
         return render(
             web, request.scope, "submit.html", refusal.status,
-            desks=available, token=web.tokens.issue(), js=web.js,
+            desks=available, token=token, js=web.js, **web.ahead.page(token),
+            ahead_changed=changed,
             max_files=settings.max_files, max_file_bytes=settings.max_file_bytes,
             max_text_chars=settings.max_text_chars,
             kept=kept, refusal=refusal.message, refusal_status=refusal.status,
