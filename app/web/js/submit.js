@@ -19,6 +19,7 @@
 // what it held after the receipt is shown and when "Leave quickly" is used. Without
 // JavaScript the plain form posts to the server, which seals the parts itself.
 
+import { codenameAhead } from "./codename-ahead.js";
 import { encryptInWorker } from "./encrypt-client.js";
 import { codenameNumbers, deriveMailbox, newCodename } from "./mailbox.js";
 import { padme } from "./padding.js";
@@ -41,6 +42,7 @@ const SLOW_SECONDS = 60;
 const SLOW_RATE = 8e6;
 
 let state = null; // everything the page holds during a submission; dropped afterwards
+let ahead = null; // the codename shown before Send (codename-ahead.js)
 
 function $(sel, root = document) {
   return root.querySelector(sel);
@@ -430,7 +432,7 @@ async function run(form, s) {
       }
     }
     ctx.status(s.codename);
-    const codename = newCodename();
+    const codename = ahead?.codename ?? newCodename();
     const mailbox = await deriveMailbox(codename, ctx.kind);
     state.mailbox = mailbox;
 
@@ -521,6 +523,13 @@ function offerPlainForm(form, box, s) {
   plain.type = "button";
   plain.textContent = s.plainSend;
   plain.addEventListener("click", () => {
+    if (ahead?.restore()) {
+      // the plain form is stored under the server's codename: show it, ask for the tick again
+      note.textContent = s.aheadOther;
+      $("#ahead-codename")?.scrollIntoView?.({ block: "center" });
+      return;
+    }
+    if (!form.reportValidity()) return;
     plain.disabled = true;
     HTMLFormElement.prototype.submit.call(form);
   });
@@ -554,6 +563,7 @@ function init() {
   const note = $("#protection");
   if (note) note.textContent = s.protection;
   form.dataset.enhanced = "1";
+  ahead = codenameAhead(document);
   form.addEventListener("submit", (ev) => {
     if (fieldValue(form, "website")) return; // let the server answer the honeypot
     ev.preventDefault();

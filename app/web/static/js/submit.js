@@ -2,88 +2,6 @@
    dependencies pinned in package-lock.json (age-encryption, @noble, @scure: MIT).
    Rebuild and compare: pytest tests/test_bundle_reproducible.py */
 
-// app/web/js/encrypt-client.js
-var nextId = 1;
-function answer(m) {
-  return {
-    status: m.status,
-    headers: { get: (name) => name.toLowerCase() === "upload-offset" ? m.offset : null },
-    json: async () => ({ error: m.error })
-  };
-}
-function encryptInWorker(worker, blob, recipients, options = {}) {
-  const { onChunk, framing = "attachment", chunkSize, window: window2 = 4, hash = true, remote = false } = options;
-  const jsHash = options.jsHash === true;
-  const id = nextId++;
-  const puts = /* @__PURE__ */ new Map();
-  let nextPut = 1;
-  const handle = (m) => ({
-    seq: m.seq,
-    length: m.length,
-    header: m.header,
-    put: (url, headers, from) => new Promise((resolve, reject) => {
-      const put = nextPut++;
-      puts.set(put, { resolve, reject });
-      worker.postMessage({ type: "put", id, seq: m.seq, put, url, headers, from });
-    })
-  });
-  return new Promise((resolve, reject) => {
-    const queue = [];
-    let draining = false;
-    let summary = null;
-    let failed = false;
-    const finish = (fn, value) => {
-      worker.removeEventListener("message", listener);
-      queue.length = 0;
-      fn(value);
-    };
-    const fail = (err) => {
-      if (failed) return;
-      failed = true;
-      worker.postMessage({ type: "cancel", id });
-      finish(reject, err);
-    };
-    const drain = async () => {
-      draining = true;
-      while (queue.length > 0 && !failed) {
-        const m = queue.shift();
-        const chunk = remote ? handle(m) : new Uint8Array(m.data, 0, m.length);
-        const progress = { plainDone: m.plainDone, plainTotal: m.plainTotal };
-        try {
-          await onChunk?.(chunk, m.seq, progress);
-        } catch (err) {
-          fail(err);
-          break;
-        }
-        worker.postMessage({ type: "ack", id, seq: m.seq });
-      }
-      draining = false;
-      if (summary && !failed && queue.length === 0) finish(resolve, summary);
-    };
-    const listener = (ev) => {
-      const m = ev.data;
-      if (!m || m.id !== id || failed) return;
-      if (m.type === "chunk") {
-        queue.push(m);
-        if (!draining) drain();
-      } else if (m.type === "put") {
-        const p = puts.get(m.put);
-        puts.delete(m.put);
-        if (m.network) p?.reject(new TypeError("network error"));
-        else p?.resolve(answer(m));
-      } else if (m.type === "done") {
-        summary = m;
-        if (!draining && queue.length === 0) finish(resolve, m);
-      } else if (m.type === "error") {
-        failed = true;
-        finish(reject, new Error(m.message));
-      }
-    };
-    worker.addEventListener("message", listener);
-    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize, window: window2, hash, jsHash, remote });
-  });
-}
-
 // node_modules/@noble/hashes/utils.js
 function isBytes(a) {
   return a instanceof Uint8Array || ArrayBuffer.isView(a) && a.constructor.name === "Uint8Array" && "BYTES_PER_ELEMENT" in a && a.BYTES_PER_ELEMENT === 1;
@@ -6475,6 +6393,112 @@ var codenameNumbers = api.codenameNumbers;
 var codenameWords = api.codenameWords;
 var deriveMailbox = api.deriveMailbox;
 
+// app/web/js/codename-ahead.js
+function codenameAhead(doc) {
+  const words = doc.getElementById("ahead-codename");
+  const numbers = doc.getElementById("ahead-numbers");
+  const tick = doc.getElementById("kept-codename");
+  if (!words || !numbers || !tick) return null;
+  const server = { words: words.textContent, numbers: numbers.textContent };
+  const codename = newCodename();
+  words.textContent = codename;
+  numbers.textContent = codenameNumbers(codename);
+  let restored = false;
+  return {
+    codename,
+    restore() {
+      if (restored) return false;
+      restored = true;
+      words.textContent = server.words;
+      numbers.textContent = server.numbers;
+      tick.checked = false;
+      return true;
+    }
+  };
+}
+
+// app/web/js/encrypt-client.js
+var nextId = 1;
+function answer(m) {
+  return {
+    status: m.status,
+    headers: { get: (name) => name.toLowerCase() === "upload-offset" ? m.offset : null },
+    json: async () => ({ error: m.error })
+  };
+}
+function encryptInWorker(worker, blob, recipients, options = {}) {
+  const { onChunk, framing = "attachment", chunkSize, window: window2 = 4, hash = true, remote = false } = options;
+  const jsHash = options.jsHash === true;
+  const id = nextId++;
+  const puts = /* @__PURE__ */ new Map();
+  let nextPut = 1;
+  const handle = (m) => ({
+    seq: m.seq,
+    length: m.length,
+    header: m.header,
+    put: (url, headers, from) => new Promise((resolve, reject) => {
+      const put = nextPut++;
+      puts.set(put, { resolve, reject });
+      worker.postMessage({ type: "put", id, seq: m.seq, put, url, headers, from });
+    })
+  });
+  return new Promise((resolve, reject) => {
+    const queue = [];
+    let draining = false;
+    let summary = null;
+    let failed = false;
+    const finish = (fn, value) => {
+      worker.removeEventListener("message", listener);
+      queue.length = 0;
+      fn(value);
+    };
+    const fail = (err) => {
+      if (failed) return;
+      failed = true;
+      worker.postMessage({ type: "cancel", id });
+      finish(reject, err);
+    };
+    const drain = async () => {
+      draining = true;
+      while (queue.length > 0 && !failed) {
+        const m = queue.shift();
+        const chunk = remote ? handle(m) : new Uint8Array(m.data, 0, m.length);
+        const progress = { plainDone: m.plainDone, plainTotal: m.plainTotal };
+        try {
+          await onChunk?.(chunk, m.seq, progress);
+        } catch (err) {
+          fail(err);
+          break;
+        }
+        worker.postMessage({ type: "ack", id, seq: m.seq });
+      }
+      draining = false;
+      if (summary && !failed && queue.length === 0) finish(resolve, summary);
+    };
+    const listener = (ev) => {
+      const m = ev.data;
+      if (!m || m.id !== id || failed) return;
+      if (m.type === "chunk") {
+        queue.push(m);
+        if (!draining) drain();
+      } else if (m.type === "put") {
+        const p = puts.get(m.put);
+        puts.delete(m.put);
+        if (m.network) p?.reject(new TypeError("network error"));
+        else p?.resolve(answer(m));
+      } else if (m.type === "done") {
+        summary = m;
+        if (!draining && queue.length === 0) finish(resolve, m);
+      } else if (m.type === "error") {
+        failed = true;
+        finish(reject, new Error(m.message));
+      }
+    };
+    worker.addEventListener("message", listener);
+    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize, window: window2, hash, jsHash, remote });
+  });
+}
+
 // app/web/js/padding.js
 var MIN_PADDED = 256;
 var FILL = Object.freeze({ attachment: 0, testimony: 32 });
@@ -6502,6 +6526,7 @@ var PROBE_ABOVE = 4 << 20;
 var SLOW_SECONDS = 60;
 var SLOW_RATE = 8e6;
 var state = null;
+var ahead = null;
 function $(sel, root = document) {
   return root.querySelector(sel);
 }
@@ -6847,7 +6872,7 @@ async function run(form, s) {
       }
     }
     ctx.status(s.codename);
-    const codename = newCodename();
+    const codename = ahead?.codename ?? newCodename();
     const mailbox = await deriveMailbox(codename, ctx.kind);
     state.mailbox = mailbox;
     const described = [];
@@ -6930,6 +6955,12 @@ function offerPlainForm(form, box, s) {
   plain.type = "button";
   plain.textContent = s.plainSend;
   plain.addEventListener("click", () => {
+    if (ahead?.restore()) {
+      note.textContent = s.aheadOther;
+      $("#ahead-codename")?.scrollIntoView?.({ block: "center" });
+      return;
+    }
+    if (!form.reportValidity()) return;
     plain.disabled = true;
     HTMLFormElement.prototype.submit.call(form);
   });
@@ -6959,6 +6990,7 @@ function init() {
   const note = $("#protection");
   if (note) note.textContent = s.protection;
   form.dataset.enhanced = "1";
+  ahead = codenameAhead(document);
   form.addEventListener("submit", (ev) => {
     if (fieldValue(form, "website")) return;
     ev.preventDefault();
