@@ -361,3 +361,20 @@ def test_witness_deletes_the_replies_leaving_tombstones(web_client, store, make_
                         data={"csrf": csrf, "mailbox": "v1.AAAA", "confirm_delete": "yes"})
     assert r.status_code == 403
     assert len(store.replies(other_sub.token_hash)) == 1
+
+
+def test_api_delete_replies_needs_the_confirmation(web_client, store, make_reply):
+    codename = first_submission(web_client)
+    [sub] = store.list_submissions()
+    make_reply(store, sub.id, "to be deleted")
+    token = derive_mailbox(codename, "X25519").token.hex()
+    r = web_client.post("/api/mailbox/delete-replies", json={"token": token})
+    assert r.status_code == 422 and len(store.replies(sub.token_hash)) == 1
+    r = web_client.post("/api/mailbox/delete-replies", json={"token": "zz", "confirm": True})
+    assert r.status_code == 400
+    r = web_client.post("/api/mailbox/delete-replies", json={"token": token, "confirm": True},
+                        headers={"sec-fetch-site": "cross-site"})
+    assert r.status_code == 403 and len(store.replies(sub.token_hash)) == 1
+    r = web_client.post("/api/mailbox/delete-replies", json={"token": token, "confirm": True})
+    assert r.status_code == 200 and r.json() == {"deleted": True}
+    assert store.replies(sub.token_hash) == []
