@@ -405,11 +405,7 @@ def _routes(app: GuwahApp, web: Web) -> None:
         try:
             receipt = await _seal_request(web, request, desks, ahead=web.ahead.words_for)
         except AlreadySent as again:  # the same form again: the same receipt, nothing stored
-            found = await receipt_again(web.ahead, web.store, again.nonce)
-            if found is None:
-                raise Refusal(409, MSG["used"]) from None
-            return render(web, request.scope, "receipt.html", protection="server-sealed",
-                          **found)
+            return await _receipt_again(web, request, again)
         except Refusal as exc:
             if exc.form is None:
                 raise
@@ -429,12 +425,7 @@ def _routes(app: GuwahApp, web: Web) -> None:
         available = await anyio.to_thread.run_sync(desks)
         if not available:
             raise Refusal(503, MSG["no_desks"])
-        # the same token while it is still good: the codename the witness wrote down stays
-        token = kept.pop("csrf", "")
-        nonce = web.tokens.check(token)
-        changed = nonce is None or web.tokens.is_spent(nonce)
-        if changed:
-            token = web.tokens.issue()
+        token, changed = web.ahead.token_again(kept)
         return render(
             web, request.scope, "submit.html", refusal.status,
             desks=available, token=token, js=web.js, **web.ahead.page(token),
@@ -457,6 +448,15 @@ def _routes(app: GuwahApp, web: Web) -> None:
         # in Tor Browser, localhost); the page itself is blank and neutral
         response.headers["Clear-Site-Data"] = '"cache", "storage"'
         return response
+
+
+async def _receipt_again(web: Web, request: Request, again: AlreadySent) -> Response:
+    """The receipt of a JS-off form sent again (app/web/codename_ahead.py); 409 when nothing
+    was stored under its token after all."""
+    found = await receipt_again(web.ahead, web.store, again.nonce)
+    if found is None:
+        raise Refusal(409, MSG["used"]) from None
+    return render(web, request.scope, "receipt.html", protection="server-sealed", **found)
 
 
 async def _small_form(request: Request) -> dict[str, str]:

@@ -110,6 +110,15 @@ class Ahead:
         codename = self.codename(nonce)
         return {"ahead_codename": codename.as_words, "ahead_numbers": codename.as_numbers}
 
+    def token_again(self, kept: dict[str, str]) -> tuple[str, bool]:
+        """The token for a refused form shown again, and whether it is new: the same token
+        while it is still good, so the codename the witness wrote down stays."""
+        token = kept.pop("csrf", "")
+        nonce = self._tokens.check(token)
+        if nonce is None or self._tokens.is_spent(nonce):
+            return self._tokens.issue(), True
+        return token, False
+
     # -------------------------------------------------------------- browser commits
     @staticmethod
     def digest(data: dict[str, Any]) -> bytes:
