@@ -255,6 +255,7 @@ def submit_file(url: str, server_pid: int, path: Path, profile: Path, *, jitless
         sampler.mark_baseline()
         sampler.start()
         start = time.monotonic()
+        browser.eval("document.querySelector('#kept-codename').checked = true")
         browser.eval("document.querySelector('#submit-form button[type=submit]').click()")
         warning = None
         while (state := browser.wait_for(RECEIPT_OR_ERROR, timeout_s, 0.5)) == "slow":

@@ -84,6 +84,7 @@ def test_receipt_shows_words_and_numbers(chromium, guwah_server):
     try:
         page.goto(guwah_server.url + "/submit")
         page.locator("#testimony").fill("Receipt test.")
+        page.locator("#kept-codename").check()
         page.get_by_role("button", name="Send").click()
         page.wait_for_load_state("load")
         words = page.locator("#codename").inner_text().strip()

@@ -103,11 +103,13 @@ def test_js_off_flow_in_chromium(browser_page, guwah_server_two_desks, tmp_path)
     page.locator("#where").fill("Main market")
     page.locator("input[name=consent][value=yes]").check()
     page.locator("#files").set_input_files(paths)
+    shown = page.locator("#ahead-codename").inner_text().strip()
+    page.get_by_label("I have written down or memorised my codename.").check()
     page.get_by_role("button", name="Send").click()
     page.wait_for_load_state("load")
     assert page.locator("h1").inner_text() == "Your testimony was received"
     codename = page.locator("#codename").inner_text().strip()
-    assert len(codename.split()) == 8
+    assert len(codename.split()) == 8 and codename == shown  # the one shown before Send
     assert "JavaScript was off" in page.locator("#protection-used").inner_text()
     shot(page, "3-receipt")
 

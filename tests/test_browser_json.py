@@ -138,6 +138,7 @@ def submit_in_browser(server: GuwahServer, files: list[tuple[Path, bytes]], name
             if expect_slow_warning:  # any speed counts as slow: the warning must appear
                 page.eval_on_selector(
                     "#submit-form", "f => { f.dataset.slowSeconds = '0'; f.dataset.slowRate = '1e12'; }")
+            page.check("#kept-codename")
             page.click("#submit-form button[type=submit]")
             if expect_slow_warning:
                 page.wait_for_selector("#js-continue")

@@ -71,6 +71,7 @@ def submit_js_off(browser, server, text: str) -> str:
         page = context.new_page()
         page.goto(server.url + "/submit")
         page.locator("#testimony").fill(text)
+        page.locator("#kept-codename").check()
         page.get_by_role("button", name="Send").click()
         page.wait_for_load_state("load")
         codename = page.locator("#codename").inner_text().strip()
@@ -301,6 +302,7 @@ def test_return_js_on_post_quantum_desk(chromium, guwah_server, make_reply, tmp_
     page.goto(server.url + "/submit")
     page.get_by_label("pq").check()
     page.locator("#testimony").fill("testimony to the pq desk")
+    page.locator("#kept-codename").check()
     page.get_by_role("button", name="Send").click()
     page.wait_for_load_state("load")
     codename = page.locator("#codename").inner_text().strip()
@@ -435,3 +437,43 @@ def test_return_js_on_follow_up_busy_server_keeps_the_words(chromium, guwah_serv
     with server_store(server) as store:
         [follow] = [s for s in store.list_submissions() if s.id != first.id]
         assert follow.parent_id == first.id
+
+
+@pytest.mark.parametrize("js", [False, True], ids=["jsoff", "json"])
+def test_witness_deletes_the_replies(chromium, guwah_server, make_reply, js):
+    """The mailbox page's "Delete these replies": refused without the tick, then the replies
+    are gone from the server (tombstones left), JavaScript off and on."""
+    from app.store.withdrawals import withdrawn_replies
+
+    server = guwah_server
+    codename = submit_js_off(chromium, server, "Testimony whose replies will be deleted.")
+    with server_store(server) as store:
+        [first] = [s for s in store.list_submissions() if s.parent_id is None][-1:]
+        reply_id = make_reply(store, first.id, "A reply the witness will delete.")
+    context = chromium.new_context(java_script_enabled=js, locale="en-US")
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/return")
+        page.locator("#codename").fill(codename)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.wait_for_selector("#replies", timeout=60_000)
+        button = page.get_by_role("button", name="Delete the replies")
+        if js:
+            page.evaluate("document.getElementById('confirm-delete').required = false")
+            button.click()
+            page.wait_for_selector("#delete-replies-form [role=status]:has-text('Nothing was deleted')")
+        else:  # the browser itself asks for the tick
+            button.click()
+            page.wait_for_timeout(300)
+            assert page.locator("#confirm-delete:invalid").count() == 1
+        with server_store(server) as store:
+            assert len(store.replies(first.token_hash)) == 1  # nothing deleted without the tick
+        page.locator("#confirm-delete").check()
+        button.click()
+        page.wait_for_selector("#replies-deleted", timeout=60_000)
+        shot(page, f"{'json' if js else 'jsoff'}-replies-deleted")
+    finally:
+        context.close()
+    with server_store(server) as store:
+        assert store.replies(first.token_hash) == []
+        assert [w[0] for w in withdrawn_replies(store, {reply_id})] == [reply_id]

@@ -134,8 +134,10 @@ def assert_words_kept(page: Any) -> None:
     assert page.locator('input[name="consent"][value="yes"]').is_checked()
 
 
-def send_plain(page: Any) -> int:
-    """Press Send (JavaScript off); the status of the answer."""
+def send_plain(page: Any, *, tick: bool = True) -> int:
+    """Press Send (JavaScript off), the codename confirmed first; the status of the answer."""
+    if tick:
+        page.locator("#kept-codename").check()
     with page.expect_navigation() as nav:
         page.locator('#submit-form button[type="submit"]').click()
     response = nav.value
@@ -162,6 +164,7 @@ def test_js_off_refusal_gives_the_form_back_with_the_words(case, site, browser, 
     with new_page(browser, js=False) as page:
         page.goto(url + "/submit")
         old_token = page.locator('input[name="csrf"]').input_value()
+        old_codename = page.locator("#ahead-codename").inner_text()
         fill_form(page, file=file)
         if case == "busy":  # every KDF slot taken: the codename cannot be made now
             monkeypatch.setattr(sealing, "KDF_WAIT_SECONDS", 0.5)
@@ -178,7 +181,13 @@ def test_js_off_refusal_gives_the_form_back_with_the_words(case, site, browser, 
         assert page.locator("#text-kept").is_visible()
         assert_words_kept(page)
         new_token = page.locator('input[name="csrf"]').input_value()
-        assert new_token and new_token != old_token
+        if case == "expired":  # a new token, so a new codename, and the page says so
+            assert new_token and new_token != old_token
+            assert page.locator("#ahead-changed").is_visible()
+            assert page.locator("#ahead-codename").inner_text() != old_codename
+        else:  # the same token: the codename the witness wrote down stays
+            assert new_token == old_token
+            assert page.locator("#ahead-codename").inner_text() == old_codename
         assert len(store.list_submissions()) == before  # nothing was kept
         shot(page, f"jsoff-refused-{case}")
         # the witness can act on it at once: the cause is gone, the same words are sent
@@ -250,6 +259,7 @@ def test_js_on_refusal_keeps_the_page_and_offers_without_files(site, browser, st
         page.goto(url + "/submit")
         page.wait_for_function("document.querySelector('#submit-form').dataset.enhanced")
         fill_form(page, file=("video.mp4", os.urandom(200_000)))
+        page.locator("#kept-codename").check()
         page.locator('#submit-form button[type="submit"]').click()
         page.locator("#js-status .error").wait_for()
         assert page.url == url + "/submit"
@@ -274,6 +284,7 @@ def test_js_on_server_refusal_never_navigates(site, browser, store, monkeypatch)
         monkeypatch.setattr(forms, "_hour", lambda: real() + 48)
         navigations: list[str] = []
         page.on("framenavigated", lambda frame: navigations.append(frame.url))
+        page.locator("#kept-codename").check()
         page.locator('#submit-form button[type="submit"]').click()
         page.locator("#js-status .error").wait_for()
         assert navigations == []
@@ -330,6 +341,7 @@ def test_axe_finds_nothing_serious_on_any_page(js, site, browser, store):
             send_plain(page)
         else:
             page.wait_for_function("document.querySelector('#submit-form').dataset.enhanced")
+            page.locator("#kept-codename").check()
             page.locator('#submit-form button[type="submit"]').click()
         page.locator("#codename").wait_for()
         found["receipt"] = axe_serious(page)
@@ -386,8 +398,137 @@ def test_keyboard_alone_sends_testimony(js, site, browser, store):
         page.keyboard.type("I saw it myself.")
         _tab_to(page, 'input[name="consent"]')  # the group: arrows move the choice
         page.keyboard.press("ArrowDown")
+        _tab_to(page, "#kept-codename")
+        page.keyboard.press("Space")
         _tab_to(page, '#submit-form button[type="submit"]')
         page.keyboard.press("Space" if js else "Enter")
         page.locator("#codename").wait_for()
         assert page.locator("#codename").is_visible()
     assert len(store.list_submissions()) == before + 1
+
+
+# --------------------------------------------------------------------------- codename before Send
+def _mailbox_of(codename: str) -> str:
+    from app.crypto.mailbox import derive_mailbox
+
+    return derive_mailbox(codename, "X25519").token_hash
+
+
+def _twice(route: Any) -> None:
+    """A double Send as the network sees it: the same request reaches the server twice, the
+    browser gets the second answer."""
+    route.fetch()
+    route.fulfill(response=route.fetch())
+
+
+def _answer_lost(route: Any) -> None:
+    """The server answers, the answer never reaches the browser (a Tor circuit drops)."""
+    route.fetch()
+    route.abort("connectionreset")
+
+
+def test_js_off_codename_before_send_survives_a_lost_answer(
+        site, browser, store):
+    url, _app = site()
+    before = len(store.list_submissions())
+    with new_page(browser, js=False) as page:
+        page.goto(url + "/submit")
+        shown = page.locator("#ahead-codename").inner_text()
+        fill_form(page)
+        page.locator("#kept-codename").check()
+        lost: list[int] = []
+        page.route("**/submit", lambda route: (_answer_lost(route), lost.append(1)))
+        page.locator('#submit-form button[type="submit"]').click(no_wait_after=True)
+        for _ in range(300):  # the handler runs while Playwright waits
+            if lost:
+                break
+            page.wait_for_timeout(100)
+        # the answer was lost, but it was stored, under the codename the witness wrote down
+        added = store.list_submissions()[before:]
+        assert [s.token_hash for s in added] == [_mailbox_of(shown)]
+        # the codename written down before Send opens that mailbox
+        page.goto(url + "/return")
+        page.locator("#codename").fill(shown)
+        page.locator("#return-form button").click()
+        page.locator("#no-replies").wait_for()
+    assert len(store.list_submissions()) == before + 1
+
+
+def test_js_off_double_send_makes_one_submission_and_the_same_receipt(site, browser, store):
+    url, _app = site()
+    before = len(store.list_submissions())
+    with new_page(browser, js=False) as page:
+        page.goto(url + "/submit")
+        shown = page.locator("#ahead-codename").inner_text()
+        fill_form(page, file=("note.txt", b"a note"))
+        page.route("**/submit", _twice)
+        assert send_plain(page) == 200
+        assert page.locator("#codename").inner_text() == shown
+        assert page.locator("#again").is_visible()  # the receipt of what arrived first
+        shot(page, "jsoff-receipt-again")
+    assert len(store.list_submissions()) == before + 1
+
+
+def test_js_off_send_needs_the_codename_confirmation(site, browser, store):
+    url, _app = site()
+    before = len(store.list_submissions())
+    with new_page(browser, js=False) as page:
+        page.goto(url + "/submit")
+        fill_form(page)
+        sent: list[str] = []
+        page.on("request", lambda r: sent.append(r.method))
+        page.locator('#submit-form button[type="submit"]').click()
+        page.wait_for_timeout(500)
+        assert "POST" not in sent  # the browser asks for the tick first
+        assert page.locator("#kept-codename:invalid").count() == 1
+        shot(page, "jsoff-codename-ahead")
+    assert len(store.list_submissions()) == before
+
+
+def test_js_on_codename_before_send_survives_a_lost_answer(site, browser, store):
+    url, _app = site()
+    before = len(store.list_submissions())
+    with new_page(browser, js=True) as page:
+        html = page.goto(url + "/submit").text()
+        server_made = re.search(r'id="ahead-codename"[^>]*>([^<]+)<', html).group(1)
+        page.wait_for_function("document.querySelector('#submit-form').dataset.enhanced")
+        shown = page.locator("#ahead-codename").inner_text()
+        assert shown != server_made  # the browser's own: the server never saw it
+        fill_form(page, file=("note.txt", b"a note"))
+        page.locator('#submit-form button[type="submit"]').click()
+        page.wait_for_timeout(500)
+        assert len(store.list_submissions()) == before  # no tick, nothing sent
+        lost: list[int] = []
+
+        def commit(route: Any) -> None:  # the first answer is lost, the retry gets one
+            if not lost:
+                lost.append(1)
+                _answer_lost(route)
+            else:
+                route.continue_()
+
+        page.route("**/api/submissions*", commit)
+        page.locator("#kept-codename").check()
+        page.locator('#submit-form button[type="submit"]').click()
+        page.locator("#codename").wait_for()
+        assert page.locator("#codename").inner_text() == shown
+        assert page.locator(".desk-name").inner_text() == "default"  # the real answer
+    added = store.list_submissions()[before:]
+    assert [s.token_hash for s in added] == [_mailbox_of(shown)]
+
+
+def test_js_on_double_commit_makes_one_submission(site, browser, store):
+    url, _app = site()
+    before = len(store.list_submissions())
+    with new_page(browser, js=True) as page:
+        page.goto(url + "/submit")
+        page.wait_for_function("document.querySelector('#submit-form').dataset.enhanced")
+        shown = page.locator("#ahead-codename").inner_text()
+        fill_form(page)
+        page.route("**/api/submissions*", _twice)
+        page.locator("#kept-codename").check()
+        page.locator('#submit-form button[type="submit"]').click()
+        page.locator("#codename").wait_for()
+        assert page.locator("#codename").inner_text() == shown
+    added = store.list_submissions()[before:]
+    assert [s.token_hash for s in added] == [_mailbox_of(shown)]

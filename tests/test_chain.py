@@ -82,6 +82,7 @@ def submit(browser: Browser, url: str, js: bool, text: str, attachment: Path,
             page.wait_for_selector("#submit-form[data-enhanced='1']")
         page.fill("#testimony", text)
         page.set_input_files("#files", [str(attachment)])
+        page.check("#kept-codename")
         page.click("#submit-form button[type=submit]")
         page.wait_for_function(
             "() => { const c = document.querySelector('#codename');"

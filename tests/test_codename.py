@@ -136,7 +136,8 @@ def test_receipt_shows_words_and_numbers_of_one_codename(web_client):
     page = web_client.get("/submit")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
     parts = [("csrf", (None, csrf)), ("desk", (None, "default")), ("lang", (None, "en")),
-             ("website", (None, "")), ("testimony", (None, "I saw it."))]
+             ("website", (None, "")), ("testimony", (None, "I saw it.")),
+             ("kept_codename", (None, "yes"))]
     r = web_client.post("/submit", files=parts)
     assert r.status_code == 200
     words = re.search(r'id="codename"[^>]*>([^<]+)<', r.text).group(1)

@@ -266,3 +266,31 @@ def test_every_output_path_writes_exactly_the_witness_bytes(
     run_editor("verify-custody", str(report))
     custody = json.loads((folder / "custody.json").read_text())
     assert {f["sha256"] for f in custody["files"]} == set(witness.values())
+
+
+def test_replies_the_witness_deleted_are_listed_on_the_next_import(
+        tmp_path: Path, database_url: str) -> None:
+    """Server store → witness deletes the replies → export bundle → ``guwah-editor import``
+    lists each deleted reply by id and day."""
+    from app.crypto.mailbox import derive_mailbox
+    from app.protocol.utcday import today
+    from app.store.withdrawals import withdraw_replies
+
+    chain = _chain(tmp_path, database_url)
+    with chain.store() as store:
+        sid = submit(store, "default", CODENAMES[0], "testimony")
+    chain.editor_import(chain.export())
+    chain.reply(chain.submission_dir(sid), "Please tell us more.")
+    chain.server_import(chain.outbox())
+    proc = chain.editor_import(chain.export())  # the reply comes back to the desk: its id
+    assert "deleted by the witness" not in proc.stdout
+    with chain.store() as store:
+        (reply,) = store.desk_replies("default")
+        mailbox = derive_mailbox(CODENAMES[0], "X25519").token_hash
+        assert withdraw_replies(store, mailbox) == [reply.id]
+        assert store.desk_replies("default") == []
+        submit(store, "default", CODENAMES[1], "another witness")
+    proc = chain.editor_import(chain.export())
+    day = today().isoformat()
+    assert f"Reply {reply.id} was deleted by the witness from their mailbox on {day}." \
+        in proc.stdout

@@ -36,6 +36,7 @@ def first_submission(client, text: str = "I saw it.") -> str:
         ("lang", (None, "en")),
         ("website", (None, "")),
         ("testimony", (None, text)),
+        ("kept_codename", (None, "yes")),
     ]
     r = client.post("/submit", files=parts)
     assert r.status_code == 200, r.text[:400]
@@ -303,7 +304,7 @@ def test_hybrid_desk_reply_and_follow_up(settings, store, private_tmpdir, make_r
     app = create_app(settings, store=store)
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as client:
         parts = [("csrf", (None, page_token(client))), ("desk", (None, "pq")),
-                 ("testimony", (None, "pq testimony"))]
+                 ("testimony", (None, "pq testimony")), ("kept_codename", (None, "yes"))]
         r = client.post("/submit", files=parts)
         codename = re.search(r'id="codename"[^>]*>([^<]+)<', r.text).group(1)
         [first] = store.list_submissions()
@@ -318,3 +319,62 @@ def test_hybrid_desk_reply_and_follow_up(settings, store, private_tmpdir, make_r
     doc = json.loads(decrypt(store.open_blob_for_read(follow.id, "message").read(),
                              [editor]).rstrip(b" "))
     assert doc["parent_id"] == first.id and doc["testimony"] == "pq follow-up"
+
+
+# ----------------------------------------------------------------------------- delete my replies
+def delete_fields(html: str) -> tuple[str, str]:
+    form = html[html.index('id="delete-replies-form"'):]
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    ticket = re.search(r'name="mailbox" value="([^"]+)"', form).group(1)
+    return csrf, ticket
+
+
+@pytest.mark.database
+def test_witness_deletes_the_replies_leaving_tombstones(web_client, store, make_reply):
+    from app.store.withdrawals import withdrawn_replies
+
+    codename = first_submission(web_client)
+    [sub] = store.list_submissions()
+    assert 'id="delete-replies-form"' not in open_mailbox(web_client, codename).text  # none yet
+    ids = {make_reply(store, sub.id, "Please tell us more."), make_reply(store, sub.id, "Thanks.")}
+    other = first_submission(web_client, "someone else")
+    [other_sub] = [s for s in store.list_submissions() if s.id != sub.id]
+    kept = make_reply(store, other_sub.id, "for the other witness")
+    page = open_mailbox(web_client, codename)
+    csrf, ticket = delete_fields(page.text)
+    # without the confirmation nothing is deleted
+    r = web_client.post("/mailbox/delete-replies", data={"csrf": csrf, "mailbox": ticket})
+    assert r.status_code == 422
+    assert len(store.replies(sub.token_hash)) == 2
+    r = web_client.post("/mailbox/delete-replies",
+                        data={"csrf": csrf, "mailbox": ticket, "confirm_delete": "yes"})
+    assert r.status_code == 200 and 'id="replies-deleted"' in r.text
+    assert store.replies(sub.token_hash) == []
+    assert [x.id for x in store.replies(other_sub.token_hash)] == [kept]  # only this mailbox
+    gone = withdrawn_replies(store, ids | {kept})
+    assert {g[0] for g in gone} == ids and all(g[1] == sub.day for g in gone)
+    again = open_mailbox(web_client, codename)
+    assert 'id="no-replies"' in again.text
+    assert open_mailbox(web_client, other).text.count('class="reply"') == 1
+    # a forged or expired ticket deletes nothing
+    r = web_client.post("/mailbox/delete-replies",
+                        data={"csrf": csrf, "mailbox": "v1.AAAA", "confirm_delete": "yes"})
+    assert r.status_code == 403
+    assert len(store.replies(other_sub.token_hash)) == 1
+
+
+def test_api_delete_replies_needs_the_confirmation(web_client, store, make_reply):
+    codename = first_submission(web_client)
+    [sub] = store.list_submissions()
+    make_reply(store, sub.id, "to be deleted")
+    token = derive_mailbox(codename, "X25519").token.hex()
+    r = web_client.post("/api/mailbox/delete-replies", json={"token": token})
+    assert r.status_code == 422 and len(store.replies(sub.token_hash)) == 1
+    r = web_client.post("/api/mailbox/delete-replies", json={"token": "zz", "confirm": True})
+    assert r.status_code == 400
+    r = web_client.post("/api/mailbox/delete-replies", json={"token": token, "confirm": True},
+                        headers={"sec-fetch-site": "cross-site"})
+    assert r.status_code == 403 and len(store.replies(sub.token_hash)) == 1
+    r = web_client.post("/api/mailbox/delete-replies", json={"token": token, "confirm": True})
+    assert r.status_code == 200 and r.json() == {"deleted": True}
+    assert store.replies(sub.token_hash) == []

@@ -293,6 +293,7 @@ def test_two_nodes_submit_export_import(tmp_path: Path, pg: Pg) -> None:
                 ("lang", (None, "en")),
                 ("website", (None, "")),
                 ("testimony", (None, testimony)),
+                ("kept_codename", (None, "yes")),
                 ("where", (None, "the depot")),
                 ("when", (None, "last week")),
                 ("consent", (None, "ask")),

@@ -153,6 +153,7 @@ def test_spoofed_forwarded_for_leaves_no_address(guwah_server):
                 ("csrf", (None, token)),
                 ("desk", (None, "default")),
                 ("testimony", (None, "hello")),
+                ("kept_codename", (None, "yes")),
             ],
         )
         assert r.status_code == 200
@@ -217,6 +218,7 @@ def test_canary_never_at_rest_and_stored_data_decrypts(guwah_server):
             ("testimony", testimony),
             ("where", "near " + text_canary.decode()),
             ("consent", "yes"),
+            ("kept_codename", "yes"),
         ],
         [("evidence.bin", big), ("note.txt", small)],
     )
@@ -340,6 +342,7 @@ def test_concurrent_uploads_are_independent(guwah_server):
                 ("csrf", (None, token)),
                 ("desk", (None, "default")),
                 ("testimony", (None, f"t{i}")),
+                ("kept_codename", (None, "yes")),
                 ("files", (f"f{i}.bin", os.urandom(300_000), "application/octet-stream")),
             ],
             timeout=60,
@@ -359,7 +362,8 @@ def test_upload_cut_midway_leaves_nothing(guwah_server):
     token = form_token(guwah_server)
     boundary = "----cut" + secrets.token_hex(6)
     head, parts, _tail = multipart(boundary, [("csrf", token), ("desk", "default"),
-                                              ("testimony", "cut short")],
+                                              ("testimony", "cut short"),
+                                              ("kept_codename", "yes")],
                                    [("big.bin", os.urandom(4 * 1024 * 1024))])
     port = int(guwah_server.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port)) as sock:

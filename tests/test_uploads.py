@@ -360,6 +360,28 @@ def test_commit_refusals(web_client, store, editor_identity, mailbox, case):
         assert store.pending_bytes() == 0  # the refused uploads were removed: nothing kept
 
 
+def test_commit_sent_again_answers_the_same_receipt(web_client, store, editor_identity,
+                                                    mailbox):
+    """A commit whose answer was lost is sent again: the same receipt, one submission. The
+    same token with anything else (other uploads, another mailbox) is still refused."""
+    recipients = [editor_identity.recipient()]
+    message = upload(web_client, encrypt(b" " * 256, recipients))
+    f = upload(web_client, encrypt(pad(os.urandom(100_000)), recipients), role="file-1")
+    token = form_token(web_client)
+    first = commit(web_client, mailbox, message, [f], token=token)
+    assert first.status_code == 201, first.text
+    again = commit(web_client, mailbox, message, [f], token=token)
+    assert again.status_code == 201 and again.json() == first.json()
+    assert [s.id for s in store.list_submissions()] == [first.json()["id"]]
+    other_message = upload(web_client, encrypt(b" " * 256, recipients))
+    r = commit(web_client, mailbox, other_message, [], token=token)
+    assert r.status_code == 409 and error(r) == MSG["used"]
+    other = derive_mailbox(new_codename(), "X25519")
+    r = commit(web_client, other, message, [f], token=token)
+    assert r.status_code == 409 and error(r) == MSG["used"]
+    assert len(store.list_submissions()) == 1
+
+
 def test_follow_up_joins_the_mailbox(web_client, store, editor_identity):
     codename = new_codename()
     mb = derive_mailbox(codename, "X25519")

@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from app.crypto import decrypt
+from app.crypto.mailbox import derive_mailbox
 from app.web.errors import MSG
 from app.web.security import SECURITY_HEADERS
 
@@ -77,6 +78,7 @@ def submit(
         ("when", (None, "last week")),
         ("consent", (None, "ask")),
         ("never_name", (None, "my cousin")),
+        ("kept_codename", (None, "yes")),
         *extra,
     ]
     parts += [("files", f) for f in files]
@@ -286,12 +288,61 @@ def test_js_off_submission_round_trip(web_client, store, editor_identity, settin
         assert codename.encode() not in store.open_blob_for_read(sub.id, f.role).read()
 
 
-def test_same_form_twice_is_409(web_client, store):
-    token = form_token(web_client)
-    assert submit(web_client, token=token).status_code == 200
+def shown_ahead(page_text: str) -> str:
+    """The codename the submit page shows before Send."""
+    return re.search(r'id="ahead-codename"[^>]*>([^<]+)<', page_text).group(1)
+
+
+def receipt_codename(response) -> str:
+    return re.search(r'id="codename"[^>]*>([^<]+)<', response.text).group(1)
+
+
+def test_codename_is_shown_before_send_and_is_the_one_stored(web_client, store):
+    page = web_client.get("/submit")
+    ahead = shown_ahead(page.text)
+    assert len(ahead.split()) == 8 and 'name="kept_codename"' in page.text
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
     r = submit(web_client, token=token)
-    assert r.status_code == 409 and error_of(r) == MSG["used"]
+    assert r.status_code == 200 and receipt_codename(r) == ahead
+    [sub] = stored(store)
+    assert sub.token_hash == derive_mailbox(ahead, "X25519").token_hash
+    # another form shows another codename
+    assert shown_ahead(web_client.get("/submit").text) != ahead
+
+
+def test_same_form_twice_gives_the_same_receipt_and_one_submission(web_client, store):
+    token = form_token(web_client)
+    first = submit(web_client, token=token, files=[("a.txt", b"one file", "text/plain")])
+    assert first.status_code == 200
+    again = submit(web_client, token=token, files=[("a.txt", b"one file", "text/plain")])
+    assert again.status_code == 200
+    assert receipt_codename(again) == receipt_codename(first)
+    assert 'id="again"' in again.text and "1 file was attached." in again.text
+    assert store.pending_bytes() == 0  # the second copy was sealed, then dropped
+
+
+def test_send_refused_without_the_codename_confirmation_keeps_text_and_codename(
+        web_client, store):
+    page = web_client.get("/submit")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    parts = [("csrf", (None, token)), ("desk", (None, "default")),
+             ("testimony", (None, "words I typed for an hour"))]
+    r = web_client.post("/submit", files=parts)
+    assert r.status_code == 422
+    assert "words I typed for an hour" in r.text
+    assert shown_ahead(r.text) == shown_ahead(page.text)  # the same codename, still unused
+    assert 'id="ahead-changed"' not in r.text
+    assert stored(store) == []
+    # ticked, the same form is stored under that codename
+    ok = web_client.post("/submit", files=[*parts, ("kept_codename", (None, "yes"))])
+    assert ok.status_code == 200 and receipt_codename(ok) == shown_ahead(page.text)
     assert len(stored(store)) == 1
+
+
+def test_expired_token_refusal_says_the_codename_is_new(web_client, store):
+    r = submit(web_client, token="v1.AAAA.AAAA")
+    assert r.status_code == 403 and 'id="ahead-changed"' in r.text
+    assert stored(store) == []
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,8 @@ def form_token(server: GuwahServer) -> str:
 def jsoff_body(token: str, marker: str, size: int) -> tuple[bytes, bytes, str]:
     """(first part: fields and the first 1.5 MiB of the file, the rest, boundary)."""
     boundary = "----debris" + secrets.token_hex(6)
-    fields = [("csrf", token), ("desk", "default"), ("website", ""), ("testimony", marker)]
+    fields = [("csrf", token), ("desk", "default"), ("website", ""), ("testimony", marker),
+              ("kept_codename", "yes")]
     head = b"".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{n}"\r\n\r\n{v}\r\n'.encode()
         for n, v in fields

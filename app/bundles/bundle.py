@@ -165,7 +165,7 @@ def _b64key(value: Any, what: str) -> bytes:
     return raw
 
 
-EXPORT_OPTIONAL = {"editors", "replies"}
+EXPORT_OPTIONAL = {"editors", "replies", "withdrawn_replies"}
 
 
 def validate_export(m: dict[str, Any]) -> list[Entry]:
@@ -212,7 +212,18 @@ def validate_export(m: dict[str, Any]) -> list[Entry]:
             entries.append(_entry(f, f"submissions/{sid}/{role}.age", fw, MAX_MEMBER_SIZE))
     _validate_editors(m.get("editors", []))
     entries += _validate_export_replies(m.get("replies", []))
+    _validate_withdrawn(m.get("withdrawn_replies", []))
     return entries
+
+
+def _validate_withdrawn(withdrawn: Any) -> None:
+    """Replies a witness deleted from their mailbox: id and UTC day, nothing else."""
+    _require(isinstance(withdrawn, list), "withdrawn_replies is not a list")
+    for i, w in enumerate(withdrawn):
+        where = f"withdrawn reply {i}"
+        _keys(w, {"id", "day"}, where)
+        _require(is_a(ID, w["id"]), f"{where} has a bad id")
+        _day(w["day"], f"{where}.day")
 
 
 def _validate_editors(editors: Any) -> None:

@@ -200,6 +200,9 @@ def _report_import(path: Path, result: review_mod.ImportResult, review_dir: Path
             + (f"; {result.replies} reply(ies) from the desk's editors" if result.replies else ""),
             markup=False,
         )
+    for reply_id, day in result.withdrawn:
+        _cli.out.print(f"Reply {reply_id} was deleted by the witness from their mailbox "
+                       f"on {day}.", markup=False)
     if result.quarantined:
         _cli.out.print(
             f"{len(result.quarantined)} submission(s) QUARANTINED: they could not be opened or "

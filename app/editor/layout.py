@@ -197,6 +197,8 @@ class ImportResult:
     warnings: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (submission id, reason)
+    # replies the witness deleted from their mailbox on the server: (reply id, UTC day)
+    withdrawn: list[tuple[str, str]] = field(default_factory=list)
 
 
 def one_line(reason: str) -> str:
@@ -236,6 +238,8 @@ class Layout:
         self.result, self.progress, self.bundle_info = result, progress, bundle_info
         self.desk: str = bundle.manifest["desk"]
         self.subs = {s["id"]: s for s in bundle.manifest["submissions"]}
+        result.withdrawn = [(w["id"], w["day"])
+                            for w in bundle.manifest.get("withdrawn_replies", [])]
         self.laid_out: list[str] = []
         self.quarantined: list[str] = []
 

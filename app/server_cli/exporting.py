@@ -23,6 +23,7 @@ from app.protocol.utcday import today
 from app.settings import Settings
 from app.store import Store, StoreError
 from app.store.models import ExportRow
+from app.store.withdrawals import withdrawn_replies
 
 from .serverkey import load_server_key, public_key_bytes
 
@@ -116,6 +117,12 @@ def build_manifest(
         "submissions": entries,
         "editors": desk_editors(store, desk),
         "replies": reply_entries,
+        # replies of this desk the witness deleted from their mailbox (id and day only); every
+        # bundle repeats them, so an editor who missed one bundle still learns of them
+        "withdrawn_replies": [
+            {"id": rid, "day": day.isoformat()}
+            for rid, day in withdrawn_replies(store, store.exported_reply_ids(desk))
+        ],
     }
     return manifest, members
 

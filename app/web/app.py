@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect
 from app.crypto.codename import numbers_for as codename_numbers
 
 from .budget import Budget, Ticket
+from .codename_ahead import Ahead, AlreadySent, receipt_again
 from .errors import MSG, Refusal
 from .forms import FormTokens, cross_site
 from .housekeeping import housekeeping
@@ -96,6 +97,7 @@ class Web:
     ledger: UploadLedger
     pacing: Pacing
     write_limiter: anyio.CapacityLimiter
+    ahead: Ahead
     js: dict[str, str] | None = None
     landing_js: dict[str, str] | None = None
 
@@ -302,12 +304,13 @@ def create_app(settings: Any = None, *, store: Any = None,
 
 def _make_web(settings: Any, store: Any, translations_dir: Path | None) -> Web:
     """The shared state: catalogs, templates, form tokens, and the resource limits."""
+    tokens = FormTokens(_form_key(settings))
     return Web(
         settings=settings,
         store=store,
         catalogs=catalogs_for(settings, translations_dir),
         env=make_env(),
-        tokens=FormTokens(_form_key(settings)),
+        tokens=tokens,
         kdf_slots=threading.BoundedSemaphore(settings.kdf_concurrency),
         seal_limiter=anyio.CapacityLimiter(SEAL_THREADS),
         budget=Budget(settings.max_pending_bytes, settings.min_free_bytes,
@@ -318,6 +321,7 @@ def _make_web(settings: Any, store: Any, translations_dir: Path | None) -> Web:
                             idle_seconds=settings.upload_idle_seconds),
         pacing=Pacing.from_settings(settings),
         write_limiter=anyio.CapacityLimiter(WRITE_THREADS),
+        ahead=Ahead(tokens),
         js=_load_sri(),
         landing_js=_load_sri("landing.js"),
     )
@@ -381,9 +385,10 @@ def _routes(app: GuwahApp, web: Web) -> None:
         available = await anyio.to_thread.run_sync(desks)
         if not available:
             raise Refusal(503, MSG["no_desks"])
+        token = web.tokens.issue()
         return render(
             web, request.scope, "submit.html",
-            desks=available, token=web.tokens.issue(), js=web.js,
+            desks=available, token=token, js=web.js, **web.ahead.page(token),
             max_files=settings.max_files, max_file_bytes=settings.max_file_bytes,
             max_text_chars=settings.max_text_chars,
         )
@@ -391,7 +396,9 @@ def _routes(app: GuwahApp, web: Web) -> None:
     @app.post("/submit", response_class=HTMLResponse)
     async def submit(request: Request) -> Response:
         try:
-            receipt = await _seal_request(web, request, desks)
+            receipt = await _seal_request(web, request, desks, ahead=web.ahead.words_for)
+        except AlreadySent as again:  # the same form again: the same receipt, nothing stored
+            return await _receipt_again(web, request, again)
         except Refusal as exc:
             if exc.form is None:
                 raise
@@ -411,9 +418,11 @@ def _routes(app: GuwahApp, web: Web) -> None:
         available = await anyio.to_thread.run_sync(desks)
         if not available:
             raise Refusal(503, MSG["no_desks"])
+        token, changed = web.ahead.token_again(kept)
         return render(
             web, request.scope, "submit.html", refusal.status,
-            desks=available, token=web.tokens.issue(), js=web.js,
+            desks=available, token=token, js=web.js, **web.ahead.page(token),
+            ahead_changed=changed,
             max_files=settings.max_files, max_file_bytes=settings.max_file_bytes,
             max_text_chars=settings.max_text_chars,
             kept=kept, refusal=refusal.message, refusal_status=refusal.status,
@@ -436,6 +445,15 @@ def _routes(app: GuwahApp, web: Web) -> None:
         # in Tor Browser, localhost); the page itself is blank and neutral
         response.headers["Clear-Site-Data"] = '"cache", "storage"'
         return response
+
+
+async def _receipt_again(web: Web, request: Request, again: AlreadySent) -> Response:
+    """The receipt of a JS-off form sent again (app/web/codename_ahead.py); 409 when nothing
+    was stored under its token after all."""
+    found = await receipt_again(web.ahead, web.store, again.nonce)
+    if found is None:
+        raise Refusal(409, MSG["used"]) from None
+    return render(web, request.scope, "receipt.html", protection="server-sealed", **found)
 
 
 async def _small_form(request: Request) -> dict[str, str]:

@@ -37,6 +37,7 @@ from app.protocol.followup import first_submission
 from app.protocol.ids import HEX64, ID, is_a
 from app.store import is_disk_full
 
+from .codename_ahead import repeated_soon
 from .errors import MSG, N_
 from .forms import cross_site
 from .jsonbody import BadJson, parse_json
@@ -232,26 +233,29 @@ async def commit(request: Request) -> Response:
     nonce = web.tokens.check(data["csrf"])
     if nonce is None:
         return refuse(request, 403, MSG["csrf"])
+    again = web.ahead.repeated(nonce, data)  # sent again after a lost answer: same receipt
+    if again is not None:
+        return JSONResponse(again, status_code=201)
     if web.tokens.is_spent(nonce):
         return refuse(request, 409, MSG["used"])
     roles = {"message": data["message_upload"]}
     roles.update({f["role"]: f["upload"] for f in data["files"]})
     result = await anyio.to_thread.run_sync(_commit_sync, web, request, data, roles)
     if isinstance(result, Response):
-        return result
+        again = await repeated_soon(web.ahead, nonce, data)  # a twin request stored it first
+        return result if again is None else JSONResponse(again, status_code=201)
     if not web.tokens.spend(nonce):
         # a second commit with the same form raced this one; both hold distinct uploads,
         # and this one is stored: report success (the witness has one codename either way)
         pass
     desk = result["desk"]
-    return JSONResponse(
-        {
-            "id": result["id"],
-            "desk": desk.name,
-            "keys": [{"name": k.name, "fingerprint": k.fingerprint} for k in desk.recipients],
-        },
-        status_code=201,
-    )
+    answer = {
+        "id": result["id"],
+        "desk": desk.name,
+        "keys": [{"name": k.name, "fingerprint": k.fingerprint} for k in desk.recipients],
+    }
+    web.ahead.remember(nonce, data, answer)
+    return JSONResponse(answer, status_code=201)
 
 
 def _commit_sync(web: Any, request: Request, data: dict[str, Any],

@@ -4,8 +4,8 @@ A witness should not need any cookie (nothing is left in the browser).  Each for
 short-lived token signed with a server key: ``v1.<payload>.<mac>`` where the payload is the hour
 of issue and a random nonce, bound to nothing identifying.  A cross-site page cannot read a
 token (same-origin policy, CORP), and the browser's own ``Sec-Fetch-Site`` / ``Origin`` headers
-are checked as a second layer.  A token is spent when its submission commits, so pressing
-"back" and sending the same form again is refused with a clear sentence (409).
+are checked as a second layer.  A token is spent when its submission commits; sending the same
+form again is answered with the same receipt (app/web/codename_ahead.py), never stored twice.
 """
 
 from __future__ import annotations
@@ -51,16 +51,27 @@ class FormTokens:
             return None
         return payload[4:]
 
+    def subkey(self, label: bytes) -> bytes:
+        """A key for another use of the same secret (app/web/codename_ahead.py)."""
+        return hmac.new(self._key, label, hashlib.sha256).digest()
+
     def is_spent(self, nonce: bytes) -> bool:
         with self._lock:
-            return nonce in self._spent
+            return _spent_key(nonce) in self._spent
+
+    def release(self, nonce: bytes) -> None:
+        """Unspend a nonce whose submission could not be stored after all (sent again, it
+        must be stored, not answered as already sent)."""
+        with self._lock:
+            self._spent.pop(_spent_key(nonce), None)
 
     def spend(self, nonce: bytes) -> bool:
         """Mark a nonce used; False if it already was (a second commit of the same form)."""
+        key = _spent_key(nonce)
         with self._lock:
-            if nonce in self._spent:
+            if key in self._spent:
                 return False
-            self._spent[nonce] = _hour()
+            self._spent[key] = _hour()
             cutoff = _hour() - TOKEN_LIFETIME_HOURS - 1
             while self._spent and (
                 len(self._spent) > _MAX_SPENT or next(iter(self._spent.values())) < cutoff
@@ -88,6 +99,12 @@ def cross_site(headers: dict[str, str], host: str | None) -> bool:
         if bare != host:
             return True
     return False
+
+
+def _spent_key(nonce: bytes) -> bytes:
+    """What the spent list keeps: a hash, never the nonce (with the server key, a nonce gives
+    the codename of a JavaScript-off form, app/web/codename_ahead.py)."""
+    return hashlib.sha256(b"guwah.org/v1/spent\x00" + nonce).digest()[:16]
 
 
 def _hour() -> int:

@@ -58,6 +58,7 @@ from .errors import MSG, N_, Refusal
 from .forms import TOKEN_LIFETIME_HOURS, cross_site
 from .jsonbody import parse_json
 from .scripts import PageScript, page_script
+from .withdraw_routes import withdraw_router
 
 log = logging.getLogger("guwah.web")
 
@@ -344,5 +345,7 @@ def mailbox_router(web: Any) -> APIRouter:
         del receipt
         return render(web, request.scope, "followup_received.html", files=files)
 
+    # "delete my replies" (app/web/withdraw_routes.py), with the same mailbox tickets
+    router.include_router(withdraw_router(web, tickets.open, derive, _small_form, render))
     return router
 

@@ -46,6 +46,7 @@ from app.protocol.testimony import CONSENT, SERVER_SEALED, DescribedFile, Testim
 from app.protocol.utcday import today
 from app.store import StoreError, is_disk_full
 
+from .codename_ahead import AMSG, CONFIRM_FIELD, AlreadySent, confirmed
 from .errors import MSG, Refusal
 from .i18n import KNOWN
 
@@ -131,8 +132,11 @@ class Sealer:
         kdf_slots: threading.BoundedSemaphore,
         follow_up: Callable[[str], str] | None = None,
         oversize: bool = False,
+        ahead: Callable[[bytes], str] | None = None,
     ) -> None:
         self.store = store
+        # the codename this form's token stands for, shown before Send (codename_ahead.py)
+        self.ahead = ahead
         # the body announced more than any acceptable form: read its text, refuse its files
         self.oversize = oversize
         self._salvaging = False  # reading the text of a body already refused: files ignored
@@ -148,6 +152,8 @@ class Sealer:
         self.caps = _text_caps(limits.max_text_chars)
         if follow_up is not None:
             self.caps["mailbox"] = 1_000
+        if ahead is not None:
+            self.caps[CONFIRM_FIELD] = 16
         self.parser = MultipartParser(
             boundary,
             callbacks={
@@ -249,7 +255,10 @@ class Sealer:
     def kept_form(self) -> dict[str, str]:
         """The witness's text fields that arrived whole, to refill the form after a refusal
         (memory only: the caller renders them into the answer and drops them)."""
-        return {k: v for k, v in self.fields.items() if k in REFILLED}
+        kept = {k: v for k, v in self.fields.items() if k in REFILLED}
+        if self.ahead is not None and "csrf" in self.fields:
+            kept["csrf"] = self.fields["csrf"]  # the same token: the same codename again
+        return kept
 
     def _write(self, chunk: bytes) -> None:
         if self._ended:
@@ -471,7 +480,7 @@ class Sealer:
         if self._sub is not None:
             return
         if self._nonce is not None and self.tokens.is_spent(self._nonce):
-            raise Refusal(409, MSG["used"], keeps_form=False)
+            raise self._sent_before()
         self._check_disk()
         if self._link is not None:
             hashed, recipient, parent = self._link
@@ -482,13 +491,16 @@ class Sealer:
             )
             self._sub = self._cm.__enter__()
             return
-        codename = new_codename()
+        codename = (self.ahead(self._nonce) if self.ahead is not None and self._nonce
+                    else new_codename())
         if not self.kdf_slots.acquire(timeout=KDF_WAIT_SECONDS):
             raise Refusal(503, MSG["busy"])
         try:
             mailbox = derive_mailbox(codename, self._desk.kind)
         finally:
             self.kdf_slots.release()
+        if self.ahead is not None and self.store.mailbox_exists(mailbox.token_hash):
+            raise self._sent_before()  # this token's form was stored (here or by another node)
         self._codename = codename
         self._reply_recipient = mailbox.reply_recipient
         self._cm = self.store.begin_submission(
@@ -503,6 +515,10 @@ class Sealer:
         testimony = self.fields.get("testimony", "")
         if not testimony.strip() and not self.files:
             raise Refusal(422, MSG["empty"])
+        if self.ahead is not None and not confirmed(self.fields) and not self._spent():
+            # checked once the whole form is here (why not at the first file: a damaged form
+            # must still be told it is damaged); a browser asks for the tick before sending
+            raise Refusal(422, AMSG["confirm"])
         self._ensure_submission()
         document = Testimony(
             protection=SERVER_SEALED,
@@ -524,14 +540,28 @@ class Sealer:
         blob.close()
         del body, document
         if self._nonce is not None and not self.tokens.spend(self._nonce):
-            raise Refusal(409, MSG["used"], keeps_form=False)
-        submission_id = self._sub.commit()
+            raise self._sent_before()
+        try:
+            submission_id = self._sub.commit()
+        except BaseException:
+            if self._nonce is not None:
+                self.tokens.release(self._nonce)  # nothing stored: the form may be sent again
+            raise
         cm, self._cm, self._sub = self._cm, None, None
         cm.__exit__(None, None, None)
         codename, self._codename = self._codename, None
         assert codename is not None
         return Receipt(codename, self._desk, str(submission_id), len(self.files),
                        bool(testimony.strip()))
+
+    def _spent(self) -> bool:
+        return self._nonce is not None and self.tokens.is_spent(self._nonce)
+
+    def _sent_before(self) -> Refusal:
+        """A form already stored: the same receipt (codename ahead) or, for a follow-up, 409."""
+        if self.ahead is not None and self._nonce is not None:
+            return AlreadySent(self._nonce)
+        return Refusal(409, MSG["used"], keeps_form=False)
 
     def _abort(self, exc: BaseException) -> None:
         """Leave nothing behind: close the open encryptor quietly and roll the store back."""

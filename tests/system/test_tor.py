@@ -134,6 +134,7 @@ def interrupted_js_on(browser: Browser, url: str, net: TorNet, text: str, attach
         page.wait_for_selector("#submit-form[data-enhanced='1']")
         page.fill("#testimony", text)
         page.set_input_files("#files", [str(attachment)])
+        page.check("#kept-codename")
         page.click("#submit-form button[type=submit]")
         page.wait_for_function(
             "() => { const c = document.querySelector('#codename');"

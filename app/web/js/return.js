@@ -19,6 +19,7 @@
 import { bech32 } from "@scure/base";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { identityToRecipient } from "age-encryption";
+import { deleteRepliesBox } from "./delete-replies.js";
 import { fill } from "./i18n.js";
 import { CodenameError, decryptReply, deriveMailbox, normalizeCodename } from "./mailbox.js";
 import { Busy, Refused, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
@@ -198,6 +199,9 @@ function renderMailbox(replies, desk, mailbox, onFollowUp) {
   const main = form.parentElement;
   const section = el("section", { id: "mailbox-js", "aria-live": "polite" });
   renderReplies(section, replies);
+  if (replies.length > 0) {
+    section.append(deleteRepliesBox(mailbox.tokenHex, msg, () => document.getElementById("replies")?.remove()));
+  }
   section.append(el("h2", { id: "follow-up" }, msg("msgFollowUp")));
   if (desk && typeof Worker !== "undefined" && typeof ReadableStream !== "undefined") {
     followUpForm(section, desk, mailbox);

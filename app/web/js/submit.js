@@ -20,6 +20,7 @@
 // what it held after the receipt is shown and when "Leave quickly" is used. Without
 // JavaScript the plain form posts to the server, which seals the parts itself.
 
+import { codenameAhead } from "./codename-ahead.js";
 import { encryptInWorker } from "./encrypt-client.js";
 import { codenameNumbers, deriveMailbox, newCodename } from "./mailbox.js";
 import { Busy, NoRoom, Refused, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
@@ -38,6 +39,7 @@ const SLOW_SECONDS = 60;
 const SLOW_RATE = 8e6;
 
 let state = null; // everything the page holds during a submission; dropped afterwards
+let ahead = null; // the codename shown before Send (codename-ahead.js)
 
 function $(sel, root = document) {
   return root.querySelector(sel);
@@ -266,7 +268,7 @@ function progressHooks(ctx, progress, s) {
 async function send(form, ctx, testimony, files, progress) {
   const s = ctx.s;
   ctx.status(s.codename);
-  const codename = newCodename();
+  const codename = ahead?.codename ?? newCodename();
   const mailbox = await deriveMailbox(codename, ctx.kind);
   state.mailbox = mailbox;
   const sent = await uploadTestimony(ctx, formFields(form, ctx, testimony, mailbox), files, progressHooks(ctx, progress, s));
@@ -337,6 +339,13 @@ function offerPlainForm(form, box, s) {
   plain.type = "button";
   plain.textContent = s.plainSend;
   plain.addEventListener("click", () => {
+    if (ahead?.restore()) {
+      // the plain form is stored under the server's codename: show it, ask for the tick again
+      note.textContent = s.aheadOther;
+      $("#ahead-codename")?.scrollIntoView?.({ block: "center" });
+      return;
+    }
+    if (!form.reportValidity()) return;
     plain.disabled = true;
     HTMLFormElement.prototype.submit.call(form);
   });
@@ -370,6 +379,7 @@ function init() {
   const note = $("#protection");
   if (note) note.textContent = s.protection;
   form.dataset.enhanced = "1";
+  ahead = codenameAhead(document);
   form.addEventListener("submit", (ev) => {
     if (fieldValue(form, "website")) return; // let the server answer the honeypot
     ev.preventDefault();
