@@ -5,9 +5,9 @@ Run under node through tests/js/upload-client-check.mjs:
   the first byte is sent, equals the length of a real age file (app.crypto) of ``n``
   plaintext bytes padded with padme, for X25519 and hybrid recipients, at the 64 KiB chunk
   edges; ``payloadSize`` is the STREAM arithmetic of the age spec;
-- ``testimonyDocument`` builds what the editor's validator (``check_testimony``) accepts, with
+- ``testimonyDocument`` builds what the one validator (``app.protocol.testimony``) accepts, with
   the fields of docs/formats.md §5;
-- when the generated vectors exist (tests/vectors/age-sizes.json, tests/vectors/testimony.json,
+- against the generated vectors (tests/vectors/age-sizes.json, tests/vectors/testimony.json,
   written from the Python owners), every case in them.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from app.crypto import HybridIdentity, X25519Identity, encrypt, padme
-from app.editor.layout import check_testimony
+from app.protocol import testimony
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK = ROOT / "tests" / "js" / "upload-client-check.mjs"
@@ -77,7 +77,7 @@ def test_testimony_document_passes_the_editors_check() -> None:
         "replyRecipient": "age1qqqq",
     }
     [doc] = run_client({"documents": [fields]})["documents"]
-    assert check_testimony(doc) is doc
+    assert testimony.Testimony.parse(doc).to_json() == doc  # the one validator (app.protocol) accepts it, unchanged
     assert set(doc) == DOC_KEYS
     assert doc["format"] == "guwah-testimony/1" and doc["protection"] == "browser-encrypted"
     assert doc["parent_id"] is None  # the server links follow-ups; the browser never knows
@@ -86,23 +86,32 @@ def test_testimony_document_passes_the_editors_check() -> None:
     assert doc["reply_recipient"] == "age1qqqq" and doc["testimony"] == fields["testimony"]
 
 
-def _cases(name: str) -> list[dict[str, Any]]:
-    path = VECTORS / name
-    if not path.is_file():
-        pytest.skip(f"tests/vectors/{name} is not generated yet")
-    data = json.loads(path.read_text("utf-8"))
-    return list(data["cases"] if isinstance(data, dict) else data)
+def _vectors(name: str) -> dict[str, Any]:
+    """A vector file written by tests/make_protocol_vectors.py from the Python owners."""
+    return dict(json.loads((VECTORS / name).read_text("utf-8")))
 
 
 def test_generated_size_vectors() -> None:
-    """Cases {"plaintext": n, "payload": bytes} from app.crypto's payload_size."""
-    cases = _cases("age-sizes.json")
-    answer = run_client({"payload": [c["plaintext"] for c in cases]})
-    assert answer["payload"] == [c["payload"] for c in cases]
+    """tests/vectors/age-sizes.json (app.crypto.stream's payload_size of each padded length):
+    the browser's payloadSize gives the same bytes, and ciphertextSize the same total."""
+    sizes = _vectors("age-sizes.json")["sizes"]
+    answer = run_client({
+        "payload": [c["padded"] for c in sizes],
+        "ciphertext": [[c["header"], c["plaintext"]] for c in sizes],
+    })
+    assert answer["payload"] == [c["payload"] for c in sizes]
+    assert answer["ciphertext"] == [c["ciphertext"] for c in sizes]
 
 
 def test_generated_testimony_vectors() -> None:
-    """Cases {"fields": testimonyDocument's input, "document": the Python owner's document}."""
-    cases = [c for c in _cases("testimony.json") if "fields" in c]
-    answer = run_client({"documents": [c["fields"] for c in cases]})
-    assert answer["documents"] == [c["document"] for c in cases]
+    """Every valid browser-encrypted document of tests/vectors/testimony.json (app.protocol's
+    validator) is exactly what testimonyDocument builds from its fields."""
+    docs = [v["parsed"] for v in _vectors("testimony.json")["documents"]
+            if v["valid"] and v["parsed"].get("protection") == "browser-encrypted"
+            and v["parsed"].get("parent_id") is None]
+    assert docs, "the vectors hold browser-encrypted documents"
+    fields = [{"day": d["day"], "desk": d["desk"], "lang": d["lang"], "testimony": d["testimony"],
+               "answers": d["answers"], "files": d["files"],
+               "replyRecipient": d["reply_recipient"]} for d in docs]
+    answer = run_client({"documents": fields})
+    assert answer["documents"] == docs
