@@ -31,6 +31,7 @@ const ENTRIES = [
   ["landing.js", "landing.js", "esm", {}], // home page: a live note on the protection in use
   ["return.js", "return.js", "esm", {}], // returning witness: opens the mailbox in the browser
   ["worker.js", "worker.js", "iife", JITLESS_AEAD], // classic worker script: every browser
+  ["hash-worker.js", "hash-worker.js", "iife", {}], // started by worker.js: SHA-256 on its own core
 ];
 
 const BANNER =

@@ -8418,6 +8418,99 @@
   }
   var jobs = /* @__PURE__ */ new Map();
   var now = () => performance.now();
+  var HASH_PIECE = 1 << 20;
+  var HASH_POOL = 4;
+  var hashWorker = null;
+  var hashing = /* @__PURE__ */ new Map();
+  function startHashWorker() {
+    if (hashWorker === null) {
+      try {
+        hashWorker = new Worker(new URL("./hash-worker.js", self.location.href));
+        hashWorker.onmessage = (ev) => hashing.get(ev.data?.id)?.onMessage(ev.data);
+      } catch {
+        hashWorker = false;
+      }
+    }
+    return hashWorker || null;
+  }
+  var ParallelHasher = class {
+    constructor(worker, id) {
+      this.worker = worker;
+      this.id = id;
+      this.free = [];
+      this.allocated = 0;
+      this.buf = null;
+      this.used = 0;
+      this.waiting = null;
+      this.result = null;
+      this.where = "hash-worker";
+      hashing.set(id, this);
+    }
+    onMessage(msg) {
+      if (msg.type === "free") this.free.push(msg.buffer);
+      else if (msg.type === "digest") this.result = msg.hex;
+      const wake = this.waiting;
+      this.waiting = null;
+      wake?.();
+    }
+    wait() {
+      return new Promise((resolve) => {
+        this.waiting = resolve;
+      });
+    }
+    async take() {
+      while (this.free.length === 0 && this.allocated >= HASH_POOL) await this.wait();
+      if (this.free.length > 0) return this.free.pop();
+      this.allocated++;
+      return new ArrayBuffer(HASH_PIECE);
+    }
+    async update(bytes) {
+      let rest = bytes;
+      while (rest.length > 0) {
+        if (this.buf === null) {
+          this.buf = await this.take();
+          this.used = 0;
+        }
+        const n = Math.min(rest.length, HASH_PIECE - this.used);
+        new Uint8Array(this.buf, this.used, n).set(rest.subarray(0, n));
+        this.used += n;
+        rest = rest.subarray(n);
+        if (this.used === HASH_PIECE) this.send();
+      }
+    }
+    send() {
+      const msg = { type: "update", id: this.id, buffer: this.buf, length: this.used };
+      this.worker.postMessage(msg, [this.buf]);
+      this.buf = null;
+      this.used = 0;
+    }
+    async hex() {
+      if (this.buf !== null && this.used > 0) this.send();
+      this.worker.postMessage({ type: "digest", id: this.id });
+      while (this.result === null) await this.wait();
+      hashing.delete(this.id);
+      return this.result;
+    }
+    cancel() {
+      if (hashing.delete(this.id)) this.worker.postMessage({ type: "cancel", id: this.id });
+    }
+  };
+  function inlineHasher() {
+    const h = sha256.create();
+    return {
+      where: "inline",
+      update: async (bytes) => {
+        h.update(bytes);
+      },
+      hex: async () => bytesToHex(h.digest()),
+      cancel() {
+      }
+    };
+  }
+  function newHasher(job) {
+    const worker = startHashWorker();
+    return worker ? new ParallelHasher(worker, job.id) : inlineHasher();
+  }
   function plaintextStream(blob, framing, hasher, job) {
     const size = blob.size;
     let pad = paddingFor(size);
@@ -8438,7 +8531,7 @@
           if (done || offset + value.length > size) throw new Error("the file changed while it was read");
           const buf = value;
           if (hasher) {
-            hasher.update(buf);
+            await hasher.update(buf);
             job.timings.hashMs += now() - t1;
           }
           offset += buf.length;
@@ -8537,13 +8630,14 @@
     const job = newJob(msg);
     const start = now();
     jobs.set(job.id, job);
+    let hasher = null;
     try {
       const e = new Encrypter();
       for (const r of msg.recipients) e.addRecipient(r);
       const wantHash = msg.hash !== false;
       const small = !msg.jsHash && msg.blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle;
       const digest = wantHash && small ? await webcryptoSha256(msg.blob) : null;
-      const hasher = wantHash && !small ? sha256.create() : null;
+      hasher = wantHash && !small ? newHasher(job) : null;
       const reader = (await e.encrypt(plaintextStream(msg.blob, framing, hasher, job))).getReader();
       for (let first = true; ; first = false) {
         const { done, value } = await reader.read();
@@ -8560,10 +8654,12 @@
         plaintextSize: msg.blob.size,
         paddedSize: msg.blob.size + paddingFor(msg.blob.size),
         ciphertextSize: job.ciphertextSize,
-        sha256: digest ?? (hasher ? bytesToHex(hasher.digest()) : null),
+        sha256: digest ?? (hasher ? await hasher.hex() : null),
+        hashedBy: digest ? "webcrypto" : hasher?.where ?? null,
         timings: job.timings
       });
     } finally {
+      hasher?.cancel();
       job.finished = true;
       if (job.held.size === 0 || job.cancelled) jobs.delete(job.id);
     }
