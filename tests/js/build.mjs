@@ -36,6 +36,7 @@ const PAGES = [
   "return.js", // returning witness: opens the mailbox in the browser, sends follow-ups
 ];
 const WORKER = "worker.js";
+const HASH_WORKER = "hash-worker.js"; // started by worker.js: the SHA-256 on another core
 
 // The worker's age-encryption runs its ChaCha20-Poly1305 through app/web/js/chacha20poly1305.js
 // (written for engines without a JIT: Tor Browser "Safer"); the pages keep noble's.
@@ -118,11 +119,18 @@ async function buildAll(outdir) {
     format: "iife", // classic worker script: every browser
     alias: JITLESS_AEAD,
   });
+  const hasher = await esbuild.build({
+    ...COMMON,
+    entryPoints: [join("app", "web", "js", HASH_WORKER)],
+    outfile: join(outdir, HASH_WORKER),
+    format: "iife",
+  });
   const a = collect(pages, outdir);
   const b = collect(worker, outdir);
+  const c = collect(hasher, outdir);
   const modules = {};
   for (const p of PAGES) modules[p] = [...closure(a.imports, p)].sort();
-  return { files: { ...a.files, ...b.files }, modules };
+  return { files: { ...a.files, ...b.files, ...c.files }, modules };
 }
 
 const sortedJson = (obj) =>

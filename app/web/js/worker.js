@@ -12,10 +12,11 @@
 //   hundreds of MiB pile up. The chunk buffers are a pool of at most window + 1
 //   ArrayBuffers of `chunkSize` bytes, refilled once acknowledged. Without `remote`, each
 //   chunk's buffer is transferred to the page (no copy) and a new one is made.
-// - the plaintext SHA-256 is computed here, on the stream as it passes. (A second worker
-//   reading the file again would hash in parallel, but in Chromium 156 its reads either
-//   left hundreds of MiB of garbage (default reader) or stalled near 4 GiB (BYOB reader):
-//   docs/browser-uploads.md.)
+// - the plaintext SHA-256 of a big file is computed on another core, by hash-worker.js, while this worker
+//   encrypts: each piece read is copied into one of HASH_POOL pooled buffers and transferred
+//   there, and comes back once hashed. (The hash worker does not read the file again: in
+//   Chromium 156 a second reader left hundreds of MiB of garbage or stalled near 4 GiB,
+//   docs/browser-uploads.md.) Where a worker cannot start one, the hash runs here, inline.
 //
 // Page -> worker:
 //   {type: "encrypt", id, blob, recipients: ["age1..."|"age1pq1..."],
@@ -30,7 +31,7 @@
 //     (the ciphertext is the first `length` bytes of `data`)
 //   {type: "put", id, seq, put, status, offset (Upload-Offset), error} | {..., network: true}
 //   {type: "done", id, chunks, plaintextSize, paddedSize, ciphertextSize, sha256: hex|null,
-//    timings: {totalMs, readMs, hashMs, waitMs}}
+//    hashedBy: "webcrypto"|"hash-worker"|"inline"|null, timings: {totalMs, readMs, hashMs, waitMs}}
 //   {type: "error", id, message}
 
 // Its ChaCha20-Poly1305 is app/web/js/chacha20poly1305.js (tests/js/build.mjs substitutes it
@@ -55,6 +56,114 @@ async function webcryptoSha256(blob) {
 const jobs = new Map();
 const now = () => performance.now();
 
+// The parallel hash: pooled buffers of HASH_PIECE bytes, at most HASH_POOL in flight.
+const HASH_PIECE = 1 << 20;
+const HASH_POOL = 4;
+let hashWorker = null; // null: not tried yet; false: this browser cannot start one
+const hashing = new Map(); // job id -> ParallelHasher
+
+function startHashWorker() {
+  if (hashWorker === null) {
+    try {
+      hashWorker = new Worker(new URL("./hash-worker.js", self.location.href));
+      hashWorker.onmessage = (ev) => hashing.get(ev.data?.id)?.onMessage(ev.data);
+    } catch {
+      hashWorker = false; // no nested workers here: hash inline
+    }
+  }
+  return hashWorker || null;
+}
+
+/** The plaintext SHA-256, computed by hash-worker.js while this worker encrypts. */
+class ParallelHasher {
+  constructor(worker, id) {
+    this.worker = worker;
+    this.id = id;
+    this.free = [];
+    this.allocated = 0;
+    this.buf = null;
+    this.used = 0;
+    this.waiting = null;
+    this.result = null;
+    this.where = "hash-worker";
+    hashing.set(id, this);
+  }
+
+  onMessage(msg) {
+    if (msg.type === "free") this.free.push(msg.buffer);
+    else if (msg.type === "digest") this.result = msg.hex;
+    const wake = this.waiting;
+    this.waiting = null;
+    wake?.();
+  }
+
+  wait() {
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+    });
+  }
+
+  async take() {
+    while (this.free.length === 0 && this.allocated >= HASH_POOL) await this.wait();
+    if (this.free.length > 0) return this.free.pop();
+    this.allocated++;
+    return new ArrayBuffer(HASH_PIECE);
+  }
+
+  async update(bytes) {
+    let rest = bytes;
+    while (rest.length > 0) {
+      if (this.buf === null) {
+        this.buf = await this.take();
+        this.used = 0;
+      }
+      const n = Math.min(rest.length, HASH_PIECE - this.used);
+      new Uint8Array(this.buf, this.used, n).set(rest.subarray(0, n));
+      this.used += n;
+      rest = rest.subarray(n);
+      if (this.used === HASH_PIECE) this.send();
+    }
+  }
+
+  send() {
+    const msg = { type: "update", id: this.id, buffer: this.buf, length: this.used };
+    this.worker.postMessage(msg, [this.buf]);
+    this.buf = null;
+    this.used = 0;
+  }
+
+  async hex() {
+    if (this.buf !== null && this.used > 0) this.send();
+    this.worker.postMessage({ type: "digest", id: this.id });
+    while (this.result === null) await this.wait();
+    hashing.delete(this.id);
+    return this.result;
+  }
+
+  cancel() {
+    if (hashing.delete(this.id)) this.worker.postMessage({ type: "cancel", id: this.id });
+  }
+}
+
+/** The same interface, hashing inline (where a worker cannot start another one). */
+function inlineHasher() {
+  const h = sha256.create();
+  return {
+    where: "inline",
+    update: async (bytes) => {
+      h.update(bytes);
+    },
+    hex: async () => bytesToHex(h.digest()),
+    cancel() {},
+  };
+}
+
+/** A hasher for one job: on its own core when the browser allows, inline otherwise. */
+function newHasher(job) {
+  const worker = startHashWorker();
+  return worker ? new ParallelHasher(worker, job.id) : inlineHasher();
+}
+
 /** A pull-based stream of plaintext + padding, hashing the plaintext as it passes. */
 function plaintextStream(blob, framing, hasher, job) {
   const size = blob.size;
@@ -76,7 +185,7 @@ function plaintextStream(blob, framing, hasher, job) {
         if (done || offset + value.length > size) throw new Error("the file changed while it was read");
         const buf = value;
         if (hasher) {
-          hasher.update(buf);
+          await hasher.update(buf);
           job.timings.hashMs += now() - t1;
         }
         offset += buf.length;
@@ -183,13 +292,14 @@ async function encryptJob(msg) {
   const job = newJob(msg);
   const start = now();
   jobs.set(job.id, job);
+  let hasher = null;
   try {
     const e = new Encrypter();
     for (const r of msg.recipients) e.addRecipient(r);
     const wantHash = msg.hash !== false;
     const small = !msg.jsHash && msg.blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle;
     const digest = wantHash && small ? await webcryptoSha256(msg.blob) : null;
-    const hasher = wantHash && !small ? sha256.create() : null;
+    hasher = wantHash && !small ? newHasher(job) : null;
     const reader = (await e.encrypt(plaintextStream(msg.blob, framing, hasher, job))).getReader();
     for (let first = true; ; first = false) {
       const { done, value } = await reader.read();
@@ -206,10 +316,12 @@ async function encryptJob(msg) {
       plaintextSize: msg.blob.size,
       paddedSize: msg.blob.size + paddingFor(msg.blob.size),
       ciphertextSize: job.ciphertextSize,
-      sha256: digest ?? (hasher ? bytesToHex(hasher.digest()) : null),
+      sha256: digest ?? (hasher ? await hasher.hex() : null),
+      hashedBy: digest ? "webcrypto" : hasher?.where ?? null,
       timings: job.timings,
     });
   } finally {
+    hasher?.cancel();
     job.finished = true;
     if (job.held.size === 0 || job.cancelled) jobs.delete(job.id);
   }
