@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from app.crypto import AgeError, Decryptor, NoIdentityMatchError
+from app.durable import write_new_file
 
 from .keyring import Keyring
-from .safe_output import safe_name, write_new_file
+from .safe_output import safe_name
 
 REPLIES = "replies"
 REPLY_FORMAT = "guwah-reply/1"

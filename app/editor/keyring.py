@@ -31,9 +31,9 @@ from app.crypto import (
     parse_identity,
     parse_recipient,
 )
+from app.durable import write_new_file
 
 from .errors import EditorError
-from .safe_output import write_new_file
 
 IDENTITY_FILE = "identity.age"
 PUBLIC_FILE = "editor.pub"

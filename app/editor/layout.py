@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, Protocol
 
 from app.bundles import OpenedBundle
 from app.crypto import AgeError, Decryptor, HeaderError, NoIdentityMatchError, PayloadError, padme
+from app.durable import open_new
 from app.protocol.ids import HEX64, ROLE, is_a
 
 from . import deskmail, quarantine
@@ -48,14 +49,11 @@ PROTECTION_TEXT = {
 }
 
 
-def write_new(path: Path, data: bytes, *, fsync: bool = False) -> None:
-    """Create a new 0600 file (staging files are fsynced together by ``_fsync_tree``)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as fh:
+def write_new(path: Path, data: bytes) -> None:
+    """A new 0600 file in the staging folder; not fsynced here: the whole staging folder is
+    fsynced once before it is renamed into place (review.py)."""
+    with os.fdopen(open_new(path), "wb") as fh:
         fh.write(data)
-        if fsync:
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 def json_bytes(obj: Any) -> bytes:
@@ -396,8 +394,7 @@ class Layout:
         current.names.add(out_name)
         scanner = RiskScanner(name or out_name)
         out_path = current.dir / out_name
-        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb", buffering=0) as fh:
+        with os.fdopen(open_new(out_path), "wb", buffering=0) as fh:
             sink = PlainSink(fh, size, scanner)
             try:
                 Decryptor(stream, [self.ring.identity]).read_all_into(sink, self.progress)  # type: ignore[arg-type]

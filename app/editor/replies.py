@@ -26,13 +26,14 @@ from typing import Any
 
 from app.bundles import OUTBOX_FORMAT, BundleError, write_bundle_file
 from app.crypto import AgeError, encrypt, padme, parse_recipient
+from app.durable import write_new_file
 
 from .custody import load_submission
 from .errors import EditorError
 from .keyring import Keyring, read_public
 from .quarantine import load_record
 from .routine import DONE_MARK, SENT_PREFIX
-from .safe_output import safe_name, write_new_file
+from .safe_output import safe_name
 from .trust import ImportState
 
 OUTBOX = "outbox"
