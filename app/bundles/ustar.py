@@ -156,7 +156,7 @@ class _Data(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, n: int = -1) -> bytes:
         if self.remaining == 0:
             return b""
         if n is None or n < 0 or n > self.remaining:

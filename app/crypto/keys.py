@@ -9,13 +9,15 @@ from .x25519 import X25519Identity, X25519Recipient
 
 
 class Recipient(Protocol):
-    type: str
+    @property
+    def type(self) -> str: ...
 
     def wrap(self, file_key: bytes) -> list[Stanza]: ...
 
 
 class Identity(Protocol):
-    type: str
+    @property
+    def type(self) -> str: ...
 
     def unwrap(self, stanzas: list[Stanza]) -> bytes | None: ...
 

@@ -45,7 +45,7 @@ def read_export_reply(
 ) -> tuple[DeskReply | None, str | None]:
     """Decrypt one reply member: (reply, None), or (None, why it cannot be shown)."""
     try:
-        body = Decryptor(stream, [ring.identity]).read()  # type: ignore[arg-type]
+        body = Decryptor(stream, [ring.identity]).read()
     except NoIdentityMatchError:
         return None, (
             f"reply {reply_id} is not encrypted to your key (written before the desk's editor "

@@ -82,10 +82,10 @@ class PublicKey:
         fields: dict[str, str] = {}
         for line in text.splitlines():
             if line.strip() and not line.startswith("#"):
-                key, sep, value = line.partition(":")
+                label, sep, value = line.partition(":")
                 if not sep:
                     raise EditorError("the public key file has a line without 'field: value'")
-                fields[key.strip()] = value.strip()
+                fields[label.strip()] = value.strip()
         try:
             name, recipient = fields["name"], fields["age-recipient"]
             public = base64.b64decode(fields["ed25519"], validate=True)

@@ -24,9 +24,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
-from app.bundles import OpenedBundle
+from app.bundles import MemberStream, OpenedBundle
 from app.crypto import AgeError, Decryptor, HeaderError, NoIdentityMatchError, PayloadError, padme
 from app.durable import open_new
 from app.protocol.ids import HEX64, ROLE, is_a
@@ -62,7 +62,8 @@ def json_bytes(obj: Any) -> bytes:
 
 def testimony_fields(doc: dict[str, Any]) -> dict[str, Any]:
     """Normalise the testimony document (formats.md §5, and the server-sealed variant)."""
-    answers = doc.get("answers") if isinstance(doc.get("answers"), dict) else {}
+    raw = doc.get("answers")
+    answers: dict[str, Any] = raw if isinstance(raw, dict) else {}
     text = doc.get("testimony")
     if not isinstance(text, str):
         text = answers.get("testimony", "") if isinstance(answers.get("testimony"), str) else ""
@@ -268,11 +269,11 @@ class Layout:
         self.laid_out: list[str] = []
         self.quarantined: list[str] = []
 
-    def _desk_reply(self, path: str, stream: BinaryIO) -> None:
+    def _desk_reply(self, path: str, stream: MemberStream) -> None:
         """A reply another editor (or this one) sent: readable in ``replies/`` when it is for
         us; one that is not is a warning, never a reason to stop."""
         reply_id = path.split("/")[1].removesuffix(".age")
-        reply, why = deskmail.read_export_reply(stream, reply_id, self.ring)
+        reply, why = deskmail.read_export_reply(cast(BinaryIO, stream), reply_id, self.ring)
         if reply is None:
             self.result.warnings.append(str(why))
             return
@@ -336,7 +337,7 @@ class Layout:
         sub = self.subs[sid]
         if size > MAX_MESSAGE:
             raise Quarantine(f"message: implausibly large ({size} bytes)")
-        padded = Decryptor(stream, [self.ring.identity]).read()  # type: ignore[arg-type]
+        padded = Decryptor(stream, [self.ring.identity]).read()
         if self.progress:
             self.progress(size)
         body = padded.rstrip(b" ")
@@ -397,7 +398,7 @@ class Layout:
         with os.fdopen(open_new(out_path), "wb", buffering=0) as fh:
             sink = PlainSink(fh, size, scanner)
             try:
-                Decryptor(stream, [self.ring.identity]).read_all_into(sink, self.progress)  # type: ignore[arg-type]
+                Decryptor(stream, [self.ring.identity]).read_all_into(sink, self.progress)
             finally:
                 sink.finish()
         if sink.total != padme(size):
