@@ -21,7 +21,7 @@ ffmpeg remux (``media.py``). Whatever the cleaner, the copy is made in a private
 the original, then re-read with exiftool (``metadata.py``): if any GPS, device, time, author or
 free-text tag is left, or any text value found in the original's metadata still occurs in its
 bytes, nothing is written and the editor is told this file cannot be cleaned. Only a copy that
-passed is published, with ``safe_output.write_new_file`` (0600, fsynced, never overwriting).
+passed is published, with ``app.durable.write_new_file`` (0600, fsynced, never overwriting).
 """
 
 from __future__ import annotations
