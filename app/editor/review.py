@@ -259,6 +259,5 @@ def _fsync_tree(root: Path, skip: set[str] | frozenset[str] = frozenset()) -> No
             fsync_dir(Path(folder))
 
 
-
 def today() -> str:
     return dt.datetime.now(dt.UTC).date().isoformat()
