@@ -36,7 +36,7 @@ def _plain(command: Any) -> None:
         if param.param_type_name == "argument":
             # an argument is named by what it is (BUNDLE, FILES), never by a type tag
             param.metavar = str(param.name).upper()
-            param.display_type_rich = _no_type_tag  # type: ignore[attr-defined]
+            param.display_type_rich = _no_type_tag
         elif not getattr(param, "is_flag", False):
             label = str(display(ctx)).strip("<>")
             param.metavar = _NAMES.get(label, label.upper())

@@ -57,7 +57,7 @@ def part_name(path: Path) -> Path:
 
 
 @contextmanager
-def new_file(path: Path) -> Iterator[BinaryIO]:
+def new_file(path: Path, buffering: int = -1) -> Iterator[BinaryIO]:
     """Yield a writable file; when the block ends without error it is fsynced and appears as
     ``path`` (then the folder is fsynced); on any error nothing is left behind."""
     if path.exists() or path.is_symlink():
@@ -65,7 +65,7 @@ def new_file(path: Path) -> Iterator[BinaryIO]:
     tmp = part_name(path)
     fd = open_new(tmp)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb", buffering=buffering) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())  # once, for the finished file
@@ -86,3 +86,21 @@ def write_new_file(path: Path, data: bytes | BinaryIO) -> None:
             fh.write(data)
         else:
             shutil.copyfileobj(data, fh, COPY_CHUNK)
+
+
+def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Put ``data`` at ``path`` in one step, replacing whatever is there: a reader sees the old
+    file or the new one, never half of it. Only for a file regenerated whole from other files
+    (an index page) or one the user asked to replace (a pinned key); everything else is
+    ``write_new_file``."""
+    tmp = part_name(path)
+    fd = open_new(tmp, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)

@@ -28,7 +28,9 @@ from app.bundles import EXPORT_FORMAT, bundle_to_bytes
 from app.crypto import decrypt, encrypt, padme
 
 PASSPHRASE = "correct horse battery staple"
-WEB_STACK = ["fastapi", "starlette", "sqlalchemy", "uvicorn", "alembic", "jinja2", "multipart"]
+# The server extra. Jinja2 is not in it: the editor renders its review index with it, so it
+# is a base dependency (pyproject.toml), installed on every editor laptop.
+WEB_STACK = ["fastapi", "starlette", "sqlalchemy", "uvicorn", "alembic", "multipart"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

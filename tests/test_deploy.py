@@ -802,6 +802,7 @@ def test_editor_bundle_installs_offline_and_decrypts(tmp_path: Path) -> None:
     reqs = (bundle / "requirements.txt").read_text()
     names = {line.split("==")[0].lower() for line in reqs.splitlines() if "==" in line}
     assert "guwah" in names and "pynacl" in names and "cryptography" in names
+    assert "jinja2" in names and "markupsafe" in names  # the review index's template
     assert not names & {"fastapi", "uvicorn", "sqlalchemy", "starlette", "alembic", "psycopg"}
     assert all("--hash=sha256:" in line for line in reqs.splitlines() if "==" in line)
     sc = run([need("shellcheck"), str(bundle / "install.sh")])

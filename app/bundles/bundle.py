@@ -24,6 +24,7 @@ import json
 import os
 import queue
 import secrets
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from typing import Any, BinaryIO
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from app import durable
 from app.protocol.ids import BUNDLE_ID, DAY, DESK_NAME, HEX64, ID, ROLE, is_a
 from app.protocol.utcday import stamp
 
@@ -351,14 +353,6 @@ class BundleWriter:
         self._sink.write(END)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_bundle_file(
     dest: Path,
     manifest: dict[str, Any],
@@ -366,16 +360,13 @@ def write_bundle_file(
     open_member: Callable[[str], BinaryIO],
     progress: Progress | None = None,
 ) -> Path:
-    """Write a whole bundle to ``dest`` atomically: temp file, fsync, rename, fsync the folder.
+    """Write a whole bundle to ``dest`` through ``app.durable`` (a new 0600 file, fsynced,
+    linked into place, the folder fsynced), stamped with its UTC day only.
 
     ``dest`` must not exist. On any error nothing is left behind.
     """
-    if dest.exists() or dest.is_symlink():
-        raise BundleError(f"{dest} already exists: refusing to overwrite it")
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        with os.fdopen(fd, "wb", buffering=COPY_CHUNK) as fh:
+        with durable.new_file(dest, buffering=COPY_CHUNK) as fh:
             writer = BundleWriter(fh, manifest, key)
             for entry in writer.entries:
                 with open_member(entry.path) as src:
@@ -383,13 +374,8 @@ def write_bundle_file(
             writer.close()
             fh.flush()
             stamp(fh.fileno())  # its UTC day, not the second it was written
-            os.fsync(fh.fileno())
-        os.link(tmp, dest)  # never replaces an existing file
-        fsync_dir(dest.parent)
-    except FileExistsError:
+    except durable.AlreadyExists:
         raise BundleError(f"{dest} already exists: refusing to overwrite it") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -600,26 +586,25 @@ def extract_bundle(
     try:
         with open(src_path, "rb") as fh:
             bundle = open_bundle(fh, expected_format, trusted_key)
-            (staging / MANIFEST).write_bytes(bundle.manifest_bytes)
-            (staging / SIGNATURE).write_bytes(base64.b64encode(bundle.signature))
+            _stage(staging / MANIFEST, io.BytesIO(bundle.manifest_bytes))
+            _stage(staging / SIGNATURE, io.BytesIO(base64.b64encode(bundle.signature)))
             for entry, stream in bundle.members():
                 dest = staging.joinpath(*entry.path.split("/"))
                 dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as out:
-                    while chunk := stream.read(COPY_CHUNK):
-                        out.write(chunk)
+                _stage(dest, stream)
         os.rename(staging, final)
     except BaseException:
-        _rmtree(staging)
+        shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
 
 
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+def _stage(dest: Path, src: Any) -> None:
+    """Copy ``src`` into a new 0600 file of the staging folder (never a link, never an old
+    file); the folder as a whole is what gets published."""
+    with os.fdopen(durable.open_new(dest), "wb") as out:
+        while chunk := src.read(COPY_CHUNK):
+            out.write(chunk)
 
 
 def bundle_to_bytes(manifest: dict[str, Any], key: SigningKey, members: dict[str, bytes]) -> bytes:

@@ -26,11 +26,6 @@ def padme(length: int) -> int:
     return (length + mask) & ~mask
 
 
-def padding_for(length: int) -> int:
-    """How many padding bytes to append after ``length`` bytes of plaintext."""
-    return padme(length) - length
-
-
 def write_padding(write: Callable[[bytes], object], count: int, fill: bytes = b"\x00") -> None:
     """Feed ``count`` fill bytes to ``write`` in bounded blocks (padding can be ~12% of GiBs)."""
     block = fill * 65536

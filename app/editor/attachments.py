@@ -79,7 +79,7 @@ def witness_record(path: Path, role: str, ring: Keyring) -> WitnessFile:
         raise EditorError(f"{message} is implausibly large: refused")
     try:
         with message.open("rb") as fh:
-            doc = json.loads(Decryptor(fh, [ring.identity]).read().rstrip(b" "))  # type: ignore[arg-type]
+            doc = json.loads(Decryptor(fh, [ring.identity]).read().rstrip(b" "))
     except (AgeError, ValueError):
         raise EditorError(f"{message} is not a readable Guwah testimony") from None
     files = doc.get("files") if isinstance(doc, dict) else None
@@ -120,7 +120,7 @@ def decrypt_exact(
 ) -> list[str]:
     """Write exactly the witness's file to ``dst`` or raise; returns notes for stderr."""
     sink = _Exact(dst, record.size)
-    total = Decryptor(src, [ring.identity]).read_all_into(sink, progress)  # type: ignore[arg-type]
+    total = Decryptor(src, [ring.identity]).read_all_into(sink, progress)
     if sink.left or not secrets.compare_digest(sink.hash.hexdigest(), record.sha256):
         raise AttachmentMismatchError(
             f"{record.role}: the decrypted file does not match the size and SHA-256 the "

@@ -4,12 +4,12 @@ The armored block is standard age (scrypt recipient), so ``age -d`` opens it too
 instruction text around it is removed.
 """
 
-import os
 from pathlib import Path
 
 from app.crypto import ScryptIdentity, ScryptRecipient, decrypt, encrypt
 from app.crypto.armor import BEGIN, END
 from app.crypto.passphrase import DEFAULT_WORK_FACTOR
+from app.durable import write_new_file
 
 from .errors import EditorError
 from .keyring import Keyring
@@ -33,9 +33,7 @@ def write_backup(path: Path, ring: Keyring, passphrase: str) -> None:
         "Without Guwah: keep only the block, then 'age -d FILE > key.txt'.\n\n"
         f"{armored}"
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(text)
+    write_new_file(path, text.encode("ascii"))
 
 
 def read_backup(path: Path, passphrase: str) -> Keyring:

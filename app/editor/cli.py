@@ -6,30 +6,24 @@ one line on stderr and a non-zero exit.
 """
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from app.bundles import BundleError
 from app.cli_help import TYPER_STYLE, command_of
 from app.crypto import AgeError, Decryptor
 from app.crypto.passphrase import DEFAULT_WORK_FACTOR
+from app.durable import AlreadyExists
 
-from . import attachments
+from . import attachments, commands
 from . import backup as backup_mod
+from .console import err, keyring_dir, open_ring, out, progress_bar
 from .errors import EditorError
-from .keyring import Keyring, create_keyring, default_keyring, open_keyring, read_public
+from .keyring import Keyring, create_keyring, read_public
 from .options import KeyringOpt, PassFileOpt
 from .prompts import BACKUP_PROMPT, read_passphrase
 from .safe_output import atomic_output, ensure_out_dir, output_name_for
@@ -39,22 +33,6 @@ app = typer.Typer(
     help="Offline tool for Guwah editors: keys, decryption and review, on an air-gapped laptop.",
     **TYPER_STYLE,  # type: ignore[arg-type]
 )
-# No markup and no highlighting by default: paths, file and desk names come from the user or a
-# bundle, and a "[" in one would make rich raise MarkupError after the work was done. Lines
-# that want [bold] say markup=True and hold nothing user-supplied.
-err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
-out = Console(soft_wrap=True, markup=False, highlight=False)
-
-
-def _keyring_dir(keyring: Path | None) -> Path:
-    return keyring if keyring is not None else default_keyring()
-
-
-def _open(keyring: Path | None, passphrase_file: Path | None) -> Keyring:
-    directory = _keyring_dir(keyring)
-    read_public(directory)  # a clear error before asking for a passphrase
-    return open_keyring(directory, read_passphrase(passphrase_file))
-
 
 @app.command()
 def keygen(
@@ -77,7 +55,7 @@ def keygen(
     """Create a keyring: an age identity and an Ed25519 signing key under one passphrase."""
     if not 10 <= work_factor <= 22:
         raise EditorError("--work-factor must be between 10 and 22")
-    directory = _keyring_dir(keyring)
+    directory = keyring_dir(keyring)
     passphrase = read_passphrase(passphrase_file, confirm=True)
     ring = Keyring.generate(name, post_quantum=not x25519)
     create_keyring(directory, ring, passphrase, work_factor)
@@ -95,7 +73,7 @@ def keygen(
 @app.command()
 def fingerprint(keyring: KeyringOpt = None) -> None:
     """Print the public key file and its fingerprint (no passphrase needed)."""
-    public = read_public(_keyring_dir(keyring))
+    public = read_public(keyring_dir(keyring))
     sys.stdout.write(public.to_text())
 
 
@@ -117,7 +95,7 @@ def decrypt(
             raise EditorError(f"{path} is not a file")
         if attachments.attachment_role(path):
             attachments.message_beside(path)  # refuse before asking for the passphrase
-    ring = _open(keyring, passphrase_file)
+    ring = open_ring(keyring, passphrase_file)
     target = ensure_out_dir(out_dir)
     plans = []
     for path in files:
@@ -157,22 +135,13 @@ def _decrypt_one(
 
 
 class _progress:
-    """A rich progress bar on stderr for one file (silent when stderr is not a terminal)."""
+    """A progress bar for one file, as a context giving the "advance by n bytes" callback."""
 
     def __init__(self, path: Path) -> None:
-        self._bar = Progress(
-            TextColumn("{task.description}", markup=False),  # a file name
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        )
+        self._bar = progress_bar()
         self._task = self._bar.add_task(path.name, total=path.stat().st_size)
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Callable[[int], None]:
         self._bar.start()
         return lambda n: self._bar.advance(self._task, n)
 
@@ -187,7 +156,7 @@ def backup(
     passphrase_file: PassFileOpt = None,
 ) -> None:
     """Write a printable paper backup of the keyring (armored, passphrase-protected)."""
-    ring = _open(keyring, passphrase_file)
+    ring = open_ring(keyring, passphrase_file)
     # a second, different question: the backup gets its own passphrase (asked twice, since a
     # typo here would lock the only offline copy)
     passphrase = read_passphrase(passphrase_file, confirm=True, prompt=BACKUP_PROMPT)
@@ -204,18 +173,57 @@ def restore(
     """Recreate a keyring from a paper backup."""
     passphrase = read_passphrase(passphrase_file)
     ring = backup_mod.read_backup(backup_file, passphrase)
-    directory = _keyring_dir(keyring)
+    directory = keyring_dir(keyring)
     create_keyring(directory, ring, passphrase, DEFAULT_WORK_FACTOR)
     out.print(f"Keyring restored in {directory}; fingerprint {ring.public.fingerprint}")
 
 
-from . import commands as _commands  # noqa: E402  (registers the review / reply commands)
+commands.register(app)
 
-_commands.register(app)
+
+def _usage(exc: BaseException) -> str:
+    """Unknown command, missing option, …: click's sentence on one line, and where to look."""
+    assert isinstance(exc, typer.TyperException)
+    message = exc.format_message()
+    return f"error: {' '.join(message.split())} (see guwah-editor --help)"
+
+
+def _os_error(exc: BaseException) -> str:
+    assert isinstance(exc, OSError)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"error: {where}{exc.strerror or exc}"
+
+
+def _said(exc: BaseException) -> str:
+    return f"error: {exc}"
+
+
+# The one table of expected failures: the exception's type picks the line and the exit status;
+# the most specific entry wins (AlreadyExists before OSError). Anything else is a bug and
+# keeps its traceback.
+FAILURES: dict[type[BaseException], tuple[int, Callable[[BaseException], str]]] = {
+    typer.Abort: (1, lambda _: "aborted"),
+    typer.TyperException: (2, _usage),
+    EditorError: (1, _said),
+    AgeError: (1, _said),
+    BundleError: (1, _said),
+    AlreadyExists: (1, _said),
+    OSError: (1, _os_error),
+    KeyboardInterrupt: (130, lambda _: "interrupted"),
+}
+
+
+def failure(exc: BaseException) -> tuple[int, str] | None:
+    """Exit status and one line for an expected failure, None for anything else."""
+    for kind in type(exc).__mro__:
+        if kind in FAILURES:
+            status, line = FAILURES[kind]
+            return status, f"guwah-editor: {line(exc)}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: turn every expected failure into one line and exit status 1."""
+    """Entry point: turn every expected failure into one line and its exit status."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         rv = command_of(app).main(
@@ -223,27 +231,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("guwah-editor: aborted")
-        sys.exit(1)
-    except typer.TyperException as exc:  # usage errors: unknown command, missing option, …
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        err.print(
-            f"guwah-editor: error: {' '.join(message.split())} (see guwah-editor --help)",
-            markup=False,
-            highlight=False,
-        )
-        sys.exit(2)
-    except (EditorError, AgeError, BundleError) as exc:
-        err.print(f"guwah-editor: error: {exc}", markup=False, highlight=False)
-        sys.exit(1)
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        err.print(
-            f"guwah-editor: error: {where}{exc.strerror or exc}", markup=False, highlight=False
-        )
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("guwah-editor: interrupted")
-        sys.exit(130)
+    except (Exception, KeyboardInterrupt) as exc:
+        known = failure(exc)
+        if known is None:
+            raise
+        err.print(known[1], markup=False, highlight=False)
+        sys.exit(known[0])
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -18,14 +18,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from . import custody as custody_mod
 from . import metareport
@@ -35,21 +27,11 @@ from . import review as review_mod
 from . import routine as routine_mod
 from . import scrub as scrub_mod
 from . import trust as trust_mod
+from .console import err, keyring_dir, open_ring, out, progress_bar
 from .errors import EditorError
+from .index_page import INDEX, write_index
 from .keyring import Keyring, read_public
 from .options import KeyringOpt, PassFileOpt
-
-
-class _Cli:
-    """Late access to app.editor.cli (it imports this module while it is being defined)."""
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        from . import cli
-
-        return getattr(cli, name)
-
-
-_cli = _Cli()
 
 ReviewOpt = Annotated[
     Path | None,
@@ -66,8 +48,8 @@ def default_review() -> Path:
     return Path(env) if env else Path.home() / "guwah-review"
 
 
-def _unlock(keyring: Path | None, passphrase_file: Path | None):  # type: ignore[no-untyped-def]
-    return lambda: _cli._open(keyring, passphrase_file)
+def _unlock(keyring: Path | None, passphrase_file: Path | None) -> Callable[[], Keyring]:
+    return lambda: open_ring(keyring, passphrase_file)
 
 
 def trust_server(
@@ -83,9 +65,9 @@ def trust_server(
     except (OSError, UnicodeDecodeError):
         raise EditorError(f"cannot read the server key file {key_file}") from None
     public = trust_mod.parse_server_key(text)
-    fp = trust_mod.pin_server(_cli._keyring_dir(keyring), public, replace=replace)
-    _cli.out.print(f"Server key pinned. Fingerprint: [bold]{escape(fp)}[/bold]", markup=True)
-    _cli.out.print("Compare it aloud with the operator ('guwah server-key' prints it).")
+    fp = trust_mod.pin_server(keyring_dir(keyring), public, replace=replace)
+    out.print(f"Server key pinned. Fingerprint: [bold]{escape(fp)}[/bold]", markup=True)
+    out.print("Compare it aloud with the operator ('guwah server-key' prints it).")
 
 
 def import_(
@@ -108,26 +90,26 @@ def import_(
     Each submission stands alone: one that does not open or read goes to the quarantine
     section, the others are laid out; the exit status is then 3 (see the summary)."""
     review_dir = review or default_review()
-    keyring_dir = _cli._keyring_dir(keyring)
-    read_public(keyring_dir)
+    ring_dir = keyring_dir(keyring)
+    read_public(ring_dir)
     folder = bundle.is_dir()
     paths = sorted(bundle.glob("guwah-export-*.tar")) if folder else [bundle]
     if folder and not paths:
         raise EditorError(f"no export bundle (guwah-export-*.tar) in {bundle}")
     unlock = _unlock(keyring, passphrase_file)
-    ring = None
+    ring: Keyring | None = None
 
-    def unlock_once():  # type: ignore[no-untyped-def]
+    def unlock_once() -> Keyring:
         nonlocal ring
         ring = ring or unlock()
         return ring
 
-    outcomes = [_import_one(path, review_dir, keyring_dir, unlock_once, allow_replay)
+    outcomes = [_import_one(path, review_dir, ring_dir, unlock_once, allow_replay)
                 for path in paths]
     if folder:
         new = sum(o.new for o in outcomes)
-        _cli.out.print(f"{new} new bundle(s) of {len(paths)} in {bundle}.", markup=False)
-    _cli.out.print(f"Open {review_dir / review_mod.INDEX} to review them.", markup=False)
+        out.print(f"{new} new bundle(s) of {len(paths)} in {bundle}.", markup=False)
+    out.print(f"Open {review_dir / INDEX} to review them.", markup=False)
     if any(o.quarantined for o in outcomes):
         raise typer.Exit(quarantine_mod.EXIT_CODE)
 
@@ -140,23 +122,14 @@ class Imported:
     quarantined: int
 
 
-def _import_one(path: Path, review_dir: Path, keyring_dir: Path,
+def _import_one(path: Path, review_dir: Path, ring_dir: Path,
                 unlock: Callable[[], Keyring], allow_replay: bool) -> Imported:
     """Import one bundle with a progress bar."""
     total = path.stat().st_size if path.is_file() else 0
-    bar = Progress(
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=_cli.err,
-        transient=True,
-        disable=not _cli.err.is_terminal,
-    )
+    bar = progress_bar()
     task = bar.add_task("decrypting", total=total)
 
-    def unlock_then_show():  # type: ignore[no-untyped-def]
+    def unlock_then_show() -> Keyring:
         ring = unlock()
         bar.start()
         return ring
@@ -165,10 +138,10 @@ def _import_one(path: Path, review_dir: Path, keyring_dir: Path,
         result = review_mod.import_bundle(
             path,
             review_dir,
-            keyring_dir,
+            ring_dir,
             unlock_then_show,
             allow_replay=allow_replay,
-            progress=(lambda n: bar.advance(task, n)) if _cli.err.is_terminal else None,
+            progress=(lambda n: bar.advance(task, n)) if err.is_terminal else None,
         )
     finally:
         bar.stop()
@@ -178,35 +151,35 @@ def _import_one(path: Path, review_dir: Path, keyring_dir: Path,
 def _report_import(path: Path, result: review_mod.ImportResult, review_dir: Path) -> Imported:
     """Warnings, alerts and the summary of one bundle."""
     for warning in result.warnings:
-        _cli.err.print(f"warning: {warning}", markup=False, highlight=False)
+        err.print(f"warning: {warning}", markup=False, highlight=False)
     for alert in result.alerts:
-        _cli.err.print(f"ALERT: {alert}", style="bold red", markup=False, highlight=False)
+        err.print(f"ALERT: {alert}", style="bold red", markup=False, highlight=False)
     for sid, reason in result.quarantined:
-        _cli.err.print(f"QUARANTINED: submission {sid}: {reason}", style="bold red",
+        err.print(f"QUARANTINED: submission {sid}: {reason}", style="bold red",
                        markup=False, highlight=False)
     if result.already and not result.retried and not result.quarantined:
-        _cli.out.print(
+        out.print(
             f"{path.name}: already imported into {result.folder}: nothing changed.", markup=False
         )
         return Imported(new=False, quarantined=0)
     if result.already:
-        _cli.out.print(
+        out.print(
             f"{path.name}: already imported into {result.folder}: {result.retried} quarantined "
             "submission(s) opened this time and were laid out.", markup=False,
         )
     else:
-        _cli.out.print(
+        out.print(
             f"Imported {result.submissions} submission(s) into {result.folder}"
             + (f"; {result.replies} reply(ies) from the desk's editors" if result.replies else ""),
             markup=False,
         )
     for reply_id, day in result.withdrawn:
-        _cli.out.print(f"Reply {reply_id} was deleted by the witness from their mailbox "
+        out.print(f"Reply {reply_id} was deleted by the witness from their mailbox "
                        f"on {day}.", markup=False)
     if result.quarantined:
-        _cli.out.print(
+        out.print(
             f"{len(result.quarantined)} submission(s) QUARANTINED: they could not be opened or "
-            f"read; see the quarantine section of {review_dir / review_mod.INDEX}. Import the "
+            f"read; see the quarantine section of {review_dir / INDEX}. Import the "
             "same bundle again to retry them, or 'guwah-editor done' their folder to delete "
             "them from the server.", markup=False,
         )
@@ -219,14 +192,14 @@ def scrub(
     """Write a metadata-stripped copy next to the original (which is kept as evidence)."""
     custody_mod.check_attachment(file)
     result = scrub_mod.scrub(file)
-    _cli.out.print(f"{result.kind}: metadata-stripped copy written to {result.dest}", markup=False)
+    out.print(f"{result.kind}: metadata-stripped copy written to {result.dest}", markup=False)
     for line in metareport.summary_lines(result):
-        _cli.out.print(line, markup=False, highlight=False)
+        out.print(line, markup=False, highlight=False)
     for note in result.notes:
-        _cli.err.print(f"note: {note}", markup=False, highlight=False)
+        err.print(f"note: {note}", markup=False, highlight=False)
     review = metareport.record_scrub(file, result, review_mod.CUSTODY)
     if review is not None:
-        _cli.out.print(f"Updated {review_mod.write_index(review)}", markup=False)
+        out.print(f"Updated {write_index(review)}", markup=False)
 
 
 def custody(
@@ -239,10 +212,10 @@ def custody(
 ) -> None:
     """Write, sign (editor's Ed25519 key) and print a chain-of-custody report."""
     custody_mod.load_submission(submission)
-    ring = _cli._open(keyring, passphrase_file)
+    ring = open_ring(keyring, passphrase_file)
     path, signed = custody_mod.write_report(submission, ring, out_file)
-    _cli.out.print(custody_mod.summary(signed), markup=False, highlight=False)
-    _cli.out.print(f"Signed report written to {path}", markup=False)
+    out.print(custody_mod.summary(signed), markup=False, highlight=False)
+    out.print(f"Signed report written to {path}", markup=False)
 
 
 def verify_custody(
@@ -266,13 +239,13 @@ def verify_custody(
         report, expected_editor=editor_fingerprint, check_files=not no_files
     )
     for line in check.lines:
-        _cli.out.print(f"ok: {line}", markup=False, highlight=False)
+        out.print(f"ok: {line}", markup=False, highlight=False)
     if not check.complete:
-        _cli.err.print(
+        err.print(
             custody_mod.not_checked_sentence(check, report.parent), markup=False, highlight=False
         )
         raise typer.Exit(custody_mod.EXIT_NOT_CHECKED)
-    _cli.out.print(custody_mod.checked_sentence(check), markup=False, highlight=False)
+    out.print(custody_mod.checked_sentence(check), markup=False, highlight=False)
 
 
 def _text_from_editor() -> str:
@@ -308,9 +281,9 @@ def reply(
             text = text_file.read_text("utf-8")
         except (OSError, UnicodeDecodeError):
             raise EditorError(f"cannot read the reply text {text_file} (UTF-8)") from None
-    rid, sent = replies_mod.queue_reply(submission, text, _cli._keyring_dir(keyring))
-    _cli.out.print(f"Reply {rid} queued; your copy: {sent}", markup=False)
-    _cli.out.print("Send it with 'guwah-editor outbox --to USB-STICK'.")
+    rid, sent = replies_mod.queue_reply(submission, text, keyring_dir(keyring))
+    out.print(f"Reply {rid} queued; your copy: {sent}", markup=False)
+    out.print("Send it with 'guwah-editor outbox --to USB-STICK'.")
 
 
 def done(
@@ -319,8 +292,8 @@ def done(
 ) -> None:
     """Queue a request to delete this submission's ciphertext from the server (a quarantined
     submission's folder too)."""
-    queued = replies_mod.queue_done(submission, _cli._keyring_dir(keyring))
-    _cli.out.print("Deletion queued." if queued else "Deletion was already queued.", markup=False)
+    queued = replies_mod.queue_done(submission, keyring_dir(keyring))
+    out.print("Deletion queued." if queued else "Deletion was already queued.", markup=False)
 
 
 def outbox(
@@ -333,13 +306,13 @@ def outbox(
 ) -> None:
     """Write queued replies and deletions as one bundle signed by your key; clear the queue."""
     path, n_replies, n_done = replies_mod.write_outbox(
-        to, _cli._keyring_dir(keyring), _unlock(keyring, passphrase_file), desk
+        to, keyring_dir(keyring), _unlock(keyring, passphrase_file), desk
     )
-    _cli.out.print(
+    out.print(
         f"Outbox bundle written to {path}: {n_replies} reply(ies), {n_done} deletion(s).",
         markup=False,
     )
-    _cli.out.print("Give it to the operator for 'guwah import'.")
+    out.print("Give it to the operator for 'guwah import'.")
 
 
 def list_(
@@ -357,7 +330,7 @@ def list_(
         elif not todo:
             sys.stdout.write(f"{status.folder}\t{status.label()}\n")
     if not found:
-        _cli.err.print("no submissions imported yet: run 'guwah-editor import BUNDLE'")
+        err.print("no submissions imported yet: run 'guwah-editor import BUNDLE'")
 
 
 def index(review: ReviewOpt = None) -> None:
@@ -365,9 +338,9 @@ def index(review: ReviewOpt = None) -> None:
     folder = review or default_review()
     scanned = metareport.scan_missing(folder, review_mod.CUSTODY)
     if scanned:
-        _cli.out.print(f"Read the metadata of {scanned} submission(s)", markup=False)
-    path = review_mod.write_index(folder)
-    _cli.out.print(f"Wrote {path}", markup=False)
+        out.print(f"Read the metadata of {scanned} submission(s)", markup=False)
+    path = write_index(folder)
+    out.print(f"Wrote {path}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,7 @@ from app.bundles import (
     parse_manifest,
     verify_signature,
 )
+from app.durable import replace_file
 from app.protocol.editorkey import key_fingerprint
 from app.protocol.utcday import today
 
@@ -132,9 +133,7 @@ def sign_report(report: dict[str, Any], ring: Keyring) -> dict[str, Any]:
 def write_report(folder: Path, ring: Keyring, out: Path | None = None) -> tuple[Path, dict]:
     signed = sign_report(build_report(folder, ring), ring)
     path = out or folder / REPORT_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(signed, indent=1, sort_keys=True) + "\n", "utf-8")
-    tmp.replace(path)
+    replace_file(path, (json.dumps(signed, indent=1, sort_keys=True) + "\n").encode())
     return path, signed
 
 

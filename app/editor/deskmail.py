@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from app.crypto import AgeError, Decryptor, NoIdentityMatchError
+from app.durable import write_new_file
 
 from .keyring import Keyring
-from .safe_output import safe_name, write_new_file
+from .safe_output import safe_name
 
 REPLIES = "replies"
 REPLY_FORMAT = "guwah-reply/1"
@@ -44,7 +45,7 @@ def read_export_reply(
 ) -> tuple[DeskReply | None, str | None]:
     """Decrypt one reply member: (reply, None), or (None, why it cannot be shown)."""
     try:
-        body = Decryptor(stream, [ring.identity]).read()  # type: ignore[arg-type]
+        body = Decryptor(stream, [ring.identity]).read()
     except NoIdentityMatchError:
         return None, (
             f"reply {reply_id} is not encrypted to your key (written before the desk's editor "

@@ -27,11 +27,11 @@ from app.crypto import (
     encrypt,
     parse_identity,
 )
+from app.durable import write_new_file
 from app.protocol.editorkey import EditorKey, EditorKeyError
 from app.protocol.utcday import today
 
 from .errors import EditorError
-from .safe_output import write_new_file
 
 IDENTITY_FILE = "identity.age"
 PUBLIC_FILE = "editor.pub"

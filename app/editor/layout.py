@@ -24,10 +24,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
-from app.bundles import OpenedBundle
+from app.bundles import MemberStream, OpenedBundle
 from app.crypto import AgeError, Decryptor, HeaderError, NoIdentityMatchError, PayloadError, padme
+from app.durable import open_new
 from app.protocol.testimony import FILL, Testimony, TestimonyError
 
 from . import deskmail, quarantine
@@ -47,14 +48,11 @@ PROTECTION_TEXT = {
 }
 
 
-def write_new(path: Path, data: bytes, *, fsync: bool = False) -> None:
-    """Create a new 0600 file (staging files are fsynced together by ``_fsync_tree``)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as fh:
+def write_new(path: Path, data: bytes) -> None:
+    """A new 0600 file in the staging folder; not fsynced here: the whole staging folder is
+    fsynced once before it is renamed into place (review.py)."""
+    with os.fdopen(open_new(path), "wb") as fh:
         fh.write(data)
-        if fsync:
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 def json_bytes(obj: Any) -> bytes:
@@ -243,11 +241,11 @@ class Layout:
         self.laid_out: list[str] = []
         self.quarantined: list[str] = []
 
-    def _desk_reply(self, path: str, stream: BinaryIO) -> None:
+    def _desk_reply(self, path: str, stream: MemberStream) -> None:
         """A reply another editor (or this one) sent: readable in ``replies/`` when it is for
         us; one that is not is a warning, never a reason to stop."""
         reply_id = path.split("/")[1].removesuffix(".age")
-        reply, why = deskmail.read_export_reply(stream, reply_id, self.ring)
+        reply, why = deskmail.read_export_reply(cast(BinaryIO, stream), reply_id, self.ring)
         if reply is None:
             self.result.warnings.append(str(why))
             return
@@ -311,7 +309,7 @@ class Layout:
         sub = self.subs[sid]
         if size > MAX_MESSAGE:
             raise Quarantine(f"message: implausibly large ({size} bytes)")
-        padded = Decryptor(stream, [self.ring.identity]).read()  # type: ignore[arg-type]
+        padded = Decryptor(stream, [self.ring.identity]).read()
         if self.progress:
             self.progress(size)
         body = padded.rstrip(FILL)
@@ -368,11 +366,10 @@ class Layout:
         current.names.add(out_name)
         scanner = RiskScanner(name or out_name)
         out_path = current.dir / out_name
-        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb", buffering=0) as fh:
+        with os.fdopen(open_new(out_path), "wb", buffering=0) as fh:
             sink = PlainSink(fh, size, scanner)
             try:
-                Decryptor(stream, [self.ring.identity]).read_all_into(sink, self.progress)  # type: ignore[arg-type]
+                Decryptor(stream, [self.ring.identity]).read_all_into(sink, self.progress)
             finally:
                 sink.finish()
         if sink.total != padme(size):

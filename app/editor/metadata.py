@@ -84,9 +84,10 @@ class Findings:
 
     @classmethod
     def from_json(cls, obj: dict[str, object]) -> Findings:
-        tags = obj.get("tags") if isinstance(obj.get("tags"), dict) else {}
+        raw = obj.get("tags")
+        tags: dict[object, object] = raw if isinstance(raw, dict) else {}
         clean = {str(c): [(str(t[0]), str(t[1])) for t in v if isinstance(t, list) and len(t) == 2]
-                 for c, v in tags.items() if c in CATEGORIES and isinstance(v, list)}  # type: ignore[union-attr]
+                 for c, v in tags.items() if c in CATEGORIES and isinstance(v, list)}
         return cls(str(obj.get("tool", "")), clean, str(obj.get("error") or ""))
 
 

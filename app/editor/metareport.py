@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.durable import replace_file
+
 from . import metadata
 from .errors import EditorError
-from .safe_output import write_new_file
 from .scrub import ScrubResult, scrubbed_name
 
 SIDECAR = "metadata.json"
@@ -45,10 +45,8 @@ def _load(folder: Path) -> dict[str, Any]:
 
 
 def _save(folder: Path, doc: dict[str, Any]) -> None:
-    tmp = folder / f".{SIDECAR}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)
-    write_new_file(tmp, json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False).encode())
-    os.replace(tmp, folder / SIDECAR)
+    text = json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False)
+    replace_file(folder / SIDECAR, text.encode())
 
 
 def scan_folders(root: Path, custody_name: str) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from app.bundles import OUTBOX_FORMAT, BundleError, write_bundle_file
 from app.crypto import AgeError, encrypt, padme, parse_recipient
+from app.durable import write_new_file
 from app.protocol.testimony import Testimony, TestimonyError
 from app.protocol.utcday import today
 
@@ -33,7 +34,7 @@ from .errors import EditorError
 from .keyring import Keyring, read_public
 from .quarantine import load_record
 from .routine import DONE_MARK, SENT_PREFIX
-from .safe_output import safe_name, write_new_file
+from .safe_output import safe_name
 from .trust import ImportState
 
 OUTBOX = "outbox"

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import html
-import json
+import datetime as dt
 import os
 import queue
 import secrets
@@ -34,19 +33,19 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from app.bundles import EXPORT_FORMAT, BundleError, OpenedBundle, open_bundle
+from app.durable import fsync_dir
 
-from . import deskmail, metareport, quarantine, routine
+from . import deskmail, metareport, quarantine
 from .errors import EditorError
+from .index_page import INDEX, write_index
 from .keyring import Keyring
-from .layout import CUSTODY, ImportResult, Layout, testimony_fields, write_new
-from .safe_output import fsync_dir, safe_name
+from .layout import CUSTODY, ImportResult, Layout, write_new
+from .safe_output import safe_name
 from .trust import ImportState, pinned_server, server_fingerprint
 
-INDEX = "index.html"
-__all__ = ["CUSTODY", "INDEX", "ImportResult", "check_bundle", "import_bundle", "write_index"]
+__all__ = ["CUSTODY", "INDEX", "ImportResult", "import_bundle", "write_index"]
 
 
 def _trusted(pinned: bytes) -> Callable[[dict[str, Any]], bytes]:
@@ -64,15 +63,6 @@ def _trusted(pinned: bytes) -> Callable[[dict[str, Any]], bytes]:
         return pinned
 
     return check
-
-
-def check_bundle(path: Path, keyring_dir: Path) -> OpenedBundle:
-    """Open, verify the signature of, and fully hash-check a bundle without writing anything."""
-    pinned = pinned_server(keyring_dir)
-    with open(path, "rb") as fh:
-        bundle = open_bundle(fh, EXPORT_FORMAT, _trusted(pinned))
-        bundle.consume()
-    return bundle
 
 
 def import_bundle(
@@ -269,158 +259,5 @@ def _fsync_tree(root: Path, skip: set[str] | frozenset[str] = frozenset()) -> No
             fsync_dir(Path(folder))
 
 
-
-# ------------------------------------------------------------------------------ index.html
-
-
-def _records(review: Path) -> list[tuple[Path, dict[str, Any], dict[str, Any]]]:
-    out = []
-    for custody_path in sorted(review.glob(f"*/bundle-*/*/{CUSTODY}")):
-        if any(p.startswith(".") for p in custody_path.relative_to(review).parts):
-            continue
-        try:
-            custody = json.loads(custody_path.read_text("utf-8"))
-            doc = json.loads((custody_path.parent / "testimony.json").read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
-        out.append((custody_path.parent, custody, doc if isinstance(doc, dict) else {}))
-    return out
-
-
-CSS = (
-    "body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em;line-height:1.4}"
-    ".alert{color:#a00;font-weight:bold}.sub{border-top:1px solid #ccc;padding:.5em 0}"
-    "pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em}"
-)
-
-
-def render_index(review: Path) -> str:
-    """A static page: no script, every witness string escaped, relative links only."""
-    records = _records(review)
-    answers = routine.Answers(review)
-    e = html.escape
-    ids = {c["submission_id"]: folder for folder, c, _ in records}
-    children: dict[str, list[str]] = {}
-    for _, c, _doc in records:
-        if c.get("parent_id"):
-            children.setdefault(c["parent_id"], []).append(c["submission_id"])
-
-    def href(path: Path) -> str:
-        return quote(path.relative_to(review).as_posix())
-
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "style-src 'unsafe-inline'; img-src 'none'; form-action 'none'\">",
-        '<meta name="referrer" content="no-referrer">',
-        f"<title>Guwah review</title><style>{CSS}</style></head><body>",
-        "<h1>Guwah review</h1>",
-        f"<p>{len(records)} submission(s). Attachments are evidence: risky files are flagged; "
-        "open them only on this offline machine, with care.</p>",
-        routine.how_to_html(review),
-    ]
-    held = quarantine.entries(review)
-    if held:
-        parts.append(
-            f'<p class="alert"><a href="#quarantine">{len(held)} submission(s) in quarantine'
-            "</a>: they could not be opened or read.</p>"
-        )
-    by_desk: dict[str, dict[str, list[tuple[Path, dict[str, Any], dict[str, Any]]]]] = {}
-    for rec in records:
-        by_desk.setdefault(rec[1]["desk"], {}).setdefault(rec[1]["day"], []).append(rec)
-    parts.append("<nav><ul>")
-    for desk in sorted(by_desk):
-        parts.append(f'<li><a href="#desk-{e(quote(desk))}">{e(desk)}</a><ul>')
-        for day in sorted(by_desk[desk], reverse=True):
-            n = len(by_desk[desk][day])
-            parts.append(f'<li><a href="#day-{e(quote(desk))}-{e(day)}">{e(day)}</a> ({n})</li>')
-        parts.append("</ul></li>")
-    parts.append("</ul></nav>")
-    for desk in sorted(by_desk):
-        parts.append(f'<h2 id="desk-{e(quote(desk))}">Desk {e(desk)}</h2>')
-        for day in sorted(by_desk[desk], reverse=True):
-            parts.append(f'<h3 id="day-{e(quote(desk))}-{e(day)}">{e(day)}</h3>')
-            for folder, c, doc in by_desk[desk][day]:
-                sid = c["submission_id"]
-                fields = testimony_fields(doc)
-                text = fields["text"]
-                excerpt = text[:400] + ("…" if len(text) > 400 else "")
-                parts.append(f'<div class="sub" id="s-{e(sid)}">')
-                parts.append(
-                    f'<h4><a href="{e(href(folder / "testimony.txt"))}">{e(sid)}</a> '
-                    f"<small>bundle {e(str(c['bundle']['sequence']))}, "
-                    f"{e(c.get('protection') or 'unknown protection')}</small></h4>"
-                )
-                if c.get("parent_id"):
-                    parent = c["parent_id"]
-                    if parent in ids:
-                        parts.append(
-                            f'<p>Follow-up to <a href="#s-{e(parent)}">{e(parent)}</a></p>'
-                        )
-                    else:
-                        parts.append(f"<p>Follow-up to {e(parent)} (not in this folder)</p>")
-                if children.get(sid):
-                    links = ", ".join(f'<a href="#s-{e(k)}">{e(k)}</a>' for k in children[sid])
-                    parts.append(f"<p>Follow-ups: {links}</p>")
-                parts.append(f"<pre>{e(excerpt)}</pre>")
-                if c["files"]:
-                    parts.append("<ul>")
-                    for f in c["files"]:
-                        flags = []
-                        if not f["match"]:
-                            flags.append("SHA-256 MISMATCH")
-                        flags += [f"RISKY: {r}" for r in f["risks"]]
-                        flag = f' <span class="alert">{e("; ".join(flags))}</span>' if flags else ""
-                        parts.append(
-                            f'<li><a href="{e(href(folder / f["saved_as"]))}" download>'
-                            f"{e(f['saved_as'])}</a> ({e(str(f['size']))} bytes, "
-                            f"{e(f['content_type'] or '?')}){flag}"
-                            f"{metareport.render_file(folder, f['saved_as'], href)}</li>"
-                        )
-                    parts.append("</ul>")
-                for warning in c.get("warnings", []):
-                    parts.append(f'<p class="alert">{e(warning)}</p>')
-                parts.append(answers.html(folder, sid))
-                parts.append(
-                    f'<p><a href="{e(href(folder / CUSTODY))}">custody record</a></p></div>'
-                )
-    parts += _quarantine_section(held, href)
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def _quarantine_section(
-    held: list[tuple[Path, dict[str, Any]]], href: Callable[[Path], str]
-) -> list[str]:
-    """The quarantined submissions: id, desk, day, bundle, the reason, and what to do."""
-    if not held:
-        return []
-    e = html.escape
-    parts = [
-        '<h2 id="quarantine">Quarantine</h2>',
-        "<p>These submissions did not open with your key or are not a Guwah testimony (junk, "
-        "another key, damaged data). Nothing of them was written here. Importing the same bundle "
-        "again retries them; <code>guwah-editor done FOLDER</code> queues their deletion from "
-        "the server like any other submission.</p>",
-        "<ul>",
-    ]
-    for folder, rec in held:
-        parts.append(
-            f'<li class="sub" id="q-{e(str(rec.get("submission_id")))}">'
-            f'<a href="{e(href(folder / quarantine.REASON))}">{e(str(rec.get("submission_id")))}'
-            f"</a> desk {e(str(rec.get('desk')))}, day {e(str(rec.get('day')))}, bundle "
-            f"{e(str((rec.get('bundle') or {}).get('sequence')))}: "
-            f'<span class="alert">{e(str(rec.get("reason")))}</span><br>'
-            f"<small>folder: {e(folder.as_posix())}</small></li>"
-        )
-    parts.append("</ul>")
-    return parts
-
-
-def write_index(review: Path) -> Path:
-    path = review / INDEX
-    tmp = review / f".{INDEX}.{secrets.token_hex(4)}.tmp"
-    write_new(tmp, render_index(review).encode(), fsync=True)
-    os.replace(tmp, path)
-    return path
+def today() -> str:
+    return dt.datetime.now(dt.UTC).date().isoformat()

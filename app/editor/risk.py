@@ -101,11 +101,3 @@ class RiskScanner:
                 risks.append("archive containing executables or scripts")
         return risks
 
-
-def scan_file(path: Path, name: str | None = None) -> list[str]:
-    """Scan a file already on disk (tests, re-checks)."""
-    scanner = RiskScanner(name or path.name)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            scanner.feed(chunk)
-    return scanner.finish(path)

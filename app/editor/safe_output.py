@@ -1,19 +1,19 @@
-"""Writing decrypted files without ever clobbering, escaping the folder, or leaving half a file.
+"""Naming and placing decrypted files: never clobbering, never escaping the folder.
 
-Names derived from input never carry a directory part; output goes to a hidden temporary file
-in the target folder (0600) and is linked into place only after the whole payload
-authenticated, so a tampered or truncated file leaves nothing behind.
+Names derived from input never carry a directory part (``safe_name``). The bytes go through
+``app.durable``: a hidden 0600 file in the target folder, linked into place only after the
+whole payload authenticated, so a tampered or truncated file leaves nothing behind; a name
+that is taken is ``durable.AlreadyExists``, which the CLI's error table reports.
 """
 
-import os
 import re
-import secrets
-import shutil
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from app import durable
 
 from .errors import EditorError
 
@@ -62,61 +62,5 @@ def atomic_output(directory: Path, name: str) -> Iterator[BinaryIO]:
     """Yield a writable; on success it appears as directory/name, on error nothing does."""
     if name != safe_name(name):
         raise EditorError(f"refusing the unsafe output name {name!r}")
-    target = directory / name
-    if target.exists() or target.is_symlink():
-        raise EditorError(f"{target} already exists: refusing to overwrite it")
-    tmp = directory / f".{name}.{os.getpid()}.part"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())  # once, for the finished file
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            raise EditorError(f"{target} already exists: refusing to overwrite it") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(directory)  # then the folder: the new name (and the gone .part) survive a crash
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the names just created or removed in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_new_file(path: Path, data: bytes | BinaryIO) -> None:
-    """Create ``path`` (0600) holding ``data``, fully written and fsynced, or fail: a key, a
-    queued reply or a scrubbed copy is never half-written and never replaces an existing file.
-    ``data`` may be an open binary file, copied in chunks (a scrubbed video needs no RAM)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if isinstance(data, bytes):
-                fh.write(data)
-            else:
-                shutil.copyfileobj(data, fh, 1 << 20)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, path)  # fails if path exists
-    except FileExistsError:
-        raise EditorError(f"{path} already exists: refusing to overwrite it") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def copy_limited(write: Callable[[bytes], object], chunks: "Iterator[bytes]", limit: int) -> int:
-    """Write at most ``limit`` bytes from ``chunks`` (used to drop Padmé padding)."""
-    written = 0
-    for chunk in chunks:
-        if written + len(chunk) > limit:
-            chunk = chunk[: limit - written]
-        write(chunk)
-        written += len(chunk)
-    return written
+    with durable.new_file(directory / name) as fh:
+        yield fh

@@ -21,11 +21,13 @@ ffmpeg remux (``media.py``). Whatever the cleaner, the copy is made in a private
 the original, then re-read with exiftool (``metadata.py``): if any GPS, device, time, author or
 free-text tag is left, or any text value found in the original's metadata still occurs in its
 bytes, nothing is written and the editor is told this file cannot be cleaned. Only a copy that
-passed is published, with ``safe_output.write_new_file`` (0600, fsynced, never overwriting).
+passed is published, with ``app.durable.write_new_file`` (0600, fsynced, never overwriting).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import io
 import re
 import shutil
@@ -35,10 +37,15 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from app.durable import write_new_file
 
 from . import media, metadata
 from .errors import EditorError
-from .safe_output import write_new_file
+
+# pikepdf is optional (a full PDF rewrite when installed); without it the pure-Python scrub runs.
+_PIKEPDF: Any = importlib.import_module("pikepdf") if importlib.util.find_spec("pikepdf") else None
 
 JPEG_KEEP_APP = {0xE0, 0xE2, 0xEE}  # APP0 JFIF, APP2 ICC, APP14 Adobe
 PNG_DROP = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
@@ -213,12 +220,8 @@ def scrub_pdf_pure(data: bytes) -> tuple[bytes, list[str]]:
 
 
 def scrub_pdf(path: Path, out: Path) -> list[str]:
-    try:
-        import pikepdf  # type: ignore[import-not-found]  # optional extra, may be absent
-    except ImportError:
-        pikepdf = None
-    if pikepdf is not None:
-        with pikepdf.open(path) as pdf:
+    if _PIKEPDF is not None:
+        with _PIKEPDF.open(path) as pdf:
             if "/Info" in pdf.trailer:
                 del pdf.trailer["/Info"]
             if "/Metadata" in pdf.Root:

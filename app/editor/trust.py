@@ -12,11 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from app.crypto import fingerprint
+from app.durable import replace_file
 from app.protocol.utcday import today
 
 from .errors import EditorError
@@ -62,19 +62,6 @@ def parse_server_key(text: str) -> bytes:
     return public
 
 
-def _atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def pin_server(directory: Path, public: bytes, *, replace: bool = False) -> str:
     """Pin ``public`` for this keyring; refuses to change an existing pin without ``replace``."""
     if not (directory / "editor.pub").exists():
@@ -96,7 +83,7 @@ def pin_server(directory: Path, public: bytes, *, replace: bool = False) -> str:
         f"ed25519: {base64.b64encode(public).decode()}\n"
         f"fingerprint: {fp}\n"
     )
-    _atomic_write(path, text.encode(), 0o644)
+    replace_file(path, text.encode(), 0o644)
     return fp
 
 
@@ -153,4 +140,4 @@ class ImportState:
             entry["editors"] = editors
             entry["editors_sequence"] = sequence
         entry["last"] = max(int(entry["last"]), sequence)
-        _atomic_write(self.path, json.dumps(self.data, indent=1, sort_keys=True).encode())
+        replace_file(self.path, json.dumps(self.data, indent=1, sort_keys=True).encode())

@@ -60,8 +60,6 @@ NEVER_NAME_CHARS = 10_000
 UNKNOWN_FIELDS_BYTES = 64 * 1024
 DISK_CHECK_EVERY = 64 * 1024 * 1024
 KDF_WAIT_SECONDS = 10.0
-FIELD_ORDER = ("csrf", "desk", "lang", "website", "testimony", "where", "when", "consent",
-               "never_name", "files")
 # Text fields are all read before the gate (token, desk or mailbox) is checked: the gate is
 # checked at the first file, or at the end. Why not at the first text field: a refused form
 # (an expired token, a full server) is shown again with the witness's words, which must
