@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "app" / "web" / "static" / "js"
 PAGES = ["landing.js", "mailbox.js", "return.js", "submit.js"]
-BUNDLES = sorted([*PAGES, "worker.js", *(p.name for p in STATIC.glob("lib-*.js"))])
+BUNDLES = sorted([*PAGES, "worker.js", "hash-worker.js", *(p.name for p in STATIC.glob("lib-*.js"))])
 BUILT = sorted(p.name for p in STATIC.iterdir() if p.suffix in (".js", ".gz", ".json"))
 SOURCES = [
     "package.json",
