@@ -7,7 +7,7 @@ follows, because the last chunk carries the "final" flag in its nonce.
 """
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from cryptography.exceptions import InvalidTag
@@ -51,6 +51,7 @@ def plaintext_length(payload: int) -> int | None:
     if last < TAG or (last == TAG and full > 0):
         return None
     return full * CHUNK + last - TAG
+Buffer = bytes | bytearray | memoryview
 
 # Why ``cryptography`` and not PyNaCl for the AEAD: measured here (bench/README.md), its
 # ChaCha20-Poly1305 runs at about 4.3 GiB/s of CPU against libsodium-through-PyNaCl's 1.3 GiB/s
@@ -72,7 +73,8 @@ class StreamWriter:
     With ``background=True`` sealing and ``emit`` run on one helper thread, fed 1 MiB batches in
     order through a short queue: the caller (the web server's multipart parser, which also
     hashes the plaintext) and the encryption then use two cores.  ``emit`` is always called in
-    chunk order, from one thread at a time; its errors surface on the next ``write``/``close``.
+    chunk order, one buffer per batch (so a sink hashes and writes 1 MiB per call), from one
+    thread at a time; its errors surface on the next ``write``/``close``.
     """
 
     def __init__(self, key: bytes, emit: Writer, *, background: bool = False) -> None:
@@ -102,9 +104,11 @@ class StreamWriter:
             return
         # keep at least one byte back: the chunk holding it may be the last one
         take = (len(self._buf) - 1) // self._batch * self._batch
-        with memoryview(self._buf) as view:  # one copy per chunk, straight from the buffer
-            chunks = [bytes(view[i : i + CHUNK]) for i in range(0, take, CHUNK)]
+        with memoryview(self._buf) as buffered:  # one copy: the sealing thread reads it
+            whole = bytes(buffered[:take])
         del self._buf[:take]
+        view = memoryview(whole)
+        chunks = [view[i : i + CHUNK] for i in range(0, take, CHUNK)]
         per_batch = self._batch // CHUNK
         for i in range(0, len(chunks), per_batch):
             self._submit(chunks[i : i + per_batch], last=False)
@@ -134,7 +138,7 @@ class StreamWriter:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def _submit(self, chunks: list[bytes], last: bool) -> None:
+    def _submit(self, chunks: Sequence[Buffer], last: bool) -> None:
         first = self._counter
         self._counter += len(chunks)
         if self._pool is None:
@@ -144,7 +148,7 @@ class StreamWriter:
         while len(self._pending) > 2 or (self._pending and self._pending[0].done()):
             self._pending.popleft().result()  # re-raises a failed emit
 
-    def _seal_emit(self, first: int, chunks: list[bytes], last: bool) -> None:
+    def _seal_emit(self, first: int, chunks: Sequence[Buffer], last: bool) -> None:
         for sealed in _seal_batch(self._aead, first, chunks, last):
             self._emit(sealed)
 
@@ -193,26 +197,50 @@ class StreamReader:
 
 def open_chunk(aead: Aead, enc: bytes, counter: int, last: bool) -> bytes:
     """Authenticate and decrypt one chunk, with the spec's checks on the final one."""
-    if len(enc) < TAG + (1 if counter > 0 else 0):
-        raise PayloadError(
-            "the encrypted file is truncated: its last chunk is missing or too short"
-        )
+    _check_length(enc, counter)
     try:
         plain = aead.decrypt(_nonce(counter, last), enc, None)
     except InvalidTag:
-        if not last:
-            try:
-                aead.decrypt(_nonce(counter, True), enc, None)
-            except InvalidTag:
-                pass
-            else:
-                raise PayloadError("the encrypted file has data after its final chunk") from None
-        raise PayloadError(
-            "the encrypted file is damaged or truncated: a chunk failed authentication"
-        ) from None
-    if last and not plain and counter > 0:
-        raise PayloadError("the encrypted file ends with an empty final chunk")
+        raise _tag_error(aead, enc, counter, last) from None
+    _check_final(len(plain), counter, last)
     return plain
+
+
+def _open_into(aead: Aead, enc: Buffer, counter: int, last: bool, out: memoryview) -> None:
+    """:func:`open_chunk` into ``out`` (its exact plaintext length); on an error ``out`` holds
+    unauthenticated bytes and must be dropped, which the batch paths do by raising."""
+    _check_length(enc, counter)
+    try:
+        aead.decrypt_into(_nonce(counter, last), enc, None, out)
+    except InvalidTag:
+        raise _tag_error(aead, enc, counter, last) from None
+    _check_final(len(out), counter, last)
+
+
+def _check_length(enc: Buffer, counter: int) -> None:
+    if len(memoryview(enc)) < TAG + (1 if counter > 0 else 0):
+        raise PayloadError(
+            "the encrypted file is truncated: its last chunk is missing or too short"
+        )
+
+
+def _check_final(size: int, counter: int, last: bool) -> None:
+    if last and not size and counter > 0:
+        raise PayloadError("the encrypted file ends with an empty final chunk")
+
+
+def _tag_error(aead: Aead, enc: Buffer, counter: int, last: bool) -> PayloadError:
+    """Which failure a chunk that did not authenticate is: trailing data, or damage."""
+    if not last:
+        try:
+            aead.decrypt(_nonce(counter, True), enc, None)
+        except InvalidTag:
+            pass
+        else:
+            return PayloadError("the encrypted file has data after its final chunk")
+    return PayloadError(
+        "the encrypted file is damaged or truncated: a chunk failed authentication"
+    )
 
 
 # --- parallel whole-stream paths -------------------------------------------------------------
@@ -225,21 +253,35 @@ WORKERS = 2
 _IN_FLIGHT = 2 * WORKERS
 
 
-def _seal_batch(aead: Aead, first: int, chunks: list[bytes], last: bool) -> list[bytes]:
+def _seal_batch(aead: Aead, first: int, chunks: Sequence[Buffer], last: bool) -> list[bytes]:
+    """Seal a batch into one buffer: the sink then hashes and writes it in one call each."""
     n = len(chunks)
-    return [
-        aead.encrypt(_nonce(first + i, last and i == n - 1), c, None)
-        for i, c in enumerate(chunks)
-    ]
+    sizes = [len(memoryview(c)) + TAG for c in chunks]
+    out = bytearray(sum(sizes))
+    pos = 0
+    with memoryview(out) as view:
+        for i, (c, size) in enumerate(zip(chunks, sizes, strict=True)):
+            aead.encrypt_into(_nonce(first + i, last and i == n - 1), c, None,
+                              view[pos : pos + size])
+            pos += size
+    return [out]
 
 
-def _open_batch(aead: Aead, first: int, chunks: list[bytes], last: bool) -> list[bytes]:
+def _open_batch(aead: Aead, first: int, chunks: Sequence[Buffer], last: bool) -> list[bytes]:
+    """Open a batch into one buffer (it is returned only when every chunk authenticated)."""
     n = len(chunks)
-    return [open_chunk(aead, c, first + i, last and i == n - 1) for i, c in enumerate(chunks)]
+    sizes = [max(0, len(memoryview(c)) - TAG) for c in chunks]
+    out = bytearray(sum(sizes))
+    pos = 0
+    with memoryview(out) as view:
+        for i, (c, size) in enumerate(zip(chunks, sizes, strict=True)):
+            _open_into(aead, c, first + i, last and i == n - 1, view[pos : pos + size])
+            pos += size
+    return [out]
 
 
 def _pipeline(
-    work: Callable[[Aead, int, list[bytes], bool], list[bytes]],
+    work: Callable[[Aead, int, Sequence[Buffer], bool], list[bytes]],
     aead: Aead,
     batches: Iterator[tuple[list[bytes], bool]],
     write: Writer,

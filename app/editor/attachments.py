@@ -26,6 +26,7 @@ from app.crypto import AgeError, Decryptor, padme
 from app.protocol.ids import FILE_ROLE
 
 from .errors import EditorError
+from .handoff import Handoff, handing_off
 from .keyring import Keyring
 from .safe_output import safe_name
 
@@ -94,21 +95,32 @@ def witness_record(path: Path, role: str, ring: Keyring) -> WitnessFile:
 
 
 class _Exact:
-    """Keeps the first ``size`` bytes, hashes them, and counts non-zero padding."""
+    """Keeps the first ``size`` bytes and counts non-zero padding; the kept bytes are hashed
+    and written by ``handoff`` on its own thread (handoff.py)."""
 
-    def __init__(self, dst: BinaryIO, size: int) -> None:
-        self.dst, self.left = dst, size
-        self.hash = hashlib.sha256()
+    def __init__(self, handoff: Handoff, size: int) -> None:
+        self.handoff, self.left = handoff, size
         self.nonzero_padding = False
 
     def __call__(self, chunk: bytes) -> None:
         keep = memoryview(chunk)[: max(0, self.left)]
         if keep:
-            self.dst.write(keep)
-            self.hash.update(keep)
+            self.handoff(keep)
             self.left -= len(keep)
         if len(keep) < len(chunk) and chunk[len(keep) :].count(0) != len(chunk) - len(keep):
             self.nonzero_padding = True
+
+
+class _HashWrite:
+    """The hand-off's work: write a buffer and hash it (the SHA-256 the witness recorded)."""
+
+    def __init__(self, dst: BinaryIO) -> None:
+        self.dst = dst
+        self.hash = hashlib.sha256()
+
+    def __call__(self, buf: memoryview) -> None:
+        self.dst.write(buf)
+        self.hash.update(buf)
 
 
 def decrypt_exact(
@@ -119,9 +131,11 @@ def decrypt_exact(
     progress: Callable[[int], object] | None = None,
 ) -> list[str]:
     """Write exactly the witness's file to ``dst`` or raise; returns notes for stderr."""
-    sink = _Exact(dst, record.size)
-    total = Decryptor(src, [ring.identity]).read_all_into(sink, progress)
-    if sink.left or not secrets.compare_digest(sink.hash.hexdigest(), record.sha256):
+    written = _HashWrite(dst)
+    with handing_off(written) as handoff:
+        sink = _Exact(handoff, record.size)
+        total = Decryptor(src, [ring.identity]).read_all_into(sink, progress)  # type: ignore[arg-type]
+    if sink.left or not secrets.compare_digest(written.hash.hexdigest(), record.sha256):
         raise AttachmentMismatchError(
             f"{record.role}: the decrypted file does not match the size and SHA-256 the "
             "witness's side recorded: nothing written (keep the ciphertext as evidence)"

@@ -23,6 +23,7 @@ from . import attachments, commands
 from . import backup as backup_mod
 from .console import err, keyring_dir, open_ring, out, progress_bar
 from .errors import EditorError
+from .handoff import handing_off
 from .keyring import Keyring, create_keyring, read_public
 from .options import KeyringOpt, PassFileOpt
 from .prompts import BACKUP_PROMPT, read_passphrase
@@ -120,12 +121,13 @@ def _decrypt_one(
         if record is not None:
             return attachments.decrypt_exact(src, dst, ring, record, step)
         tail = bytearray()
+        with handing_off(dst.write) as handoff:  # written on a second thread, as age -d does
 
-        def write(chunk: bytes) -> None:
-            dst.write(chunk)
-            tail[:] = (bytes(tail) + bytes(chunk[-16:]))[-16:]
+            def write(chunk: bytes) -> None:
+                handoff(chunk)
+                tail[:] = (bytes(tail) + bytes(chunk[-16:]))[-16:]
 
-        size = Decryptor(src, [ring.identity]).read_all_into(write, step)
+            size = Decryptor(src, [ring.identity]).read_all_into(write, step)
     if attachments.looks_padded(size, bytes(tail)):
         return [
             f"{name} ends in zero bytes at a Padmé length: if it is a renamed Guwah "

@@ -13,6 +13,11 @@ headers every other answer carries (app/web/security.py owns that list).
 * A connection answered before its request body ended is closed (uvicorn would otherwise
   keep reading and dropping a trickled body on a kept-alive socket).
 
+* While a request body is read, the socket is read in pieces of up to :data:`BODY_READ_BYTES`
+  (asyncio's default is 256 KiB): a big upload then costs a quarter of the Python round trips
+  through h11 and the app. Headers are still read in the default pieces, so a client that
+  never completes its headers cannot make the server hold more per connection than before.
+
 * A request body from which nothing arrives for ``body_idle`` seconds, while uvicorn is
   reading (not paused because the app is busy), closes the connection. This is a backstop for
   routes that read a small body without app/web/pacing.py; the routes that stream large bodies
@@ -31,6 +36,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from .security import SECURITY_HEADERS
 
 _SECURITY = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
+BODY_READ_BYTES = 1 << 20
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -59,8 +65,17 @@ class GuardedH11Protocol(H11Protocol):
             self._disarm_header_deadline()
         if self.conn.their_state is h11.SEND_BODY:
             self._arm_body_deadline()
+            self._read_size(BODY_READ_BYTES)
         else:
             self._disarm_body_deadline()
+            self._read_size(None)
+
+    def _read_size(self, size: int | None) -> None:
+        """Read pieces of ``size`` bytes (None: the transport's default) from the socket."""
+        transport: Any = self.transport
+        default = getattr(type(transport), "max_size", None)  # asyncio's socket transports
+        if default is not None:
+            transport.max_size = size or default
 
     def on_response_complete(self) -> None:
         self._disarm_body_deadline()
