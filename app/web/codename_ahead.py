@@ -56,7 +56,8 @@ AMSG = {
     ),
     "again": N_(
         "This form had already been sent: this is the receipt for what arrived the first "
-        "time. If you changed something since, send it as a follow-up with your codename."
+        "time. If you changed something since, open your mailbox with your codename and send "
+        "the change from there as a follow-up."
     ),
 }
 
