@@ -12,6 +12,9 @@ import base64
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.editor.errors import EditorError
+from app.editor.keyring import PublicKey
+
 MAX_KEY_FILE = 64 * 1024
 
 
@@ -28,9 +31,6 @@ class EditorPublicKey:
 
 
 def read_editor_key(path: Path) -> EditorPublicKey:
-    from app.editor.errors import EditorError
-    from app.editor.keyring import PublicKey
-
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_KEY_FILE + 1)

@@ -44,7 +44,7 @@ from app.store import (
     StoreError,
     check_data_dir,
     check_tmpdir,
-    sqlite_pragma_problems,
+    sqlite_pragma_check,
     startup_checks,
 )
 from app.store.backup import backup as run_backup
@@ -522,13 +522,11 @@ def _check_secret_files(report: _Checks, settings: Settings) -> None:
 
 def _check_pragmas(report: _Checks, store: Store) -> None:
     """The pragmas app/store/db.py sets on every connection, as a new connection sees them."""
-    if not store.settings.is_sqlite:
-        return
-    problems = sqlite_pragma_problems(store.engine)
-    for name, found, expected in problems:
-        report.fail(f"SQLite {name} is {found!r}, expected {expected!r}")
-    if not problems:
-        report.ok("SQLite pragmas in force (WAL, secure_delete, foreign_keys, synchronous=FULL)")
+    for name, found, expected in sqlite_pragma_check(store.engine):
+        if found == expected:
+            report.ok(f"SQLite {name} = {expected}")
+        else:
+            report.fail(f"SQLite {name} is {found!r}, expected {expected!r}")
 
 
 def _check_blob_dir(report: _Checks, settings: Settings) -> None:

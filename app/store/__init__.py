@@ -7,7 +7,7 @@ own module; ``UnitOfWork`` (unit.py) is the one place blobs and rows commit toge
 
 from .blobs import BlobStore, BlobWriter
 from .checks import StartupError, check_data_dir, check_tmpdir, startup_checks
-from .db import DatabaseUrlError, make_engine, sqlite_pragma_problems
+from .db import DatabaseUrlError, make_engine, sqlite_pragma_check
 from .dbblobs import DbBlobStore
 from .desks import Desk, EditorKey
 from .diskfull import is_disk_full
@@ -58,6 +58,6 @@ __all__ = [
     "check_tmpdir",
     "is_disk_full",
     "make_engine",
-    "sqlite_pragma_problems",
+    "sqlite_pragma_check",
     "startup_checks",
 ]

@@ -70,9 +70,9 @@ def sqlite_pragmas(engine: Engine) -> dict[str, object]:
         return {name: conn.execute(text(f"PRAGMA {name}")).scalar() for name in SQLITE_EXPECTED}
 
 
-def sqlite_pragma_problems(engine: Engine) -> list[tuple[str, object, object]]:
-    """(name, found, expected) for each pragma not in force; [] when all are (or PostgreSQL)."""
+def sqlite_pragma_check(engine: Engine) -> list[tuple[str, object, object]]:
+    """(name, found, expected) for each pragma this module sets; [] on PostgreSQL."""
     found = sqlite_pragmas(engine)
     if not found:
         return []
-    return [(n, found.get(n), v) for n, v in SQLITE_EXPECTED.items() if found.get(n) != v]
+    return [(name, found.get(name), value) for name, value in SQLITE_EXPECTED.items()]

@@ -20,34 +20,51 @@ from .models import BlobChunkRow, BlobStagingRow
 from .reflocks import RefLocks
 
 
+class _Chunks:
+    """Bytes of one blob cut into ``CHUNK``-sized rows, one short transaction per row: a
+    4 GiB upload must not hold one open for minutes."""
+
+    def __init__(self, engine: Engine, ref: str, seq: int = 0) -> None:
+        self.engine = engine
+        self.ref = ref
+        self.seq = seq
+        self._buffer = bytearray()
+
+    def add(self, data: memoryview) -> None:
+        self._buffer += data
+        while len(self._buffer) >= CHUNK:
+            self._insert(bytes(self._buffer[:CHUNK]))
+            del self._buffer[:CHUNK]
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._insert(bytes(self._buffer))
+            self._buffer.clear()
+
+    def drop_buffer(self) -> None:
+        self._buffer.clear()
+
+    def _insert(self, chunk: bytes) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(BlobChunkRow).values(ref=self.ref, seq=self.seq, data=chunk))
+        self.seq += 1
+
+
 class _DbWriter(BlobWriter):
     def __init__(self, ref: str, engine: Engine, locks: RefLocks | None) -> None:
         super().__init__(ref, locks)
-        self._engine = engine
-        self._buffer = bytearray()
-        self._seq = 0
+        self._chunks = _Chunks(engine, ref)
         with engine.begin() as conn:
             conn.execute(insert(BlobStagingRow).values(ref=ref, day=today()))
 
     def _write(self, data: memoryview) -> None:
-        self._buffer += data
-        while len(self._buffer) >= CHUNK:
-            self._flush_chunk(bytes(self._buffer[:CHUNK]))
-            del self._buffer[:CHUNK]
-
-    def _flush_chunk(self, chunk: bytes) -> None:
-        # One short transaction per chunk: a 4 GiB upload must not hold one open for minutes.
-        with self._engine.begin() as conn:
-            conn.execute(insert(BlobChunkRow).values(ref=self.ref, seq=self._seq, data=chunk))
-        self._seq += 1
+        self._chunks.add(data)
 
     def _finish(self) -> None:
-        if self._buffer:
-            self._flush_chunk(bytes(self._buffer))
-            self._buffer.clear()
+        self._chunks.flush()
 
     def _abort(self) -> None:
-        self._buffer.clear()
+        self._chunks.drop_buffer()
 
 
 class DbReader(io.RawIOBase):
@@ -224,38 +241,26 @@ class DbBlobStore(BlobStore):
 
 
 class _DbAppender(BlobAppender):
-    """Appends 1 MiB chunks, one short transaction each (a big upload holds none open)."""
+    """Appends chunks after the ones stored; ``rollback`` deletes those it added."""
 
     def __init__(self, engine: Engine, ref: str, start: int, seq: int) -> None:
-        self._engine = engine
         self.ref = ref
         self.start = start
-        self._seq = self._initial_seq = seq
-        self._buffer = bytearray()
+        self._initial_seq = seq
+        self._chunks = _Chunks(engine, ref, seq)
 
     def write(self, data: memoryview) -> None:
-        self._buffer += data
-        while len(self._buffer) >= CHUNK:
-            self._flush_chunk(bytes(self._buffer[:CHUNK]))
-            del self._buffer[:CHUNK]
-
-    def _flush_chunk(self, chunk: bytes) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(insert(BlobChunkRow).values(ref=self.ref, seq=self._seq, data=chunk))
-        self._seq += 1
+        self._chunks.add(data)
 
     def finish(self) -> None:
-        if self._buffer:
-            self._flush_chunk(bytes(self._buffer))
-            self._buffer.clear()
+        self._chunks.flush()
 
     def rollback(self) -> None:
-        self._buffer.clear()
-        with self._engine.begin() as conn:
-            # the chunks this appender added are those from the seq it started at
+        self._chunks.drop_buffer()
+        with self._chunks.engine.begin() as conn:
             conn.execute(
                 delete(BlobChunkRow).where(
                     BlobChunkRow.ref == self.ref, BlobChunkRow.seq >= self._initial_seq
                 )
             )
-        self._seq = self._initial_seq
+        self._chunks.seq = self._initial_seq
