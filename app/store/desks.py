@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from app.crypto import AgeError, Recipient, parse_recipient
+from app.crypto import AgeError, HybridRecipient, X25519Recipient, parse_recipient
 from app.protocol.ids import DESK_NAME, is_a
 
 from .errors import Conflict, Invalid, NotFound
@@ -35,7 +35,7 @@ class Desk:
     kind: str | None  # None while the desk has no editor keys
     recipients: list[EditorKey] = field(default_factory=list)
 
-    def age_recipients(self) -> list[Recipient]:
+    def age_recipients(self) -> list[X25519Recipient | HybridRecipient]:
         """Parsed recipients, ready for ``app.crypto.Encryptor``."""
         return [parse_recipient(k.age_recipient) for k in self.recipients]
 
@@ -92,7 +92,9 @@ def get_desk(engine: Engine, name: str) -> Desk:
         return _desk(row)
 
 
-def _checked_key(age_recipient: str, ed25519_pub: str, editor_name: str) -> Recipient:
+def _checked_key(
+    age_recipient: str, ed25519_pub: str, editor_name: str
+) -> X25519Recipient | HybridRecipient:
     try:
         recipient = parse_recipient(age_recipient)
     except AgeError as exc:

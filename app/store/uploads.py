@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 
 from app.protocol.utcday import today
 from app.settings import Settings
@@ -71,6 +71,18 @@ def expires_at(day: dt.date, hours: int) -> dt.datetime:
     return midnight + dt.timedelta(hours=hours)
 
 
+@dataclass(frozen=True)
+class _Upload:
+    """One ``uploads`` row."""
+
+    id: str
+    blob_ref: str
+    desk_id: int
+    role: str
+    length: int
+    day: dt.date
+
+
 _active: set[str] = set()
 _active_lock = threading.Lock()
 
@@ -82,7 +94,7 @@ class UploadAppender:
     (``flock`` on the file for fs).
     """
 
-    def __init__(self, area: UploadArea, row: Row[tuple[UploadRow]]) -> None:
+    def __init__(self, area: UploadArea, row: _Upload) -> None:
         self._area = area
         self.id: str = row.id
         self.length: int = row.length
@@ -156,23 +168,26 @@ class UploadArea:
         self.blobs = blobs
         self.settings = settings
 
-    def _row(self, upload_id: str) -> Row[tuple[UploadRow]]:
+    def _row(self, upload_id: str) -> _Upload:
         if not isinstance(upload_id, str) or not upload_id or len(upload_id) > 32:
             raise NotFound("no such upload")
         with self.engine.connect() as conn:
-            row = conn.execute(select(UploadRow).where(UploadRow.id == upload_id)).first()
+            row = conn.execute(
+                select(UploadRow.id, UploadRow.blob_ref, UploadRow.desk_id, UploadRow.role,
+                       UploadRow.length, UploadRow.day).where(UploadRow.id == upload_id)
+            ).first()
         if row is None:
             raise NotFound("no such upload")
-        return row
+        return _Upload(*row)
 
-    def _offset(self, row: Row[tuple[UploadRow]], durable: bool = False) -> int:
+    def _offset(self, row: _Upload, durable: bool = False) -> int:
         """Bytes stored. ``durable``: never counts bytes a crash could still lose."""
         try:
             return self.blobs.appended_size(row.blob_ref, durable)
         except FileNotFoundError:
             raise NotFound("no such upload") from None
 
-    def _info(self, row: Row[tuple[UploadRow]], durable: bool = False) -> UploadInfo:
+    def _info(self, row: _Upload, durable: bool = False) -> UploadInfo:
         hours = self.settings.upload_expiry_hours
         return UploadInfo(
             row.id, row.desk_id, row.role, row.length, self._offset(row, durable), row.day,
@@ -213,16 +228,17 @@ class UploadArea:
         return self.blobs.open_appendable(self._row(upload_id).blob_ref)
 
     def delete(self, upload_id: str) -> None:
-        self._remove([self._row(upload_id)])
+        row = self._row(upload_id)
+        self._remove([(row.id, row.blob_ref)])
 
-    def _remove(self, rows: list[Row[tuple[UploadRow]]] | list[Row[tuple[str, str, dt.date]]]
-                ) -> int:
-        if not rows:
+    def _remove(self, uploads: list[tuple[str, str]]) -> int:
+        """Delete (id, blob name) uploads: the rows, then their bytes."""
+        if not uploads:
             return 0
         with self.engine.begin() as conn:
-            conn.execute(delete(UploadRow).where(UploadRow.id.in_([r.id for r in rows])))
-        self.blobs.remove_appendable([r.blob_ref for r in rows])
-        return len(rows)
+            conn.execute(delete(UploadRow).where(UploadRow.id.in_([i for i, _r in uploads])))
+        self.blobs.remove_appendable([ref for _i, ref in uploads])
+        return len(uploads)
 
     def expire(self, now: dt.datetime | None = None) -> int:
         """Remove uploads past their expiry; returns how many."""
@@ -230,7 +246,9 @@ class UploadArea:
         hours = self.settings.upload_expiry_hours
         with self.engine.connect() as conn:
             rows = list(conn.execute(select(UploadRow.id, UploadRow.blob_ref, UploadRow.day)))
-        return self._remove([r for r in rows if expires_at(r.day, hours) <= now])
+        return self._remove(
+            [(r.id, r.blob_ref) for r in rows if expires_at(r.day, hours) <= now]
+        )
 
     def refs(self) -> set[str]:
         with self.engine.connect() as conn:
@@ -287,7 +305,7 @@ class UploadArea:
         return new.id
 
     def _complete_row(self, new: NewSubmission, role: str, upload_id: str
-                      ) -> Row[tuple[UploadRow]]:
+                      ) -> _Upload:
         row = self._row(upload_id)
         if row.desk_id != new.desk.id or row.role != role:
             raise Invalid("an upload belongs to another desk or role")
