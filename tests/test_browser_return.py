@@ -443,7 +443,6 @@ def test_return_js_on_follow_up_busy_server_keeps_the_words(chromium, guwah_serv
 def test_witness_deletes_the_replies(chromium, guwah_server, make_reply, js):
     """The mailbox page's "Delete these replies": refused without the tick, then the replies
     are gone from the server (tombstones left), JavaScript off and on."""
-    from app.store.withdrawals import withdrawn_replies
 
     server = guwah_server
     codename = submit_js_off(chromium, server, "Testimony whose replies will be deleted.")
@@ -476,4 +475,4 @@ def test_witness_deletes_the_replies(chromium, guwah_server, make_reply, js):
         context.close()
     with server_store(server) as store:
         assert store.replies(first.token_hash) == []
-        assert [w[0] for w in withdrawn_replies(store, {reply_id})] == [reply_id]
+        assert [w[0] for w in store.withdrawn_replies({reply_id})] == [reply_id]

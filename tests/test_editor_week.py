@@ -274,7 +274,6 @@ def test_replies_the_witness_deleted_are_listed_on_the_next_import(
     lists each deleted reply by id and day."""
     from app.crypto.mailbox import derive_mailbox
     from app.protocol.utcday import today
-    from app.store.withdrawals import withdraw_replies
 
     chain = _chain(tmp_path, database_url)
     with chain.store() as store:
@@ -287,7 +286,7 @@ def test_replies_the_witness_deleted_are_listed_on_the_next_import(
     with chain.store() as store:
         (reply,) = store.desk_replies("default")
         mailbox = derive_mailbox(CODENAMES[0], "X25519").token_hash
-        assert withdraw_replies(store, mailbox) == [reply.id]
+        assert store.withdraw_replies(mailbox) == [reply.id]
         assert store.desk_replies("default") == []
         submit(store, "default", CODENAMES[1], "another witness")
     proc = chain.editor_import(chain.export())

@@ -331,7 +331,6 @@ def delete_fields(html: str) -> tuple[str, str]:
 
 @pytest.mark.database
 def test_witness_deletes_the_replies_leaving_tombstones(web_client, store, make_reply):
-    from app.store.withdrawals import withdrawn_replies
 
     codename = first_submission(web_client)
     [sub] = store.list_submissions()
@@ -351,7 +350,7 @@ def test_witness_deletes_the_replies_leaving_tombstones(web_client, store, make_
     assert r.status_code == 200 and 'id="replies-deleted"' in r.text
     assert store.replies(sub.token_hash) == []
     assert [x.id for x in store.replies(other_sub.token_hash)] == [kept]  # only this mailbox
-    gone = withdrawn_replies(store, ids | {kept})
+    gone = store.withdrawn_replies(ids | {kept})
     assert {g[0] for g in gone} == ids and all(g[1] == sub.day for g in gone)
     again = open_mailbox(web_client, codename)
     assert 'id="no-replies"' in again.text

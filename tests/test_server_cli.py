@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import apply_outbox
 from nacl.signing import SigningKey
 
 from app.crypto import (
@@ -273,7 +274,7 @@ def test_backup_restore_into_fresh_dir_decrypts(initialised, guwah, tmp_path, cl
     sid = _submit(data, files, th)
     witness = X25519Identity.generate()
     with Store(load_settings(data)) as store:
-        store.add_reply(th, encrypt(b"we read it", [witness.recipient()]))
+        apply_outbox(store, [(sid, encrypt(b"we read it", [witness.recipient()]))])
 
     backup_dir = tmp_path / "backup"
     out = guwah("backup", "--to", backup_dir, "--data-dir", data)

@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+from conftest import apply_outbox
 from sqlalchemy import Date, DateTime, Interval, Time, inspect, select, text
 
 from app.crypto import (
@@ -146,7 +147,7 @@ def test_secure_delete_leaves_no_trace_in_the_file(store, desk):
         conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
     db_file = Path(store.engine.url.database)
     assert marker.encode() in db_file.read_bytes()
-    store.delete_submission(sid)
+    apply_outbox(store, done=[sid])  # an editor's "done": the submission is deleted
     with store.engine.connect() as conn:
         conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
     for path in db_file.parent.glob(db_file.name + "*"):
@@ -325,14 +326,14 @@ def test_replies_and_deletion(any_store, any_desk, editor_identity):
     witness = X25519Identity.generate()
     from app.crypto import encrypt
 
-    reply_id = store.add_reply(th, encrypt(b"thank you", [witness.recipient()]))
+    [reply_id] = apply_outbox(store, [(sid, encrypt(b"thank you", [witness.recipient()]))])
     [info] = store.replies(th)
     assert info.id == reply_id and info.day == dt.datetime.now(dt.UTC).date()
     with store.open_reply(reply_id, th) as handle:
         assert decrypt(handle.read(), [witness]) == b"thank you"
     with pytest.raises(NotFound):
         store.open_reply(reply_id, token_hash())
-    store.delete_submission(sid)
+    apply_outbox(store, done=[sid])
     with pytest.raises(NotFound):
         store.submission(sid)
     assert [t[0] for t in store.tombstones()] == [sid]
@@ -482,7 +483,7 @@ def test_failed_commit_keeps_nothing(any_store, any_desk):
     with store.begin_submission(desk, th, reply, parent_id=parent) as sub:
         seal(sub.open_blob("message"), desk, b"second")
         seal(sub.open_blob("file-1"), desk, os.urandom(300 * 1024))
-        store.delete_submission(parent)
+        apply_outbox(store, done=[parent])  # an editor's "done" deletes it meanwhile
         with pytest.raises(StoreError, match="nothing was kept"):
             sub.commit()
     assert store.list_submissions() == []

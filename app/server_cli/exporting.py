@@ -16,14 +16,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from sqlalchemy import func, select
-
 from app.bundles import EXPORT_FORMAT, BundleError, write_bundle_file
 from app.protocol.utcday import today
 from app.settings import Settings
-from app.store import Store, StoreError
-from app.store.models import ExportRow
-from app.store.withdrawals import withdrawn_replies
+from app.store import Invalid, NotFound, Store
 
 from .serverkey import load_server_key, public_key_bytes
 
@@ -52,18 +48,9 @@ def choose_desk(store: Store, desk: str | None) -> str:
     if len(desks) == 1:
         return desks[0].name
     if not desks:
-        raise StoreError("there are no desks yet: nothing to export")
+        raise NotFound("there are no desks yet: nothing to export")
     names = ", ".join(d.name for d in desks)
-    raise StoreError(f"there are several desks ({names}): choose one with --desk NAME")
-
-
-def _next_sequence(store: Store, desk_name: str) -> int:
-    desk = store.get_desk(desk_name)
-    with store.engine.connect() as conn:
-        last = conn.execute(
-            select(func.max(ExportRow.sequence)).where(ExportRow.desk_id == desk.id)
-        ).scalar_one()
-    return int(last or 0) + 1
+    raise Invalid(f"there are several desks ({names}): choose one with --desk NAME")
 
 
 def desk_editors(store: Store, desk: str) -> list[dict[str, str]]:
@@ -112,7 +99,7 @@ def build_manifest(
         "format": EXPORT_FORMAT,
         "server_key": base64.b64encode(public_key_bytes(key)).decode(),
         "desk": desk,
-        "sequence": _next_sequence(store, desk),
+        "sequence": store.next_export_sequence(desk),
         "day": today().isoformat(),
         "submissions": entries,
         "editors": desk_editors(store, desk),
@@ -121,7 +108,7 @@ def build_manifest(
         # bundle repeats them, so an editor who missed one bundle still learns of them
         "withdrawn_replies": [
             {"id": rid, "day": day.isoformat()}
-            for rid, day in withdrawn_replies(store, store.exported_reply_ids(desk))
+            for rid, day in store.withdrawn_replies(store.exported_reply_ids(desk))
         ],
     }
     return manifest, members

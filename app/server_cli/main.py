@@ -7,19 +7,63 @@ operator may be a journalist, not an administrator.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import stat
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
+from app.bundles import BundleError
 from app.cli_help import TYPER_STYLE, command_of
-from app.settings import Settings, SettingsError
+from app.crypto import AgeError
+from app.durable import write_new_file
+from app.settings import (
+    Settings,
+    SettingsError,
+    default_config_text,
+    load_settings,
+    resolve_data_dir,
+)
+from app.store import (
+    DatabaseUrlError,
+    StartupError,
+    Store,
+    StoreError,
+    check_data_dir,
+    check_tmpdir,
+    sqlite_pragma_check,
+    startup_checks,
+)
+from app.store.backup import backup as run_backup
+from app.store.backup import restore as run_restore
 from app.web.i18n import catalogs_for
+from app.web.protocol import guarded_protocol
+from app.web.security import UVICORN_OPTIONS
+
+from .exporting import export_bundle
+from .importing import OutboxReplayError, import_outbox
+from .keyfile import KeyFileError, read_editor_key
+from .logconfig import log_config
+from .serverkey import (
+    ServerKeyError,
+    create_server_key,
+    load_server_key,
+    public_key_bytes,
+    server_fingerprint,
+)
 
 app = typer.Typer(
     name="guwah",
@@ -55,16 +99,12 @@ def _warn(line: str) -> None:
     typer.echo(f"warning: {line}", err=True)
 
 
-def _settings(data_dir: Path | None):  # type: ignore[no-untyped-def]
-    from app.settings import load_settings
-
+def _settings(data_dir: Path | None) -> Settings:
     return load_settings(data_dir)
 
 
-def _store(data_dir: Path | None, *, check_revision: bool = True):  # type: ignore[no-untyped-def]
+def _store(data_dir: Path | None, *, check_revision: bool = True) -> Store:
     """An open Store for an initialised data dir; one clear line if it is not."""
-    from app.store import Store
-
     settings = _settings(data_dir)
     if not settings.data_dir.is_dir():
         raise CliError(
@@ -72,8 +112,6 @@ def _store(data_dir: Path | None, *, check_revision: bool = True):  # type: igno
             f"{settings.data_dir}"
         )
     if settings.is_sqlite:
-        from sqlalchemy.engine import make_url
-
         database = make_url(settings.database_url).database or ""
         if not Path(database).is_file():
             raise CliError(f"no database in {settings.data_dir}: run guwah init")
@@ -90,8 +128,6 @@ def _store(data_dir: Path | None, *, check_revision: bool = True):  # type: igno
 
 
 def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -116,40 +152,15 @@ def init(
     ] = None,
 ) -> None:
     """Create the data dir (0700), config, database schema and server signing key. Idempotent."""
-    from app.settings import default_config_text, load_settings, resolve_data_dir
-    from app.store import Store
-
-    from .serverkey import create_server_key, load_server_key, server_fingerprint
-
-    directory = resolve_data_dir(data_dir)
     if blob_backend not in (None, "fs", "db"):
         raise CliError('--blob-backend must be "fs" or "db"')
-    if directory.exists() and not directory.is_dir():
-        raise CliError(f"{directory} exists and is not a directory")
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    directory.chmod(0o700)
-    overrides = {}
-    if database_url:
-        overrides["database_url"] = database_url
-    if blob_backend:
-        overrides["blob_backend"] = blob_backend
-    config = directory / "guwah.toml"
-    if config.exists():
-        if overrides:
-            existing = load_settings(directory)
-            for name, value in overrides.items():
-                if str(getattr(existing, name)) != value:
-                    raise CliError(
-                        f"{config} already sets {name} differently: edit the file instead"
-                    )
-    else:
-        text = default_config_text(load_settings(directory, **overrides))
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, text.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    directory = _make_data_dir(resolve_data_dir(data_dir))
+    overrides = {
+        name: value
+        for name, value in (("database_url", database_url), ("blob_backend", blob_backend))
+        if value
+    }
+    _write_config(directory, overrides)
     settings = load_settings(directory)
     with Store(settings) as store:
         store.init()
@@ -160,6 +171,28 @@ def init(
     _say(f"database:   {_safe_url(settings.database_url)} (schema {revision})")
     _say(f"blobs:      {settings.blob_backend}")
     _say(f"server key: {server_fingerprint(key)}  (editors pin this fingerprint)")
+
+
+def _make_data_dir(directory: Path) -> Path:
+    if directory.exists() and not directory.is_dir():
+        raise CliError(f"{directory} exists and is not a directory")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    return directory
+
+
+def _write_config(directory: Path, overrides: dict[str, str]) -> None:
+    """A new guwah.toml with ``overrides``; an existing one must already agree with them."""
+    config = directory / "guwah.toml"
+    if not config.exists():
+        text = default_config_text(load_settings(directory, **overrides))
+        write_new_file(config, text.encode("utf-8"))
+        return
+    if overrides:
+        existing = load_settings(directory)
+        for name, value in overrides.items():
+            if str(getattr(existing, name)) != value:
+                raise CliError(f"{config} already sets {name} differently: edit the file instead")
 
 
 @app.command()
@@ -174,10 +207,6 @@ def migrate(data_dir: DataDir = None) -> None:
 @app.command("server-key")
 def server_key(data_dir: DataDir = None) -> None:
     """Print the server's Ed25519 public key and the fingerprint editors pin."""
-    import base64
-
-    from .serverkey import load_server_key, public_key_bytes, server_fingerprint
-
     settings = _settings(data_dir)
     key = load_server_key(settings.server_key_file)
     _say(f"ed25519: {base64.b64encode(public_key_bytes(key)).decode()}")
@@ -229,8 +258,6 @@ def recipients_add(
     data_dir: DataDir = None,
 ) -> None:
     """Add an editor's public key file to a desk (the default desk is created if none exists)."""
-    from .keyfile import read_editor_key
-
     key = read_editor_key(key_file)
     with _store(data_dir) as store:
         if desk is None:
@@ -305,32 +332,35 @@ def serve(
         raise CliError("give exactly one of --port N or --socket PATH")
     if port is not None and not 0 < port < 65536:
         raise CliError("--port must be between 1 and 65535")
-    from app.store import startup_checks
+    settings = _prepare_to_serve(data_dir)
+    os.environ["GUWAH_DATA_DIR"] = str(settings.data_dir)
+    options = _uvicorn_options(settings)
+    if socket is not None:
+        options["uds"] = str(socket)
+        _say(f"serving on unix socket {socket}")
+    else:
+        options.update(host="127.0.0.1", port=port)
+        _say(f"serving on http://127.0.0.1:{port}")
+    sys.stdout.flush()
+    uvicorn.run("app.web.app:create_app", factory=True, **options)
 
+
+def _prepare_to_serve(data_dir: Path | None) -> Settings:
+    """Refuse here with one line (the app logs the warnings itself); clear crash debris."""
     store = _store(data_dir)
     settings = store.settings
-    startup_checks(settings)  # refuse here with one line; the app logs the warnings itself
+    startup_checks(settings)
     with store:
         store.cleanup_staging()
-        if not store.list_desks() or not any(d.recipients for d in store.list_desks()):
+        if not any(d.recipients for d in store.list_desks()):
             _warn("no desk has editor keys yet: witnesses cannot submit until you add one")
-    os.environ["GUWAH_DATA_DIR"] = str(settings.data_dir)
+    return settings
 
-    import uvicorn
 
-    from .logconfig import log_config
-
-    options: dict[str, object] = {}
-    try:
-        from app.web.protocol import guarded_protocol
-        from app.web.security import UVICORN_OPTIONS
-
-        options.update(UVICORN_OPTIONS)
-        # a header-read deadline and security headers on uvicorn's own 400s (see its docstring)
-        options["http"] = guarded_protocol(settings.header_timeout_seconds,
-                                           settings.body_idle_seconds)
-    except ImportError:
-        pass
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = dict(UVICORN_OPTIONS)
+    # a header-read deadline and security headers on uvicorn's own 400s (see its docstring)
+    options["http"] = guarded_protocol(settings.header_timeout_seconds, settings.body_idle_seconds)
     options.update(
         access_log=False,
         proxy_headers=False,
@@ -341,14 +371,7 @@ def serve(
         log_level="info",
         workers=1,
     )
-    if socket is not None:
-        options["uds"] = str(socket)
-        _say(f"serving on unix socket {socket}")
-    else:
-        options.update(host="127.0.0.1", port=port)
-        _say(f"serving on http://127.0.0.1:{port}")
-    sys.stdout.flush()
-    uvicorn.run("app.web.app:create_app", factory=True, **options)  # type: ignore[arg-type]
+    return options
 
 
 # ---------------------------------------------------------------------------------- upkeep
@@ -400,11 +423,8 @@ def backup(
     data_dir: DataDir = None,
 ) -> None:
     """Consistent snapshot (SQLite online backup + blobs; ciphertext only, 0600) into --to."""
-    from app.store.backup import backup as run_backup
-
     with _store(data_dir) as store:
-        settings = store.settings
-    report = run_backup(settings, to)
+        report = run_backup(store, to)
     _say(f"backup written to {to.absolute()}: {report.files} file(s), {report.blobs} blob(s)")
     for note in report.notes:
         _warn(note)
@@ -416,10 +436,6 @@ def restore(
     data_dir: DataDir = None,
 ) -> None:
     """Restore a backup into a fresh data dir (refuses to overwrite anything)."""
-    from app.settings import resolve_data_dir
-    from app.store import Store
-    from app.store.backup import restore as run_restore
-
     directory = resolve_data_dir(data_dir)
     notes = run_restore(source, directory)
     settings = _settings(directory)
@@ -434,91 +450,112 @@ def restore(
 @app.command("self-check")
 def self_check(data_dir: DataDir = None) -> None:
     """Check TMPDIR, permissions, database, SQLite pragmas and disk space."""
-    from app.store import StartupError, Store, check_data_dir, check_tmpdir
-
-    failures = 0
-
-    def ok(line: str) -> None:
-        _say(f"ok    {line}")
-
-    def fail(line: str) -> None:
-        nonlocal failures
-        failures += 1
-        _say(f"FAIL  {line}")
-
-    def warn(line: str) -> None:
-        _say(f"warn  {line}")
-
-    try:
-        warnings = check_tmpdir()
-        ok(f"TMPDIR {os.environ.get('TMPDIR')} is private (0700, ours)")
-        for line in warnings:
-            warn(line)
-    except StartupError as exc:
-        fail(str(exc))
-
+    report = _Checks()
+    _check_tmpdir(report)
     settings = _settings(data_dir)
     try:
         check_data_dir(settings.data_dir)
-        ok(f"data dir {settings.data_dir} is 0700 and ours")
+        report.ok(f"data dir {settings.data_dir} is 0700 and ours")
     except StartupError as exc:
-        fail(str(exc))
+        report.fail(str(exc))
         raise typer.Exit(1) from None
-
-    for path in (settings.config_file, settings.server_key_file):
-        if not path.exists():
-            (fail if path == settings.server_key_file else warn)(f"{path} is missing")
-        elif stat.S_IMODE(path.stat().st_mode) & 0o077:
-            fail(f"{path} is readable by others: chmod 0600 {path}")
-        else:
-            ok(f"{path.name} is 0600")
-
+    _check_secret_files(report, settings)
     try:
         store = Store(settings)
         current, head = store.current_revision(), store.head_revision()
-    except Exception as exc:
-        fail(f"database {_safe_url(settings.database_url)} unreachable: {_one_line(exc)}")
+    except (StoreError, DatabaseUrlError, SQLAlchemyError, OSError) as exc:
+        report.fail(f"database {_safe_url(settings.database_url)} unreachable: {_one_line(exc)}")
         raise typer.Exit(1) from None
     with store:
         if current == head:
-            ok(f"database reachable, schema at {current}")
+            report.ok(f"database reachable, schema at {current}")
         else:
-            fail(f"database schema at {current}, expected {head}: run guwah migrate")
-        pragmas = store.pragmas()
-        if settings.is_sqlite:
-            expected = {
-                "secure_delete": 1,
-                "journal_mode": "wal",
-                "foreign_keys": 1,
-                "synchronous": 2,
-            }
-            for name, value in expected.items():
-                if pragmas.get(name) == value:
-                    ok(f"SQLite {name} = {value}")
-                else:
-                    fail(f"SQLite {name} is {pragmas.get(name)!r}, expected {value!r}")
-        if settings.blob_backend == "fs":
-            blob_dir = settings.blob_path
-            if not blob_dir.is_dir():
-                fail(f"blob dir {blob_dir} is missing: run guwah init")
-            elif stat.S_IMODE(blob_dir.stat().st_mode) & 0o077:
-                fail(f"blob dir {blob_dir} is open to others: chmod 0700 {blob_dir}")
-            else:
-                ok(f"blob dir {blob_dir} is 0700")
-        free = store.free_bytes()
-        if free < settings.min_free_bytes:
-            fail(f"only {free} bytes free (min_free_bytes {settings.min_free_bytes})")
-        else:
-            ok(f"{free} bytes free")
-        pending = store.pending_bytes()
-        (ok if pending == 0 else warn)(f"{pending} bytes in unfinished uploads")
+            report.fail(f"database schema at {current}, expected {head}: run guwah migrate")
+        _check_pragmas(report, store)
+        _check_blob_dir(report, settings)
+        _check_space(report, store)
+    _check_languages(report, settings)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+class _Checks:
+    """The self-check's lines: ``ok``, ``FAIL`` (counted: exit 1) or ``warn``."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def ok(self, line: str) -> None:
+        _say(f"ok    {line}")
+
+    def fail(self, line: str) -> None:
+        self.failures += 1
+        _say(f"FAIL  {line}")
+
+    def warn(self, line: str) -> None:
+        _say(f"warn  {line}")
+
+
+def _check_languages(report: _Checks, settings: Settings) -> None:
     try:
         for line, is_draft in language_report(settings):
-            (warn if is_draft else ok)(line)
+            (report.warn if is_draft else report.ok)(line)
     except SettingsError as exc:
-        fail(str(exc))
-    if failures:
-        raise typer.Exit(1)
+        report.fail(str(exc))
+
+
+def _check_tmpdir(report: _Checks) -> None:
+    try:
+        warnings = check_tmpdir()
+    except StartupError as exc:
+        report.fail(str(exc))
+        return
+    report.ok(f"TMPDIR {os.environ.get('TMPDIR')} is private (0700, ours)")
+    for line in warnings:
+        report.warn(line)
+
+
+def _check_secret_files(report: _Checks, settings: Settings) -> None:
+    for path in (settings.config_file, settings.server_key_file):
+        if not path.exists():
+            (report.fail if path == settings.server_key_file else report.warn)(
+                f"{path} is missing"
+            )
+        elif stat.S_IMODE(path.stat().st_mode) & 0o077:
+            report.fail(f"{path} is readable by others: chmod 0600 {path}")
+        else:
+            report.ok(f"{path.name} is 0600")
+
+
+def _check_pragmas(report: _Checks, store: Store) -> None:
+    """The pragmas app/store/db.py sets on every connection, as a new connection sees them."""
+    for name, found, expected in sqlite_pragma_check(store.engine):
+        if found == expected:
+            report.ok(f"SQLite {name} = {expected}")
+        else:
+            report.fail(f"SQLite {name} is {found!r}, expected {expected!r}")
+
+
+def _check_blob_dir(report: _Checks, settings: Settings) -> None:
+    if settings.blob_backend != "fs":
+        return
+    blob_dir = settings.blob_path
+    if not blob_dir.is_dir():
+        report.fail(f"blob dir {blob_dir} is missing: run guwah init")
+    elif stat.S_IMODE(blob_dir.stat().st_mode) & 0o077:
+        report.fail(f"blob dir {blob_dir} is open to others: chmod 0700 {blob_dir}")
+    else:
+        report.ok(f"blob dir {blob_dir} is 0700")
+
+
+def _check_space(report: _Checks, store: Store) -> None:
+    free, minimum = store.free_bytes(), store.settings.min_free_bytes
+    if free < minimum:
+        report.fail(f"only {free} bytes free (min_free_bytes {minimum})")
+    else:
+        report.ok(f"{free} bytes free")
+    pending = store.pending_bytes()
+    (report.ok if pending == 0 else report.warn)(f"{pending} bytes in unfinished uploads")
 
 
 def language_report(settings: Settings,
@@ -555,11 +592,6 @@ def export_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Write a signed bundle of the desk's new submissions (ciphertext only) for the editors."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    from .exporting import export_bundle
-
     if since_last and all_:
         raise CliError("give --since-last or --all, not both")
     console = Console(stderr=True)
@@ -605,8 +637,6 @@ def import_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Apply an editor's signed outbox bundle: store replies, delete finished submissions."""
-    from .importing import OutboxReplayError, import_outbox
-
     folder = bundle.is_dir()
     paths = sorted(bundle.glob("guwah-outbox-*.tar")) if folder else [bundle]
     if folder and not paths:
@@ -639,9 +669,61 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(inner).__name__
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    sys.exit(1)
+@dataclass(frozen=True)
+class Outcome:
+    """How ``main`` ends for one kind of error: a line (stderr unless ``help``), a status."""
+
+    line: str | None
+    status: int = 1
+    help: bool = False
+
+
+def _usage(exc: ClickException) -> Outcome:
+    return Outcome(" ".join(exc.format_message().split()) + " (see guwah --help)")
+
+
+def _database(exc: SQLAlchemyError) -> Outcome:
+    return Outcome(f"database: {_one_line(exc)}")
+
+
+def _os_error(exc: OSError) -> Outcome:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return Outcome(f"{where}{exc.strerror or exc}")
+
+
+def _sentence(exc: BaseException) -> Outcome:
+    return Outcome(" ".join(str(exc).split()))
+
+
+# Error type -> how the command ends; the first entry the error is an instance of applies.
+# The operator-facing families carry one readable sentence each.
+ERRORS: tuple[tuple[type[BaseException], Callable[[Any], Outcome]], ...] = (
+    (typer.Exit, lambda exc: Outcome(None, exc.exit_code)),
+    (typer.Abort, lambda exc: Outcome("aborted")),
+    (NoArgsIsHelpError, lambda exc: Outcome(exc.format_message(), 0, help=True)),  # bare guwah
+    (ClickException, _usage),  # unknown command, missing argument, …
+    (CliError, _sentence),
+    (StoreError, _sentence),  # includes BackupError
+    (SettingsError, _sentence),
+    (StartupError, _sentence),
+    (AgeError, _sentence),
+    (DatabaseUrlError, _sentence),
+    (KeyFileError, _sentence),
+    (ServerKeyError, _sentence),
+    (BundleError, _sentence),
+    (SQLAlchemyError, _database),
+    (OSError, _os_error),
+    (KeyboardInterrupt, lambda exc: Outcome(None, 130)),
+    # the promise: never a traceback for the operator
+    (Exception, lambda exc: Outcome(f"unexpected {type(exc).__name__}: {_one_line(exc)}")),
+)
+
+
+def _outcome(exc: BaseException) -> Outcome | None:
+    for kind, handle in ERRORS:
+        if isinstance(exc, kind):
+            return handle(exc)
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -650,53 +732,23 @@ def main(argv: list[str] | None = None) -> None:
     # psycopg logs a second copy of a failed pipeline's database error as a warning; the
     # command already reports it as its one line
     logging.getLogger("psycopg").setLevel(logging.ERROR)
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from app.bundles import BundleError
-    from app.crypto import AgeError
-    from app.settings import SettingsError
-    from app.store import DatabaseUrlError, StartupError, StoreError
-    from app.store.backup import BackupError
-
-    from .keyfile import KeyFileError
-    from .serverkey import ServerKeyError
-
-    known = (
-        CliError,
-        StoreError,
-        SettingsError,
-        StartupError,
-        AgeError,
-        DatabaseUrlError,
-        BackupError,
-        KeyFileError,
-        ServerKeyError,
-        BundleError,
-    )
     try:
         result = command_of(app).main(args=argv, prog_name="guwah", standalone_mode=False)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        _fail("aborted")
-    except typer.TyperException as exc:  # usage errors: unknown command, missing argument, …
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `guwah` / `guwah desks`: help
-            typer.echo(message)
-            sys.exit(0)
-        _fail(" ".join(message.split()) + " (see guwah --help)")
-    except known as exc:
-        _fail(" ".join(str(exc).split()))
-    except SQLAlchemyError as exc:
-        _fail(f"database: {_one_line(exc)}")
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        _fail(f"{where}{exc.strerror or exc}")
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:  # the promise: never a traceback for the operator
-        _fail(f"unexpected {type(exc).__name__}: {_one_line(exc)}")
+    except BaseException as exc:
+        outcome = _outcome(exc)
+        if outcome is None:
+            raise
+        if outcome.line is not None and outcome.help:
+            typer.echo(outcome.line)
+        elif outcome.line is not None:
+            _fail_with(outcome)
+        sys.exit(outcome.status)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail_with(outcome: Outcome) -> NoReturn:
+    typer.echo(f"error: {outcome.line}", err=True)
+    sys.exit(outcome.status)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 from pathlib import Path
 
 from nacl.signing import SigningKey
 
 from app.crypto import fingerprint
+from app.durable import write_new_file
 
 
 class ServerKeyError(Exception):
@@ -21,15 +21,9 @@ class ServerKeyError(Exception):
 
 
 def create_server_key(path: Path) -> SigningKey:
-    """Write a new key; refuses to overwrite an existing file (O_EXCL)."""
+    """Write a new key (0600, fsynced); refuses to overwrite an existing file."""
     key = SigningKey.generate()
-    data = base64.b64encode(bytes(key)).decode("ascii") + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data.encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_new_file(path, base64.b64encode(bytes(key)) + b"\n")
     return key
 
 

@@ -1,12 +1,15 @@
 """Server-side storage: SQLAlchemy models, the blob stores, the Store facade.
 
 What is stored about a witness is listed in app/store/models.py — and nothing else is.
-Errors are the typed family of app/store/errors.py.
+Errors are the typed family of app/store/errors.py. ``Store`` is the facade; each area has its
+own module; ``UnitOfWork`` (unit.py) is the one place blobs and rows commit together.
 """
 
-from .blobs import BlobStore, BlobWriter, DbBlobStore, FsBlobStore
+from .blobs import BlobStore, BlobWriter
 from .checks import StartupError, check_data_dir, check_tmpdir, startup_checks
-from .db import DatabaseUrlError, make_engine
+from .db import DatabaseUrlError, make_engine, sqlite_pragma_check
+from .dbblobs import DbBlobStore
+from .desks import Desk, EditorKey
 from .diskfull import is_disk_full
 from .errors import (
     AlreadyUsed,
@@ -18,17 +21,12 @@ from .errors import (
     NotStored,
     StoreError,
 )
-from .store import (
-    MIGRATIONS_DIR,
-    Desk,
-    EditorKey,
-    FileInfo,
-    PendingSubmission,
-    ReplyInfo,
-    Store,
-    SubmissionInfo,
-    today,
-)
+from .fsblobs import FsBlobStore
+from .outbox import OutboxImport, OutboxOutcome
+from .replies import ReplyInfo
+from .store import MIGRATIONS_DIR, Store
+from .submissions import FileInfo, PendingSubmission, SubmissionInfo
+from .unit import UnitOfWork
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -47,16 +45,19 @@ __all__ = [
     "Invalid",
     "NotFound",
     "NotStored",
+    "OutboxImport",
+    "OutboxOutcome",
     "PendingSubmission",
     "ReplyInfo",
     "StartupError",
     "Store",
     "StoreError",
     "SubmissionInfo",
+    "UnitOfWork",
     "check_data_dir",
     "check_tmpdir",
     "is_disk_full",
     "make_engine",
+    "sqlite_pragma_check",
     "startup_checks",
-    "today",
 ]

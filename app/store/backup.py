@@ -23,17 +23,19 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from app.durable import COPY_CHUNK, fsync_dir, new_file, open_new, write_new_file
 from app.settings import CONFIG_FILE_NAME, SERVER_KEY_FILE_NAME, Settings
 
-from .blobs import fsync_dir
 from .disktimes import restamp_tree
+from .errors import StoreError
+from .store import BLOB_QUERY, INLINE_QUERY, BlobList, Store
 
 FORMAT = "guwah-backup/1"
 MANIFEST = "MANIFEST.json"
 DB_FILE = "guwah.sqlite3"
 
 
-class BackupError(Exception):
+class BackupError(StoreError):
     """The backup or restore cannot go ahead; one sentence."""
 
 
@@ -57,34 +59,28 @@ def _require_empty(path: Path, what: str) -> None:
 
 
 def _copy_file(src: Path, dst: Path) -> str:
-    """Copy with 0600, fsync, return SHA-256 hex."""
+    """Copy into a new 0600 file (fsynced, never over anything); return its SHA-256 hex."""
     digest = hashlib.sha256()
     dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with open(src, "rb") as handle:
-            while chunk := handle.read(1024 * 1024):
-                digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with open(src, "rb") as handle, new_file(dst) as out:
+        while chunk := handle.read(COPY_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
     return digest.hexdigest()
 
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(1024 * 1024):
+        while chunk := handle.read(COPY_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
 def _sqlite_path(settings: Settings) -> Path:
     database = make_url(settings.database_url).database
-    assert database
+    if not database:
+        raise BackupError("the database URL names no SQLite file")
     return Path(database)
 
 
@@ -93,17 +89,8 @@ def _fsync_tree(root: Path) -> None:
         fsync_dir(Path(directory))
 
 
-def backup(settings: Settings, target: Path) -> BackupReport:
-    """Write a snapshot of ``settings.data_dir`` into the new or empty directory ``target``."""
-    report = BackupReport()
-    target = target.absolute()
-    if target == settings.data_dir or settings.data_dir in target.parents:
-        raise BackupError("the backup directory must be outside the data dir")
-    _require_empty(target, "backup directory")
-    files: dict[str, str] = {}
-    refs: list[tuple[str, str]] = []  # (blob_ref, sha256) the snapshot references
-    in_database: set[str] = set()  # blobs held in blob_chunks rather than files
-
+def _copy_settings_files(settings: Settings, target: Path, files: dict[str, str],
+                         report: BackupReport) -> None:
     for name in (CONFIG_FILE_NAME, SERVER_KEY_FILE_NAME):
         src = settings.data_dir / name
         if src.is_file():
@@ -111,84 +98,81 @@ def backup(settings: Settings, target: Path) -> BackupReport:
     if SERVER_KEY_FILE_NAME not in files:
         report.notes.append("no server signing key in the data dir (run guwah init)")
 
+
+def _snapshot_sqlite(settings: Settings, target: Path, files: dict[str, str]) -> BlobList:
+    """The online backup API into ``target``; the blobs are read from that snapshot."""
+    source = _sqlite_path(settings)
+    if not source.is_file():
+        raise BackupError(f"no database at {source}: run guwah init")
+    dest_path = target / DB_FILE
+    os.close(open_new(dest_path))
+    src_conn = sqlite3.connect(source)
+    dst_conn = sqlite3.connect(dest_path)
+    try:
+        src_conn.backup(dst_conn)
+        dst_conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        refs = [(r, h) for r, h in dst_conn.execute(BLOB_QUERY)]
+        inline = {r for (r,) in dst_conn.execute(INLINE_QUERY)}
+    finally:
+        dst_conn.close()
+        src_conn.close()
+    dest_path.chmod(0o600)
+    files[DB_FILE] = _sha256(dest_path)
+    return refs, inline
+
+
+def _postgres_blobs(store: Store, report: BackupReport) -> BlobList:
+    report.notes.append(
+        "the PostgreSQL database is not in this backup: run pg_dump -Fc (see "
+        "docs/operator-guide.md, Backups)"
+    )
+    return store.blob_digests()
+
+
+def _copy_blobs(settings: Settings, target: Path, blobs: BlobList, files: dict[str, str],
+                report: BackupReport) -> None:
+    """Filesystem blobs the snapshot references, each checked against its SHA-256."""
+    refs, inline = blobs
+    root = settings.blob_path
+    for ref, expected in refs:
+        if ref in inline:
+            continue  # a small blob stored inline: it is in the database (or its dump)
+        src = root / ref[:2] / ref
+        relative = f"blobs/{ref[:2]}/{ref}"
+        if not src.is_file():
+            report.missing_blobs.append(ref)
+            continue
+        digest = _copy_file(src, target / relative)
+        if digest != expected:
+            raise BackupError(f"blob {ref} does not match its SHA-256: the data dir is damaged")
+        files[relative] = digest
+        report.blobs += 1
+        report.bytes += (target / relative).stat().st_size
+
+
+def backup(store: Store, target: Path) -> BackupReport:
+    """Write a snapshot of the store's data dir into the new or empty directory ``target``."""
+    settings = store.settings
+    report = BackupReport()
+    target = target.absolute()
+    if target == settings.data_dir or settings.data_dir in target.parents:
+        raise BackupError("the backup directory must be outside the data dir")
+    _require_empty(target, "backup directory")
+    files: dict[str, str] = {}
+    _copy_settings_files(settings, target, files, report)
     if settings.is_sqlite:
-        source = _sqlite_path(settings)
-        if not source.is_file():
-            raise BackupError(f"no database at {source}: run guwah init")
-        dest_path = target / DB_FILE
-        fd = os.open(dest_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        os.close(fd)
-        src_conn = sqlite3.connect(source)
-        dst_conn = sqlite3.connect(dest_path)
-        try:
-            src_conn.backup(dst_conn)
-            dst_conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-            refs = [
-                (r, h)
-                for r, h in dst_conn.execute(
-                    "SELECT blob_ref, sha256 FROM submission_files "
-                    "UNION ALL SELECT blob_ref, sha256 FROM replies"
-                )
-            ]
-            in_database = {r for (r,) in dst_conn.execute("SELECT DISTINCT ref FROM blob_chunks")}
-        finally:
-            dst_conn.close()
-            src_conn.close()
-        dest_path.chmod(0o600)
-        files[DB_FILE] = _sha256(dest_path)
+        blobs = _snapshot_sqlite(settings, target, files)
     else:
-        report.notes.append(
-            "the PostgreSQL database is not in this backup: run pg_dump -Fc (see "
-            "docs/operator-guide.md, Backups)"
-        )
-        from .store import Store
-
-        with Store(settings) as store:
-            with store.engine.connect() as conn:
-                from sqlalchemy import text
-
-                refs = [
-                    (r, h)
-                    for r, h in conn.execute(
-                        text(
-                            "SELECT blob_ref, sha256 FROM submission_files "
-                            "UNION ALL SELECT blob_ref, sha256 FROM replies"
-                        )
-                    )
-                ]
-                in_database = {
-                    r for (r,) in conn.execute(text("SELECT DISTINCT ref FROM blob_chunks"))
-                }
-
+        blobs = _postgres_blobs(store, report)
     if settings.blob_backend == "fs":
-        root = settings.blob_path
-        for ref, expected in refs:
-            src = root / ref[:2] / ref
-            relative = f"blobs/{ref[:2]}/{ref}"
-            if ref in in_database:
-                continue  # a small blob stored inline: it is in the database (or its dump)
-            if not src.is_file():
-                report.missing_blobs.append(ref)
-                continue
-            digest = _copy_file(src, target / relative)
-            if digest != expected:
-                raise BackupError(f"blob {ref} does not match its SHA-256: the data dir is damaged")
-            files[relative] = digest
-            report.blobs += 1
-            report.bytes += (target / relative).stat().st_size
-
+        _copy_blobs(settings, target, blobs, files, report)
     manifest = {
         "format": FORMAT,
         "database": "sqlite" if settings.is_sqlite else "postgresql",
         "blob_backend": settings.blob_backend,
         "files": dict(sorted(files.items())),
     }
-    fd = os.open(target / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, (json.dumps(manifest, indent=1) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_new_file(target / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     _fsync_tree(target)
     # last, because listing a directory moves its atime: days, like the data dir, no seconds
     restamp_tree([target])

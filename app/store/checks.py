@@ -11,6 +11,8 @@ import os
 import stat
 from pathlib import Path
 
+from app.settings import Settings
+
 
 class StartupError(RuntimeError):
     """The server must not start; the message is one line that says what to fix."""
@@ -87,11 +89,8 @@ def check_data_dir(data_dir: Path) -> list[str]:
     return []
 
 
-def startup_checks(settings: object, tmpdir: str | Path | None = None) -> list[str]:
+def startup_checks(settings: Settings, tmpdir: str | Path | None = None) -> list[str]:
     """What the web app calls at start: TMPDIR and data dir; returns warnings to log."""
-    from app.settings import Settings
-
-    assert isinstance(settings, Settings)
     warnings = check_tmpdir(tmpdir)
     warnings += check_data_dir(settings.data_dir)
     return warnings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -20,6 +20,13 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=FULL",
     "PRAGMA busy_timeout=30000",
 )
+# What a connection reads back when the pragmas above are in force (``guwah self-check``).
+SQLITE_EXPECTED: dict[str, object] = {
+    "journal_mode": "wal",
+    "secure_delete": 1,
+    "foreign_keys": 1,
+    "synchronous": 2,  # FULL
+}
 
 
 class DatabaseUrlError(ValueError):
@@ -53,3 +60,19 @@ def make_engine(url: str) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(parsed, pool_pre_ping=True)
     raise DatabaseUrlError(f"unsupported database {backend!r}: use sqlite or postgresql+psycopg")
+
+
+def sqlite_pragmas(engine: Engine) -> dict[str, object]:
+    """The pragmas of ``SQLITE_EXPECTED`` as a live connection sees them ({} on PostgreSQL)."""
+    if engine.dialect.name != "sqlite":
+        return {}
+    with engine.connect() as conn:
+        return {name: conn.execute(text(f"PRAGMA {name}")).scalar() for name in SQLITE_EXPECTED}
+
+
+def sqlite_pragma_check(engine: Engine) -> list[tuple[str, object, object]]:
+    """(name, found, expected) for each pragma this module sets; [] on PostgreSQL."""
+    found = sqlite_pragmas(engine)
+    if not found:
+        return []
+    return [(name, found.get(name), value) for name, value in SQLITE_EXPECTED.items()]

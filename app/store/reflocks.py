@@ -28,7 +28,7 @@ import hashlib
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -180,6 +180,7 @@ _registry_lock = threading.Lock()
 
 def ref_locks_for(engine: Engine, blob_backend: str, data_dir: Path) -> RefLocks:
     """The process's lock object for this data: one per lock file or database."""
+    make: Callable[[], RefLocks]
     if blob_backend == "db" and engine.dialect.name == "postgresql":
         key = "pg:" + engine.url.render_as_string(hide_password=False)
         make = lambda: PgRefLocks(engine)  # noqa: E731

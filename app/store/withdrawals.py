@@ -11,23 +11,24 @@ tombstone is a reply's when the id was a reply's (an export's ``reply_ids`` name
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Engine
 
 from app.protocol.utcday import today
 
+from .blobs import BlobStore
 from .models import ReplyRow, TombstoneRow
 
 
-def withdraw_replies(store: Any, token_hash: str) -> list[str]:
+def withdraw_replies(engine: Engine, blobs: BlobStore, token_hash: str) -> list[str]:
     """Delete every reply of the mailbox ``token_hash``; return the ids now tombstoned.
 
     One transaction removes the rows and writes the tombstones; the ciphertext is deleted
     after it (a crash in between leaves an unreferenced blob that cleanup removes, never a
     reply without its tombstone). A mailbox without replies changes nothing.
     """
-    with store.engine.begin() as conn:
+    with engine.begin() as conn:
         rows = conn.execute(
             select(ReplyRow.id, ReplyRow.blob_ref).where(ReplyRow.token_hash == token_hash)
         ).all()
@@ -39,15 +40,15 @@ def withdraw_replies(store: Any, token_hash: str) -> list[str]:
             fresh = [{"submission_id": i, "day": today()} for i in ids if i not in known]
             if fresh:
                 conn.execute(insert(TombstoneRow), fresh)
-    store.blobs.delete([r[1] for r in rows])
+    blobs.delete([r[1] for r in rows])
     return sorted(ids)
 
 
-def withdrawn_replies(store: Any, reply_ids: set[str]) -> list[tuple[str, dt.date]]:
+def withdrawn_replies(engine: Engine, reply_ids: set[str]) -> list[tuple[str, dt.date]]:
     """The tombstones among ``reply_ids`` (say, a desk's exported replies): (id, day)."""
     if not reply_ids:
         return []
-    with store.engine.connect() as conn:
+    with engine.connect() as conn:
         rows = conn.execute(
             select(TombstoneRow.submission_id, TombstoneRow.day)
             .where(TombstoneRow.submission_id.in_(sorted(reply_ids)))

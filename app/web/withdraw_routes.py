@@ -20,7 +20,6 @@ from python_multipart.multipart import parse_options_header
 
 from app.crypto.mailbox import token_hash
 from app.protocol.ids import HEX64, is_a
-from app.store.withdrawals import withdraw_replies
 
 from .errors import MSG, N_, Refusal
 from .forms import cross_site
@@ -53,7 +52,7 @@ def withdraw_router(web: Any, open_ticket: Callable[[str], str],
 
         def work(normalized: str) -> None:
             token, _seed = derive(web, normalized)
-            withdraw_replies(web.store, token_hash(token))
+            web.store.withdraw_replies(token_hash(token))
 
         await anyio.to_thread.run_sync(work, codename)
         del codename
@@ -88,7 +87,7 @@ def withdraw_router(web: Any, open_ticket: Callable[[str], str],
             return refuse(400, MSG["bad_form"])
         if doc.get("confirm") is not True:
             return refuse(422, WMSG["confirm"])
-        await anyio.to_thread.run_sync(withdraw_replies, web.store,
+        await anyio.to_thread.run_sync(web.store.withdraw_replies,
                                        token_hash(bytes.fromhex(hexed)))
         return JSONResponse({"deleted": True})
 
