@@ -327,27 +327,20 @@ def store_real_reply(store, submission_id: str, text: str) -> str:  # type: igno
     return reply_id
 
 
-_OUTBOX_SIGNERS: dict[str, object] = {}  # base64 Ed25519 public key -> its SigningKey
-
-
 def _outbox_signer(store, desk_name: str):  # type: ignore[no-untyped-def]
-    """An editor signing key of the desk: one this helper added before, or a new editor."""
+    """A new editor of the desk, with a signing key: (signing key, its fingerprint on the
+    desk). ``apply_outbox`` removes it again, so the desk's keys are what the test set."""
     from nacl.signing import SigningKey
 
     from app.crypto import HybridIdentity, X25519Identity, fingerprint
 
     desk_ = store.get_desk(desk_name)
-    for key in desk_.recipients:
-        if key.ed25519_public in _OUTBOX_SIGNERS:
-            return _OUTBOX_SIGNERS[key.ed25519_public]
     signer = SigningKey.generate()
     public = bytes(signer.verify_key)
     identity = HybridIdentity.generate() if desk_.kind == "mlkem768x25519" else X25519Identity.generate()
-    pub_b64 = base64.b64encode(public).decode()
-    store.add_recipient(desk_name, "Outbox signer", str(identity.recipient()), pub_b64,
-                        fingerprint(public))
-    _OUTBOX_SIGNERS[pub_b64] = signer
-    return signer
+    key = store.add_recipient(desk_name, "Outbox signer", str(identity.recipient()),
+                              base64.b64encode(public).decode(), fingerprint(public))
+    return signer, key.fingerprint
 
 
 def apply_outbox(store, replies=(), done=()):  # type: ignore[no-untyped-def]
@@ -363,7 +356,7 @@ def apply_outbox(store, replies=(), done=()):  # type: ignore[no-untyped-def]
     desk_name = store.submission(named[0]).desk
     mailboxes = {store.submission(sid).token_hash for sid, _data in replies}
     before = {r.id for th in mailboxes for r in store.replies(th)}
-    signer = _outbox_signer(store, desk_name)
+    signer, signer_fingerprint = _outbox_signer(store, desk_name)
     members = {f"replies/r{i}.age": data for i, (_sid, data) in enumerate(replies)}
     manifest = {
         "format": OUTBOX_FORMAT,
@@ -381,6 +374,7 @@ def apply_outbox(store, replies=(), done=()):  # type: ignore[no-untyped-def]
         import_outbox(store, store.settings, path)
     finally:
         path.unlink()
+        store.remove_recipient(desk_name, signer_fingerprint)
     after = [r for th in mailboxes for r in store.replies(th)]
     return [r.id for r in after if r.id not in before]
 
@@ -400,7 +394,7 @@ def make_reply():  # type: ignore[no-untyped-def]
 
 
 # ============================================================================================
-# Browser-encrypted submissions — owner: issue-4 engineer (app/web/uploads.py, commit.py,
+# Browser-encrypted submissions (app/web/uploads.py, commit.py,
 # tests/test_uploads*.py, tests/test_browser_json*.py). Reuses run_guwah_server above.
 # ============================================================================================
 def restart_guwah_server(server: GuwahServer, *, down_seconds: float = 0.0) -> None:
@@ -457,7 +451,7 @@ def restartable_server(tmp_path: Path, database_url: str) -> Iterator[GuwahServe
 
 
 # ============================================================================================
-# End of the issue-4 block.
+# End of the browser-encrypted submissions block.
 # ============================================================================================
 
 

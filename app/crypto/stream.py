@@ -264,7 +264,7 @@ def _seal_batch(aead: Aead, first: int, chunks: Sequence[Buffer], last: bool) ->
             aead.encrypt_into(_nonce(first + i, last and i == n - 1), c, None,
                               view[pos : pos + size])
             pos += size
-    return [out]
+    return [bytes(out)]  # one copy of the batch: sinks take immutable bytes
 
 
 def _open_batch(aead: Aead, first: int, chunks: Sequence[Buffer], last: bool) -> list[bytes]:
@@ -277,7 +277,7 @@ def _open_batch(aead: Aead, first: int, chunks: Sequence[Buffer], last: bool) ->
         for i, (c, size) in enumerate(zip(chunks, sizes, strict=True)):
             _open_into(aead, c, first + i, last and i == n - 1, view[pos : pos + size])
             pos += size
-    return [out]
+    return [bytes(out)]  # one copy of the batch: sinks take immutable bytes
 
 
 def _pipeline(

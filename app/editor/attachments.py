@@ -134,7 +134,7 @@ def decrypt_exact(
     written = _HashWrite(dst)
     with handing_off(written) as handoff:
         sink = _Exact(handoff, record.size)
-        total = Decryptor(src, [ring.identity]).read_all_into(sink, progress)  # type: ignore[arg-type]
+        total = Decryptor(src, [ring.identity]).read_all_into(sink, progress)
     if sink.left or not secrets.compare_digest(written.hash.hexdigest(), record.sha256):
         raise AttachmentMismatchError(
             f"{record.role}: the decrypted file does not match the size and SHA-256 the "

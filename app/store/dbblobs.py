@@ -132,7 +132,7 @@ class DbBlobStore(BlobStore):
     def open(self, ref: str) -> BinaryIO:
         if not self.exists(ref):
             raise FileNotFoundError(ref)
-        return io.BufferedReader(DbReader(self.engine, ref), buffer_size=CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(DbReader(self.engine, ref), buffer_size=CHUNK)
 
     def exists(self, ref: str) -> bool:
         with self.engine.connect() as conn:
@@ -216,7 +216,7 @@ class DbBlobStore(BlobStore):
         return self._offset(ref)[0]  # a committed chunk is durable
 
     def open_appendable(self, ref: str) -> BinaryIO:
-        return io.BufferedReader(DbReader(self.engine, ref), buffer_size=CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(DbReader(self.engine, ref), buffer_size=CHUNK)
 
     def remove_appendable(self, refs: Iterable[str]) -> None:
         self.discard(refs)

@@ -221,7 +221,7 @@ class FsBlobStore(BlobStore):
             return open_quietly(self._final(ref))
         except FileNotFoundError:
             if self.engine is not None and self._has_chunks(ref):
-                return io.BufferedReader(DbReader(self.engine, ref), buffer_size=CHUNK)  # type: ignore[return-value]
+                return io.BufferedReader(DbReader(self.engine, ref), buffer_size=CHUNK)
             raise
 
     def exists(self, ref: str) -> bool:
