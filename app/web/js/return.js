@@ -22,7 +22,7 @@ import { identityToRecipient } from "age-encryption";
 import { deleteRepliesBox } from "./delete-replies.js";
 import { fill } from "./i18n.js";
 import { CodenameError, decryptReply, deriveMailbox, normalizeCodename } from "./mailbox.js";
-import { Busy, Refused, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
+import { Busy, Refused, commitBody, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
 
 /** The worker next to this script (same origin: allowed by script-src 'self'). */
 const WORKER_URL = new URL("./worker.js", import.meta.url).href;
@@ -145,15 +145,7 @@ function followUpRefusal(testimony, chosen) {
 async function sendFollowUp(ctx, mailbox, testimony, chosen) {
   const fields = { day: utcDay(), desk: ctx.desk, lang: ctx.lang, testimony, replyRecipient: mailbox.replyRecipient };
   const sent = await uploadTestimony(ctx, fields, chosen);
-  await commitSubmission(ctx, {
-    csrf: ctx.csrf,
-    desk: ctx.desk,
-    message_upload: sent.message,
-    files: sent.files,
-    token_hash: mailbox.tokenHash,
-    reply_recipient: mailbox.replyRecipient,
-    mailbox_token: mailbox.tokenHex,
-  });
+  await commitSubmission(ctx, { ...commitBody(ctx, sent, mailbox), mailbox_token: mailbox.tokenHex });
 }
 
 /** The browser-encrypted follow-up form; `mailbox` = {tokenHex, tokenHash, replyRecipient}. */

@@ -23,7 +23,7 @@
 import { codenameAhead } from "./codename-ahead.js";
 import { encryptInWorker } from "./encrypt-client.js";
 import { codenameNumbers, deriveMailbox, newCodename } from "./mailbox.js";
-import { Busy, NoRoom, Refused, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
+import { Busy, NoRoom, Refused, commitBody, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
 import { fill, plural } from "./i18n.js";
 
 export { encryptInWorker };
@@ -273,14 +273,7 @@ async function send(form, ctx, testimony, files, progress) {
   state.mailbox = mailbox;
   const sent = await uploadTestimony(ctx, formFields(form, ctx, testimony, mailbox), files, progressHooks(ctx, progress, s));
   ctx.status(s.committing);
-  const result = await commitSubmission(ctx, {
-    csrf: ctx.csrf,
-    desk: ctx.desk,
-    message_upload: sent.message,
-    files: sent.files,
-    token_hash: mailbox.tokenHash,
-    reply_recipient: mailbox.replyRecipient,
-  });
+  const result = await commitSubmission(ctx, commitBody(ctx, sent, mailbox));
   return { codename, result };
 }
 

@@ -297,6 +297,18 @@ export async function uploadTestimony(ctx, fields, chosen, hooks = {}) {
   return { message: m.id, files: described.map((d) => ({ role: d.role, upload: d.upload })) };
 }
 
+/** The commit's body (docs/formats.md): the uploads `uploadTestimony` made, for `mailbox`. */
+export function commitBody(ctx, sent, mailbox) {
+  return {
+    csrf: ctx.csrf,
+    desk: ctx.desk,
+    message_upload: sent.message,
+    files: sent.files,
+    token_hash: mailbox.tokenHash,
+    reply_recipient: mailbox.replyRecipient,
+  };
+}
+
 /**
  * POST /api/submissions. Resolves to the server's answer ({id, desk, keys}), or to
  * {recovered: true, desk, keys: []} when an earlier attempt was stored but its answer was
