@@ -193,3 +193,38 @@ def test_mypy_is_clean_on_app() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-20000:] + proc.stderr[-2000:]
+
+
+# docs/architecture.md, "Who may import whom": the packages of app/ each program may use.
+ALLOWED_IMPORTS: dict[str, set[str]] = {
+    "crypto": set(),
+    "protocol": {"crypto"},
+    "durable": set(),
+    "bundles": {"crypto", "protocol", "durable"},
+    "store": {"crypto", "protocol", "durable", "settings"},
+    "web": {"store", "crypto", "protocol", "durable", "settings"},
+    "editor": {"bundles", "crypto", "protocol", "durable", "cli_help"},
+    "server_cli": {"store", "bundles", "crypto", "protocol", "durable", "settings", "cli_help",
+                   "web"},
+}
+
+
+def test_packages_import_only_what_the_architecture_allows() -> None:
+    """Never upwards, never sideways between programs: the offline editor imports nothing of
+    the store, the web or the server CLI; crypto and durable import nothing of app."""
+    wrong = []
+    for path in sorted(APP.rglob("*.py")):
+        parts = path.relative_to(APP).with_suffix("").parts
+        package = parts[0]
+        if package not in ALLOWED_IMPORTS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.level == 0
+                     and node.module else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                top = name.split(".")
+                if top[0] == "app" and len(top) > 1 and top[1] != package and (
+                        top[1] not in ALLOWED_IMPORTS[package]):
+                    wrong.append(f"{path.relative_to(ROOT)}: {package} imports {name}")
+    assert not wrong, "\n".join(wrong)
