@@ -10,7 +10,6 @@ little early), never let more in than the limits.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
@@ -18,8 +17,7 @@ import anyio.to_thread
 from app.store import NotFound
 from app.store.uploads import UploadArea
 
-if TYPE_CHECKING:
-    from .app import Web
+from .state import Web
 
 log = logging.getLogger("guwah.web")
 MAX_PERIOD_SECONDS = 30.0
