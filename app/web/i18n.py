@@ -21,6 +21,9 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 DOMAIN = "messages"
 DEFAULT = "en"
@@ -114,9 +117,6 @@ def _load(directory: Path, code: str) -> gettext.NullTranslations | None:
         with mo.open("rb") as fh:
             return gettext.GNUTranslations(fh)
     if po.is_file():  # a fresh checkout without compiled catalogs still works
-        from babel.messages.mofile import write_mo
-        from babel.messages.pofile import read_po
-
         with po.open("rb") as fh:
             catalog = read_po(fh, locale=code)
         buf = io.BytesIO()
