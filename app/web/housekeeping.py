@@ -2,7 +2,7 @@
 the in-memory ledgers (app/web/budget.py, app/web/quota.py) in step with the store.
 
 Runs in the app's lifespan every ``min(upload_idle_seconds / 2, 30)`` seconds. Why a resync
-instead of hooks everywhere: a commit (app/web/commit.py), ``guwah cleanup`` and other app
+instead of hooks everywhere: a commit (app/web/routers/commit.py), ``guwah cleanup`` and other app
 nodes change the uploads too; between two runs the ledgers can only over-count (refuse a
 little early), never let more in than the limits.
 """

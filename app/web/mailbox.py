@@ -18,7 +18,7 @@ app/web/routers/mailbox.py:
   mailbox without reply gets.  The token is only ever in this body (never
   in a URL); the server hashes it and keeps nothing.  A follow-up with JavaScript on is
   encrypted in the browser and committed through ``POST /api/submissions`` with
-  ``mailbox_token`` (app/web/commit.py), which links it to the first submission.
+  ``mailbox_token`` (app/web/routers/commit.py), which links it to the first submission.
 - ``POST /mailbox/follow-up`` (JavaScript off, multipart): sealed exactly like a first
   submission (app/web/sealing.py, ``follow_up=``) and linked to the mailbox.
 

@@ -26,7 +26,7 @@ followed by ASCII spaces up to ``padme(len)``::
 Each attachment blob ``file-N`` is the plaintext followed by zero bytes up to ``padme(size)``;
 ``size`` and ``sha256`` above are of the unpadded plaintext.
 
-Follow-ups (``follow_up=``, used by app/web/mailbox_routes.py): the form carries a sealed
+Follow-ups (``follow_up=``, used by app/web/routers/mailbox.py): the form carries a sealed
 ``mailbox`` field instead of a desk; the codename inside it is re-derived here, and the new
 submission is linked to the mailbox: same token hash, same reply recipient, ``parent_id`` =
 the mailbox's first submission, on that submission's desk.  No new codename is made.
