@@ -322,7 +322,7 @@ def serve(
 
     options: dict[str, object] = {}
     try:
-        from app.web.protocol import guarded_protocol
+        from app.web.h11_limits import guarded_protocol
         from app.web.security import UVICORN_OPTIONS
 
         options.update(UVICORN_OPTIONS)

@@ -17,7 +17,7 @@ spaces.
 Each attachment blob ``file-N`` is the plaintext followed by zero bytes up to ``padme(size)``;
 the ``size`` and ``sha256`` the testimony records are of the unpadded plaintext.
 
-Follow-ups (``follow_up=``, used by app/web/mailbox_routes.py): the form carries a sealed
+Follow-ups (``follow_up=``, used by app/web/routers/mailbox.py): the form carries a sealed
 ``mailbox`` field instead of a desk; the codename inside it is re-derived here, and the new
 submission is linked to the mailbox: same token hash, same reply recipient, ``parent_id`` =
 the mailbox's first submission, on that submission's desk.  No new codename is made.
@@ -46,8 +46,8 @@ from app.protocol.testimony import CONSENT, SERVER_SEALED, DescribedFile, Testim
 from app.protocol.utcday import today
 from app.store import StoreError, is_disk_full
 
-from .codename_ahead import AMSG, CONFIRM_FIELD, AlreadySent, confirmed
-from .errors import MSG, Refusal
+from .codename_ahead import AMSG, CONFIRM_FIELD, confirmed
+from .errors import MSG, AlreadySent, Refusal
 from .i18n import KNOWN
 
 # The parser would log a byte of the body in some warnings: keep the body out of logs.
