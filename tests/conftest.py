@@ -294,10 +294,11 @@ def guwah_server_two_desks(tmp_path: Path, database_url: str) -> Iterator[GuwahS
 
 
 # ============================================================================================
-# Returning-witness fixtures — owner: mailbox engineer (app/web/mailbox_routes.py,
-# tests/test_mailbox*, tests/test_browser_return*). Replies are made the real way: a
-# `guwah-reply/1` document encrypted with app.crypto to the witness's reply recipient and the
-# desk's editor keys, header checked and stored like app/server_cli/importing.py does.
+# Returning-witness fixtures — owner: mailbox engineer (app/web/mailbox.py,
+# app/web/routers/mailbox.py, tests/test_mailbox*, tests/test_browser_return*). Replies are
+# made the real way: a `guwah-reply/1` document encrypted with app.crypto to the witness's
+# reply recipient and the desk's editor keys, header checked and stored like
+# app/server_cli/importing.py does.
 # ============================================================================================
 def store_real_reply(store, submission_id: str, text: str) -> str:  # type: ignore[no-untyped-def]
     """Encrypt ``text`` as an editor reply to ``submission_id`` and store it in its mailbox."""

@@ -68,7 +68,7 @@ def send_follow_up(client, csrf: str, ticket: str, text: str, files=()):
 
 def count_kdf(monkeypatch) -> list[str]:
     """Count real KDF runs of the return page (the real scrypt still runs)."""
-    import app.web.mailbox_routes as routes
+    import app.web.mailbox as routes
 
     calls: list[str] = []
     real = routes.kdf

@@ -3,7 +3,7 @@
 A mailbox is the set of submissions that share a token hash. Its first submission is the one
 that links to no other (``parent_id`` is None), else the first listed; follow-ups link to it
 and go to its desk. One rule for the JavaScript-off follow-up (app/web/sealing.py), the
-browser's commit (app/web/commit.py) and the reply page (app/web/mailbox_routes.py).
+browser's commit (app/web/routers/commit.py) and the reply page (app/web/mailbox.py).
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ from app.store import (
 )
 from app.store.backup import backup as run_backup
 from app.store.backup import restore as run_restore
+from app.web.h11_limits import guarded_protocol
 from app.web.i18n import catalogs_for
-from app.web.protocol import guarded_protocol
 from app.web.security import UVICORN_OPTIONS
 
 from .exporting import export_bundle

@@ -24,10 +24,14 @@ housekeeping task runs there).
 from __future__ import annotations
 
 import itertools
+import shutil
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
+
+from app.settings import Settings
 
 from .errors import MSG, Refusal
 
@@ -182,3 +186,17 @@ class Budget:
             self._changed.set()
             self._changed = None
 
+
+
+def disk_path(settings: Settings) -> Path:
+    """The directory whose file system holds the blobs (the data dir until it exists)."""
+    path = settings.blob_path
+    return path if path.exists() else Path(settings.data_dir)
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on ``path``'s file system (unknown: as good as unlimited)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 1 << 62

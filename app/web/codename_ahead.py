@@ -36,8 +36,10 @@ import anyio.to_thread
 
 from app.crypto.codename import LIST_SIZE, SECRET_WORDS, Codename
 from app.crypto.mailbox import kdf, token_hash
+from app.protocol.followup import first_submission
+from app.store import Store, SubmissionInfo
 
-from .errors import N_, Refusal
+from .errors import N_
 from .forms import TOKEN_LIFETIME_HOURS, FormTokens
 
 CONFIRM_FIELD = "kept_codename"
@@ -60,14 +62,6 @@ AMSG = {
         "the change from there as a follow-up."
     ),
 }
-
-
-class AlreadySent(Refusal):
-    """A JS-off form whose token already made a submission: answer with its receipt."""
-
-    def __init__(self, nonce: bytes) -> None:
-        super().__init__(200, AMSG["again"], keeps_form=False)
-        self.nonce = nonce
 
 
 @dataclass(frozen=True)
@@ -170,7 +164,7 @@ async def repeated_soon(ahead: Ahead, nonce: bytes, data: dict[str, Any]) -> dic
 
 
 # -------------------------------------------------------------- the JS-off receipt again
-async def receipt_again(ahead: Ahead, store: Any, nonce: bytes) -> dict[str, Any] | None:
+async def receipt_again(ahead: Ahead, store: Store, nonce: bytes) -> dict[str, Any] | None:
     """Receipt values for a form sent again: its codename and the submission stored under it.
 
     Found through the mailbox (the database already holds its token hash), so nothing is kept
@@ -194,7 +188,5 @@ def _token_hash_of(codename: Codename) -> str:
     return token_hash(kdf(codename.kdf_input)[:32])
 
 
-def _first_submission(store: Any, hashed: str) -> Any:
-    earlier = store.list_submissions(token_hash=hashed)
-    firsts = [s for s in earlier if s.parent_id is None] or earlier
-    return firsts[0] if firsts else None
+def _first_submission(store: Store, hashed: str) -> SubmissionInfo | None:
+    return first_submission(store.list_submissions(token_hash=hashed))

@@ -1,4 +1,4 @@
-"""``POST /api/submissions``: turn complete uploads into one submission, atomically.
+"""The checks behind ``POST /api/submissions`` (app/web/routers/commit.py), made without keys.
 
 The witness's browser sends JSON naming its uploads. Before anything becomes visible the
 server reads each upload's age header (no key needed) and checks that it is a well-formed
@@ -12,7 +12,7 @@ adopts the uploads (a rename per file, no copy) and the submission appears.
 
 What no check without keys can catch — a well-formed file for another key of the desk's kind —
 is quarantined by ``guwah-editor import`` (app/editor/layout.py). No answer here depends on
-whether a mailbox was used before (:func:`_mailbox`).
+whether a mailbox was used before (``_mailbox`` in app/web/routers/commit.py).
 """
 
 from __future__ import annotations
@@ -21,29 +21,16 @@ import base64
 import binascii
 import hashlib
 import zlib
-from typing import Any
-
-import anyio.to_thread
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
-from python_multipart.multipart import parse_options_header
+from typing import BinaryIO
 
 from app.crypto import AgeError, NotAgeFileError, padme
-from app.crypto.header import parse_header
-from app.crypto.mailbox import token_hash as hash_token
+from app.crypto.header import Stanza, parse_header
 from app.crypto.stream import plaintext_length
 from app.crypto.x25519 import is_generated_share
-from app.protocol.followup import first_submission
-from app.protocol.ids import HEX64, ID, is_a
-from app.store import is_disk_full
+from app.store import Desk
 
-from .codename_ahead import repeated_soon
 from .errors import MSG, N_
-from .forms import cross_site
-from .jsonbody import BadJson, parse_json
-from .uploads import refuse
 
-MAX_JSON = 64 * 1024
 READ = 1024 * 1024
 SAMPLE = 64 * 1024  # of each payload, tested for looking like ciphertext
 MIN_SAMPLE = 272  # the smallest payload after its nonce: 256 padded bytes + a 16-byte tag
@@ -70,9 +57,7 @@ CMSG = {
     ),
     "not_ciphertext": MSG["not_ciphertext"],
     "mailbox": N_("No earlier testimony belongs to this codename. Please check it."),
-    "reply_key": N_(
-        "The reply key does not match this codename's mailbox. Please reload the page."
-    ),
+    "reply_key": MSG["reply_key"],
 }
 
 
@@ -99,11 +84,11 @@ def stream_payload_ok(payload: int) -> bool:
     return plain is not None and padme(plain) == plain
 
 
-def check_age_file(src: Any, size: int, desk: Any) -> str:
+def check_age_file(src: BinaryIO, size: int, desk: Desk) -> str:
     """Check an upload against ``desk``; return the SHA-256 of its bytes. Raises Invalid."""
     reader = _Hashing(src)
     try:
-        header, rest = parse_header(reader)  # type: ignore[arg-type]
+        header, rest = parse_header(reader)
     except NotAgeFileError:
         raise Invalid("not_age") from None
     except AgeError:
@@ -123,7 +108,7 @@ def check_age_file(src: Any, size: int, desk: Any) -> str:
     return reader.digest.hexdigest()
 
 
-def check_stanzas(stanzas: list[Any], desk: Any) -> None:
+def check_stanzas(stanzas: list[Stanza], desk: Desk) -> None:
     """One stanza per desk key, all of the desk's kind and shape, each with an ephemeral
     X25519 share that a key generation can output, no share twice. Raises Invalid."""
     kinds = {k.kind for k in desk.recipients}
@@ -164,7 +149,7 @@ def looks_random(sample: bytes) -> bool:
 class _Hashing:
     """A reader that hashes and counts everything read through it."""
 
-    def __init__(self, src: Any) -> None:
+    def __init__(self, src: BinaryIO) -> None:
         self._src = src
         self.digest = hashlib.sha256()
         self.consumed = 0
@@ -176,177 +161,3 @@ class _Hashing:
         return bytes(out)
 
     read1 = read
-
-
-router = APIRouter()
-
-
-def _parse(body: bytes, max_files: int) -> dict[str, Any] | None:
-    """The commit request, checked for shape; None when malformed."""
-    try:
-        data = parse_json(body)
-    except BadJson:
-        return None
-    if not isinstance(data, dict):
-        return None
-    strings = ("csrf", "desk", "message_upload", "token_hash", "reply_recipient")
-    if any(not isinstance(data.get(k), str) for k in strings):
-        return None
-    files = data.get("files", [])
-    if not isinstance(files, list) or len(files) > max_files:
-        return None
-    uploads = [data["message_upload"]]
-    for i, item in enumerate(files, start=1):
-        if not isinstance(item, dict) or set(item) != {"role", "upload"}:
-            return None
-        if item["role"] != f"file-{i}" or not isinstance(item["upload"], str):
-            return None
-        uploads.append(item["upload"])
-    if any(not is_a(ID, u) for u in uploads) or len(set(uploads)) != len(uploads):
-        return None
-    token = data.get("mailbox_token")
-    if token is not None and not is_a(HEX64, token):
-        return None
-    if not is_a(HEX64, data["token_hash"]) and token is None:
-        return None
-    return data
-
-
-@router.post("/api/submissions")
-async def commit(request: Request) -> Response:
-    """Validate the named uploads and make them one visible submission; 201 {"id", ...}."""
-    web = request.app.state.web
-    settings = web.settings
-    ctype = parse_options_header(request.headers.get("content-type", ""))[0]
-    if ctype != b"application/json":
-        return refuse(request, 415, MSG["content_type"])
-    if cross_site(dict(request.headers), request.headers.get("host")):
-        return refuse(request, 403, MSG["cross_site"])
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_JSON:
-            return refuse(request, 413, MSG["field_long"])
-    data = _parse(bytes(body), settings.max_files)
-    if data is None:
-        return refuse(request, 400, MSG["bad_form"])
-    nonce = web.tokens.check(data["csrf"])
-    if nonce is None:
-        return refuse(request, 403, MSG["csrf"])
-    again = web.ahead.repeated(nonce, data)  # sent again after a lost answer: same receipt
-    if again is not None:
-        return JSONResponse(again, status_code=201)
-    if web.tokens.is_spent(nonce):
-        return refuse(request, 409, MSG["used"])
-    roles = {"message": data["message_upload"]}
-    roles.update({f["role"]: f["upload"] for f in data["files"]})
-    result = await anyio.to_thread.run_sync(_commit_sync, web, request, data, roles)
-    if isinstance(result, Response):
-        again = await repeated_soon(web.ahead, nonce, data)  # a twin request stored it first
-        return result if again is None else JSONResponse(again, status_code=201)
-    if not web.tokens.spend(nonce):
-        # a second commit with the same form raced this one; both hold distinct uploads,
-        # and this one is stored: report success (the witness has one codename either way)
-        pass
-    desk = result["desk"]
-    answer = {
-        "id": result["id"],
-        "desk": desk.name,
-        "keys": [{"name": k.name, "fingerprint": k.fingerprint} for k in desk.recipients],
-    }
-    web.ahead.remember(nonce, data, answer)
-    return JSONResponse(answer, status_code=201)
-
-
-def _commit_sync(web: Any, request: Request, data: dict[str, Any],
-                 roles: dict[str, str]) -> Any:
-    from app.store import (
-        AlreadyUsed,
-        BadReplyRecipient,
-        BadTokenHash,
-        NotFound,
-        StoreError,
-    )
-
-    store = web.store
-    area = store.uploads
-    try:
-        desk = store.get_desk(data["desk"])
-    except NotFound:
-        return refuse(request, 422, MSG["unknown_desk"])
-    if not desk.recipients:
-        return refuse(request, 422, MSG["unknown_desk"])
-    token_hash, parent_id = _mailbox(store, data)
-    if token_hash is None:
-        return refuse(request, 422, CMSG["mailbox"])
-
-    import datetime as dt
-
-    now = dt.datetime.now(dt.UTC)
-    hashes: dict[str, tuple[str, str]] = {}
-    for role, upload_id in roles.items():
-        try:
-            info = area.info(upload_id)
-        except NotFound:
-            return refuse(request, 422, CMSG["incomplete"])
-        if info.expires <= now:
-            return refuse(request, 410, CMSG["incomplete"])
-        if info.desk_id != desk.id or info.role != role:
-            _remove(area, roles)
-            return refuse(request, 422, CMSG["wrong_desk"])
-        if not info.complete:
-            return refuse(request, 422, CMSG["incomplete"])
-        try:
-            with area.open(upload_id) as src:
-                sha = check_age_file(src, info.length, desk)
-        except Invalid as exc:
-            _remove(area, roles)
-            return refuse(request, 422, CMSG[exc.key])
-        hashes[role] = (upload_id, sha)
-    try:
-        try:
-            submission_id = area.adopt(desk, token_hash, data["reply_recipient"], parent_id,
-                                       hashes)
-        except NotFound:  # the first submission was deleted meanwhile: start the mailbox anew
-            submission_id = area.adopt(desk, token_hash, data["reply_recipient"], None, hashes)
-    except AlreadyUsed:
-        return refuse(request, 409, MSG["used"])
-    except BadReplyRecipient:
-        return refuse(request, 422, CMSG["reply_key"])
-    except BadTokenHash:
-        return refuse(request, 400, MSG["bad_form"])
-    except StoreError as exc:
-        if is_disk_full(exc):  # the rename or the database commit found no space
-            return refuse(request, 507, MSG["disk"])
-        return refuse(request, 500, MSG["server"])
-    return {"id": submission_id, "desk": desk}
-
-
-def _mailbox(store: Any, data: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(token hash, parent id) of the commit; (None, None) if token and hash disagree.
-
-    No answer may depend on whether the mailbox was used before (a person made to hand over
-    a codename must be able to say it was never used): a first submission whose token hash
-    names a used mailbox is stored like any other, and a follow-up (``mailbox_token``) into a
-    mailbox nobody used starts it, with whatever reply recipient it brings, exactly as the
-    JavaScript-off paths do. Only a follow-up proves the token, so only it is linked.
-    """
-    token_hash = data["token_hash"]
-    if data.get("mailbox_token") is None:
-        return token_hash, None
-    computed = hash_token(bytes.fromhex(data["mailbox_token"]))
-    if token_hash and token_hash != computed:
-        return None, None
-    first = first_submission(store.list_submissions(token_hash=computed))
-    return computed, (first.id if first is not None else None)
-
-
-def _remove(area: Any, roles: dict[str, str]) -> None:
-    """Drop every upload a refused commit named: nothing of it is kept."""
-    from app.store import NotFound
-
-    for upload_id in roles.values():
-        try:
-            area.delete(upload_id)
-        except NotFound:
-            pass

@@ -2,7 +2,7 @@
 the in-memory ledgers (app/web/budget.py, app/web/quota.py) in step with the store.
 
 Runs in the app's lifespan every ``min(upload_idle_seconds / 2, 30)`` seconds. Why a resync
-instead of hooks everywhere: a commit (app/web/commit.py), ``guwah cleanup`` and other app
+instead of hooks everywhere: a commit (app/web/routers/commit.py), ``guwah cleanup`` and other app
 nodes change the uploads too; between two runs the ledgers can only over-count (refuse a
 little early), never let more in than the limits.
 """
@@ -10,7 +10,6 @@ little early), never let more in than the limits.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
@@ -18,8 +17,7 @@ import anyio.to_thread
 from app.store import NotFound
 from app.store.uploads import UploadArea
 
-if TYPE_CHECKING:
-    from .app import Web
+from .state import Web
 
 log = logging.getLogger("guwah.web")
 MAX_PERIOD_SECONDS = 30.0

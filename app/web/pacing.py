@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
+
+from app.settings import Settings
 
 
 class BodyStalled(Exception):
@@ -31,7 +32,7 @@ class Pacing:
     window_seconds: float
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Pacing:
+    def from_settings(cls, settings: Settings) -> Pacing:
         return cls(settings.body_idle_seconds, settings.body_min_rate,
                    settings.body_rate_window_seconds)
 

@@ -17,7 +17,7 @@ spaces.
 Each attachment blob ``file-N`` is the plaintext followed by zero bytes up to ``padme(size)``;
 the ``size`` and ``sha256`` the testimony records are of the unpadded plaintext.
 
-Follow-ups (``follow_up=``, used by app/web/mailbox_routes.py): the form carries a sealed
+Follow-ups (``follow_up=``, used by app/web/routers/mailbox.py): the form carries a sealed
 ``mailbox`` field instead of a desk; the codename inside it is re-derived here, and the new
 submission is linked to the mailbox: same token hash, same reply recipient, ``parent_id`` =
 the mailbox's first submission, on that submission's desk.  No new codename is made.
@@ -44,10 +44,11 @@ from app.crypto.padding import write_padding
 from app.protocol.followup import first_submission
 from app.protocol.testimony import CONSENT, SERVER_SEALED, DescribedFile, Testimony
 from app.protocol.utcday import today
-from app.store import StoreError, is_disk_full
+from app.store import Desk, Store, StoreError, is_disk_full
 
-from .codename_ahead import AMSG, CONFIRM_FIELD, AlreadySent, confirmed
-from .errors import MSG, Refusal
+from .codename_ahead import AMSG, CONFIRM_FIELD, confirmed
+from .errors import MSG, AlreadySent, Refusal
+from .forms import FormTokens
 from .i18n import KNOWN
 
 # The parser would log a byte of the body in some warnings: keep the body out of logs.
@@ -123,10 +124,10 @@ class Sealer:
         self,
         *,
         boundary: bytes,
-        store: Any,
-        desks: list[Any],
+        store: Store,
+        desks: list[Desk],
         limits: Limits,
-        tokens: Any,
+        tokens: FormTokens,
         kdf_slots: threading.BoundedSemaphore,
         follow_up: Callable[[str], str] | None = None,
         oversize: bool = False,
@@ -145,14 +146,32 @@ class Sealer:
         self._link: tuple[str, str, str | None] | None = None  # token hash, recipient, parent
         self.desks = {d.name: d for d in desks}
         self.limits = limits
-        self.tokens = tokens  # FormTokens: check / is_spent / spend
+        self.tokens = tokens  # check / is_spent / spend
         self.kdf_slots = kdf_slots
         self.caps = _text_caps(limits.max_text_chars)
         if follow_up is not None:
             self.caps["mailbox"] = 1_000
         if ahead is not None:
             self.caps[CONFIRM_FIELD] = 16
-        self.parser = MultipartParser(
+        self.parser = self._new_parser(boundary)
+        self.fields: dict[str, str] = {}
+        self.files: list[FileRecord] = []
+        self._ended = False
+        self._gate_open = False
+        self._desk: Any = None
+        self._nonce: bytes | None = None
+        self._unknown_bytes = 0
+        self._reset_part_state()
+        # store transaction
+        self._cm: Any = None
+        self._sub: Any = None
+        self._codename: str | None = None
+        self._reply_recipient = ""
+        self._recipients: list[Any] = []
+
+    def _new_parser(self, boundary: bytes) -> MultipartParser:
+        """The multipart parser, calling back into this state machine; tight header limits."""
+        return MultipartParser(
             boundary,
             callbacks={
                 "on_part_begin": self._part_begin,
@@ -167,14 +186,9 @@ class Sealer:
             max_header_count=8,
             max_header_size=2048,
         )
-        self.fields: dict[str, str] = {}
-        self.files: list[FileRecord] = []
-        self._ended = False
-        self._gate_open = False
-        self._desk: Any = None
-        self._nonce: bytes | None = None
-        self._unknown_bytes = 0
-        # current part
+
+    def _reset_part_state(self) -> None:
+        """The state of the part being parsed, before its first header."""
         self._hfield = bytearray()
         self._hvalue = bytearray()
         self._headers: dict[str, bytes] = {}
@@ -188,12 +202,6 @@ class Sealer:
         self._pending_name = ""
         self._pending_type = ""
         self._since_disk_check = 0
-        # store transaction
-        self._cm: Any = None
-        self._sub: Any = None
-        self._codename: str | None = None
-        self._reply_recipient = ""
-        self._recipients: list[Any] = []
 
     # ---------------------------------------------------------------- driving
     def run(self, next_chunk: Callable[[], bytes]) -> Receipt:

@@ -29,7 +29,8 @@ def form_token(client: httpx.Client) -> str:
 def submit_js_off(client: httpx.Client, text: str = "What I saw in the camp.",
                   files: list[tuple[str, bytes]] | None = None) -> httpx.Response:
     """A JavaScript-off submission: the form, as a browser posts it."""
-    data = {"csrf": form_token(client), "testimony": text, "website": ""}
+    data = {"csrf": form_token(client), "testimony": text, "website": "",
+            "kept_codename": "yes"}  # the codename box, ticked
     parts = [("files", (name, content, "application/octet-stream"))
              for name, content in (files or [("", b"")])]  # a browser sends an empty input
     return client.post("/submit", data=data, files=parts)

@@ -37,7 +37,8 @@ def _token(url: str) -> str:
 
 
 def _form(boundary: str, token: str, text: str) -> bytes:
-    fields = [("csrf", token), ("desk", "default"), ("website", ""), ("testimony", text)]
+    fields = [("csrf", token), ("desk", "default"), ("website", ""), ("testimony", text),
+              ("kept_codename", "yes")]  # the codename box, ticked as a witness does
     return b"".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{n}"\r\n\r\n{v}\r\n'.encode()
         for n, v in fields

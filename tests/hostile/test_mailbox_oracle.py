@@ -100,7 +100,8 @@ def _used_codename(client: httpx.Client, desk_name: str) -> str:
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     r = client.post("/submit", files=[
         ("csrf", (None, csrf)), ("desk", (None, desk_name)), ("lang", (None, "en")),
-        ("website", (None, "")), ("testimony", (None, "the first testimony"))])
+        ("website", (None, "")), ("testimony", (None, "the first testimony")),
+        ("kept_codename", (None, "yes"))])
     assert r.status_code == 200, r.text[:300]
     return re.search(r'id="codename"[^>]*>([^<]+)<', r.text).group(1).strip()
 

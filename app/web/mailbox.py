@@ -1,6 +1,7 @@
 """The returning witness: read replies with the codename, and send a follow-up into the mailbox.
 
-Routes (registered by ``create_app``):
+This module reads mailboxes and seals follow-up tickets; the routes are in
+app/web/routers/mailbox.py:
 
 - ``GET /return``: the codename form.  With JavaScript, ``static/js/return.js`` (Subresource
   Integrity) takes it over: the browser derives the mailbox itself, fetches the reply
@@ -17,9 +18,11 @@ Routes (registered by ``create_app``):
   mailbox without reply gets.  The token is only ever in this body (never
   in a URL); the server hashes it and keeps nothing.  A follow-up with JavaScript on is
   encrypted in the browser and committed through ``POST /api/submissions`` with
-  ``mailbox_token`` (app/web/commit.py), which links it to the first submission.
+  ``mailbox_token`` (app/web/routers/commit.py), which links it to the first submission.
 - ``POST /mailbox/follow-up`` (JavaScript off, multipart): sealed exactly like a first
   submission (app/web/sealing.py, ``follow_up=``) and linked to the mailbox.
+- ``POST /mailbox/delete-replies`` and ``POST /api/mailbox/delete-replies``: the witness
+  deletes the editors' replies, behind a confirmation (app/web/routers/withdraw.py).
 
 The follow-up form does not echo the codename: it carries a *ticket*, the codename sealed
 with ChaCha20-Poly1305 under a key derived from the server key, padded to a fixed length and
@@ -37,28 +40,23 @@ import json
 import logging
 import secrets
 import struct
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from python_multipart.multipart import parse_options_header
 
 from app.crypto import AgeError, HybridIdentity, X25519Identity, decrypt, read_header
-from app.crypto.mailbox import CodenameError, kdf, normalize_codename, token_hash
+from app.crypto.mailbox import kdf, normalize_codename, token_hash
 from app.protocol.followup import first_submission
-from app.protocol.ids import DAY, HEX64, is_a
+from app.protocol.ids import DAY, is_a
+from app.store import Desk, Store
 
 from . import sealing
-from .errors import MSG, N_, Refusal
-from .forms import TOKEN_LIFETIME_HOURS, cross_site
-from .jsonbody import parse_json
-from .scripts import PageScript, page_script
-from .withdraw_routes import withdraw_router
+from .errors import N_, Busy, Refusal
+from .forms import TOKEN_LIFETIME_HOURS
 
 log = logging.getLogger("guwah.web")
 
@@ -131,18 +129,18 @@ def _hour() -> int:
 
 
 # --------------------------------------------------------------------------- reading
-def derive(web: Any, codename: str) -> tuple[bytes, bytes]:
+def derive(kdf_slots: threading.BoundedSemaphore, codename: str) -> tuple[bytes, bytes]:
     """(token, reply seed) for a normalized codename, under the server's KDF bound."""
-    if not web.kdf_slots.acquire(timeout=sealing.KDF_WAIT_SECONDS):
-        raise Refusal(503, MSG["busy"])
+    if not kdf_slots.acquire(timeout=sealing.KDF_WAIT_SECONDS):
+        raise Busy()
     try:
         out = kdf(codename)
     finally:
-        web.kdf_slots.release()
+        kdf_slots.release()
     return out[:32], out[32:64]
 
 
-def read_replies(store: Any, token: bytes, seed: bytes) -> list[ShownReply]:
+def read_replies(store: Store, token: bytes, seed: bytes) -> list[ShownReply]:
     """Look up and decrypt a mailbox's replies in memory.
 
     The same steps run whether the mailbox exists or not: hash, one lookup, build the reply
@@ -165,6 +163,8 @@ def read_replies(store: Any, token: bytes, seed: bytes) -> list[ShownReply]:
             if len(data) > MAX_REPLY_BYTES:
                 raise ValueError("reply too large")
             kinds = {s.type for s in read_header(io.BytesIO(data)).stanzas}
+            # Any: app.crypto's Identity protocol declares ``type`` settable, its classes
+            # make it read-only, so neither identity class matches it for mypy
             identity: Any = x25519
             if HYBRID in kinds:
                 hybrid = hybrid or HybridIdentity.from_seed(seed)
@@ -179,7 +179,7 @@ def read_replies(store: Any, token: bytes, seed: bytes) -> list[ShownReply]:
             day = doc.get("day")
             if not isinstance(text, str):
                 raise ValueError("reply without text")
-            shown.append(ShownReply(day if is_a(DAY, day)
+            shown.append(ShownReply(day if isinstance(day, str) and is_a(DAY, day)
                                     else fallback_day, text))
         except (AgeError, ValueError, OSError, LookupError):
             # a reply this mailbox cannot open: say so, never why (nothing about its content)
@@ -188,7 +188,7 @@ def read_replies(store: Any, token: bytes, seed: bytes) -> list[ShownReply]:
     return shown
 
 
-def follow_up_desk(store: Any, hashed: str, *, has_replies: bool) -> Any:
+def follow_up_desk(store: Store, hashed: str, *, has_replies: bool) -> Desk | None:
     """The desk a browser-encrypted follow-up into this mailbox is encrypted to, or None.
 
     With one desk, that desk, for every mailbox. With several, the desk of the mailbox's first
@@ -207,7 +207,7 @@ def follow_up_desk(store: Any, hashed: str, *, has_replies: bool) -> Any:
     return named or (available[0] if available else None)
 
 
-def mailbox_answer(store: Any, token: bytes) -> dict[str, Any]:
+def mailbox_answer(store: Store, token: bytes) -> dict[str, Any]:
     """The JSON answer of POST /api/mailbox: ciphertexts, and where a follow-up goes."""
     replies = reply_ciphertexts(store, token)
     desk = follow_up_desk(store, token_hash(token), has_replies=bool(replies))
@@ -221,7 +221,7 @@ def mailbox_answer(store: Any, token: bytes) -> dict[str, Any]:
     }
 
 
-def reply_ciphertexts(store: Any, token: bytes) -> list[dict[str, str]]:
+def reply_ciphertexts(store: Store, token: bytes) -> list[dict[str, str]]:
     hashed = token_hash(token)
     out: list[dict[str, str]] = []
     for info in store.replies(hashed)[:MAX_REPLIES]:
@@ -235,117 +235,4 @@ def reply_ciphertexts(store: Any, token: bytes) -> list[dict[str, str]]:
         out.append({"day": info.day.isoformat(), "age": base64.b64encode(data).decode("ascii")})
     return out
 
-
-# --------------------------------------------------------------------------- routes
-def _return_script() -> PageScript | None:
-    """return.js, its integrity hash and its shared modules, when built."""
-    from .app import STATIC_DIR
-
-    return page_script(STATIC_DIR / "js", "return.js")
-
-
-def mailbox_router(web: Any) -> APIRouter:
-    """Routes of the returning witness, bound to the app's shared state ``web``."""
-    from .app import _form_key, _seal_request, _small_form, render
-
-    router = APIRouter()
-    tickets = MailboxTickets(_form_key(web.settings))
-    script = _return_script()
-
-    def desks() -> list[Any]:
-        return [d for d in web.store.list_desks() if d.recipients]
-
-    def mailbox_page(request: Request, replies: list[ShownReply] | None, ticket: str,
-                     refusal: Refusal | None = None) -> Response:
-        """The mailbox; after a refused follow-up (``refusal``), only its follow-up form,
-        refilled from memory with what the witness wrote, the reason on top."""
-        kept = (refusal.form or {}) if refusal is not None else {}
-        return render(
-            web, request.scope, "mailbox.html", refusal.status if refusal else 200,
-            replies=replies, token=web.tokens.issue(), ticket=ticket,
-            max_files=web.settings.max_files, max_file_bytes=web.settings.max_file_bytes,
-            max_text_chars=web.settings.max_text_chars,
-            kept=kept, refusal=refusal.message if refusal else None,
-            refusal_status=refusal.status if refusal else None,
-            text_lost="testimony" not in kept,
-        )
-
-    @router.get("/return", response_class=HTMLResponse)
-    async def return_form(request: Request) -> Response:
-        return render(web, request.scope, "return.html", token=web.tokens.issue(),
-                      js=script, max_files=web.settings.max_files,
-                      max_file_bytes=web.settings.max_file_bytes)
-
-    @router.post("/return", response_class=HTMLResponse)
-    async def return_check(request: Request) -> Response:
-        form = await _small_form(request)
-        if web.tokens.check(form.get("csrf", "")) is None:
-            raise Refusal(403, MSG["csrf"])
-        typed = form.pop("codename", "")
-        try:
-            codename = normalize_codename(typed)
-        except CodenameError as err:
-            raise Refusal(422, MSG[CODENAME_REFUSALS[err.code]]) from None
-        del typed
-
-        def work(normalized: str) -> tuple[list[ShownReply], str]:
-            token, seed = derive(web, normalized)
-            try:
-                return read_replies(web.store, token, seed), tickets.seal(normalized)
-            finally:
-                del token, seed
-
-        replies, ticket = await anyio.to_thread.run_sync(work, codename)
-        del codename
-        return mailbox_page(request, replies, ticket)
-
-    @router.post("/api/mailbox")
-    async def api_mailbox(request: Request) -> Response:
-        def refuse(status: int, message: str) -> Response:
-            lang = web.catalogs.pick(request.scope.get("guwah.lang")).code
-            return JSONResponse({"error": web.catalogs.get(lang).gettext(message)},
-                                status_code=status)
-
-        if cross_site(dict(request.headers), request.headers.get("host")):
-            return refuse(403, MSG["cross_site"])
-        ctype = parse_options_header(request.headers.get("content-type", ""))[0]
-        if ctype != b"application/json":
-            return refuse(415, MSG["content_type"])
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > API_BODY_BYTES:
-                return refuse(413, MSG["bad_form"])
-        try:
-            doc = parse_json(bytes(body), "ascii")
-            hexed = doc["token"] if isinstance(doc, dict) else None
-            if not is_a(HEX64, hexed):
-                raise ValueError
-            token = bytes.fromhex(hexed)
-        except (ValueError, KeyError, UnicodeDecodeError):
-            return refuse(400, MSG["bad_form"])
-        finally:
-            body.clear()
-        del doc, hexed
-        answer = await anyio.to_thread.run_sync(mailbox_answer, web.store, token)
-        del token
-        return JSONResponse(answer)
-
-    @router.post("/mailbox/follow-up", response_class=HTMLResponse)
-    async def follow_up(request: Request) -> Response:
-        try:
-            receipt = await _seal_request(web, request, desks, follow_up=tickets.open)
-        except Refusal as exc:
-            if exc.form is None:
-                raise
-            page = mailbox_page(request, None, exc.form.get("mailbox", ""), exc)
-            exc.form = None
-            return page
-        files = receipt.files
-        del receipt
-        return render(web, request.scope, "followup_received.html", files=files)
-
-    # "delete my replies" (app/web/withdraw_routes.py), with the same mailbox tickets
-    router.include_router(withdraw_router(web, tickets.open, derive, _small_form, render))
-    return router
 

@@ -1,0 +1,245 @@
+"""The request side of JavaScript-off sealing: stream a multipart body into a :class:`Sealer`.
+
+app/web/sealing.py parses and seals; this module brings it the body. Nothing is reserved from
+``Content-Length``: each received piece is charged to the budget (app/web/budget.py) before it
+is sealed, and a sealing thread is taken only for a piece that has arrived (why: a connection
+that sends headers and then nothing must hold no thread and no budget).  A body that stalls is
+cut off (app/web/pacing.py).  A refusal after the form's own checks carries ``form``: the
+witness's text fields, from memory, so the route can answer with the form again (never
+written, never logged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+import anyio.to_thread
+from python_multipart.multipart import parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from app.settings import Settings
+
+from .budget import Ticket, disk_path
+from .errors import BadForm, CrossSite, FileTooBig, Refusal, Stalled, WrongContentType
+from .forms import cross_site
+from .pacing import BodyStalled, paced_body
+from .sealing import MAX_BOUNDARY_BYTES, Limits, Receipt, Sealer
+from .state import Web
+
+# received bytes handed to a sealing thread at a time: why 1 MiB and not smaller, each hand-off
+# wakes the event loop and a thread (at 128 KiB that was a fifth of the server's profile)
+FEED_CHUNK = 1024 * 1024
+DRAIN_LIMIT = 64 * 1024 * 1024  # after a refusal, read at most this much more so the page shows
+SALVAGE_BYTES = 256 * 1024  # after a budget refusal, text read beyond the testimony's cap
+SALVAGE_SECONDS = 30
+
+
+async def seal_request(web: Web, request: Request, *,
+                       follow_up: Callable[[str], str] | None = None,
+                       ahead: Callable[[bytes], str] | None = None) -> Receipt:
+    """Seal the multipart body of ``request`` into a stored submission; its receipt.
+
+    ``follow_up`` (a follow-up into a mailbox) and ``ahead`` (the codename a form token
+    stands for, app/web/codename_ahead.py) go to the Sealer. Refusal on bad input, with
+    ``form`` set when the form can be shown again; AlreadySent for a form already stored.
+    """
+    boundary = multipart_boundary(request)
+    # more than any acceptable form: its text is still read (to show the form again with
+    # it), its first file is refused before a byte of it is sealed
+    oversize = declared_length(request) > largest_form(web.settings)
+    feeder = _Feeder(web, boundary, follow_up=follow_up, ahead=ahead, oversize=oversize)
+    body = paced_body(_received(request, feeder), web.pacing)
+    ticket = web.budget.open()
+    complete = False
+    try:
+        await _feed(web, feeder, body, ticket)
+        complete = True
+        return await feeder.finish(ticket)
+    except BodyStalled:  # the client went quiet: no drain, nothing kept, 408
+        raise await _stalled(feeder) from None
+    except BaseException as exc:
+        refusal = await _refused(feeder, exc, oversize=oversize)
+        if refusal is None:
+            raise
+        if not complete and not feeder.body_ended:
+            await _drain(request)
+        raise refusal from None
+    finally:
+        web.budget.close(ticket)
+
+
+def largest_form(settings: Settings) -> int:
+    """The largest body an acceptable form can have (every file full, every field full)."""
+    return (settings.max_files * settings.max_file_bytes
+            + 4 * (settings.max_text_chars + 20_000) + 1024 * 1024)
+
+
+async def _feed(web: Web, feeder: _Feeder, body: AsyncIterator[bytes], ticket: Ticket) -> None:
+    """Charge each received piece to the budget, then hand it to the sealer."""
+    async for chunk in body:
+        try:
+            await web.budget.take(ticket, len(chunk), web.settings.budget_wait_seconds)
+        except Refusal:
+            feeder.batch.append(chunk)  # never charged nor sealed: only its text is read
+            await feeder.salvage(body)
+            raise
+        await feeder.add(chunk, ticket)
+
+
+async def _stalled(feeder: _Feeder) -> Refusal:
+    """The 408 for a stalled body, with the text that did arrive; the sealer rolled back."""
+    await feeder.salvage(None)
+    stalled = Stalled()
+    stalled.form = feeder.kept()
+    await feeder.abort(stalled)
+    return stalled
+
+
+async def _refused(feeder: _Feeder, exc: BaseException, *, oversize: bool) -> Refusal | None:
+    """Roll back after ``exc``; the refusal to raise (None: re-raise ``exc`` as it is)."""
+    kept = feeder.kept()
+    await feeder.abort(exc)
+    if not isinstance(exc, Refusal):
+        return None
+    if oversize and exc.keeps_form:  # whatever else went wrong, the size is the reason
+        exc = FileTooBig()
+    if exc.keeps_form:
+        exc.form = kept
+    return exc
+
+
+def multipart_boundary(request: Request) -> bytes:
+    """The multipart boundary of a same-site form post; Refusal (plain page) otherwise."""
+    kind, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise WrongContentType()
+    if len(boundary) > MAX_BOUNDARY_BYTES:  # the parser would raise: refuse it as bad input
+        raise BadForm()
+    if cross_site(dict(request.headers), request.headers.get("host")):
+        raise CrossSite()
+    return bytes(boundary)
+
+
+def declared_length(request: Request) -> int:
+    length_header = request.headers.get("content-length")
+    try:
+        declared = int(length_header) if length_header is not None else 0
+    except ValueError:
+        raise BadForm() from None
+    if declared < 0:
+        raise BadForm()
+    return declared
+
+
+class _Feeder:
+    """Batches received pieces and hands them to the Sealer on a sealing thread."""
+
+    def __init__(self, web: Web, boundary: bytes, *,
+                 follow_up: Callable[[str], str] | None,
+                 ahead: Callable[[bytes], str] | None, oversize: bool) -> None:
+        self.web, self.boundary = web, boundary
+        self.follow_up, self.ahead, self.oversize = follow_up, ahead, oversize
+        self.sealer: Sealer | None = None
+        self.batch: list[bytes] = []  # received pieces, joined once when handed over
+        self.batched = 0
+        self.body_ended = False
+
+    async def _sealer(self) -> Sealer:
+        if self.sealer is None:
+            web, settings = self.web, self.web.settings
+            available = await anyio.to_thread.run_sync(web.desks)
+            self.sealer = Sealer(
+                boundary=self.boundary,
+                store=web.store,
+                desks=available,
+                limits=Limits(settings.max_file_bytes, settings.max_files,
+                              settings.max_text_chars, settings.min_free_bytes,
+                              disk_path(settings)),
+                tokens=web.tokens,
+                kdf_slots=web.kdf_slots,
+                follow_up=self.follow_up,
+                oversize=self.oversize,
+                ahead=self.ahead,
+            )
+        return self.sealer
+
+    async def add(self, chunk: bytes, ticket: Ticket) -> None:
+        self.batch.append(chunk)
+        self.batched += len(chunk)
+        if self.batched >= FEED_CHUNK:
+            await self._flush(ticket)
+
+    async def _flush(self, ticket: Ticket) -> None:
+        sealer = await self._sealer()
+        piece = self.batch[0] if len(self.batch) == 1 else b"".join(self.batch)
+        self.batch, self.batched = [], 0
+        await anyio.to_thread.run_sync(sealer.feed, piece, limiter=self.web.seal_limiter)
+        self.web.budget.landed(ticket, len(piece))
+
+    async def finish(self, ticket: Ticket) -> Receipt:
+        if self.batch or self.sealer is None:
+            await self._flush(ticket)
+        assert self.sealer is not None
+        return await anyio.to_thread.run_sync(self.sealer.finish, limiter=self.web.seal_limiter)
+
+    async def salvage(self, rest: AsyncIterator[bytes] | None) -> None:
+        """After a refusal from outside the Sealer (budget, stall): read the text fields still
+        to come, at most ``SALVAGE_BYTES`` more, uncharged and never sealed, so the form can
+        be shown again with the witness's words.  Files are skipped; nothing is stored."""
+        sealer = await self._sealer()
+        pending = b"".join(self.batch)
+        self.batch, self.batched = [], 0
+        more = await anyio.to_thread.run_sync(sealer.salvage, pending)
+        if rest is None or not more:
+            return
+        limit = SALVAGE_BYTES + 4 * self.web.settings.max_text_chars
+        read = 0
+        with anyio.move_on_after(SALVAGE_SECONDS):
+            try:
+                async for chunk in rest:
+                    read += len(chunk)
+                    more = await anyio.to_thread.run_sync(sealer.salvage, chunk)
+                    if not more or read > limit:
+                        return
+            except BodyStalled:
+                return
+
+    def kept(self) -> dict[str, str]:
+        return self.sealer.kept_form() if self.sealer is not None else {}
+
+    async def abort(self, exc: BaseException) -> None:
+        """Roll the sealer back, even when the request is being cancelled."""
+        self.batch, self.batched = [], 0
+        if self.sealer is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.sealer.abort, exc)
+
+
+async def _received(request: Request, feeder: _Feeder) -> AsyncIterator[bytes]:
+    """The request body as it arrives, noting on ``feeder`` when it ended (why not
+    ``request.stream()``: after a refusal, ``_drain`` must know whether anything is left,
+    or it would wait for a disconnect that a waiting browser never sends)."""
+    while not feeder.body_ended:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        if not message.get("more_body", False):
+            feeder.body_ended = True
+        if message.get("body"):
+            yield message["body"]
+
+
+async def _drain(request: Request) -> None:
+    """Read (and drop) the rest of a refused upload, up to a bound, so the browser shows the
+    error page instead of a reset connection."""
+    drained = 0
+    with anyio.move_on_after(30):
+        while drained < DRAIN_LIMIT:
+            message = await request.receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
