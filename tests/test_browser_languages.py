@@ -157,6 +157,7 @@ def submit(page: Any, server: GuwahServer, prefix: str, code: str, js: bool, fil
     check_page(page, code, "3-submit", js)
     page.locator("#testimony").fill(f"Testimony {code} {'js' if js else 'plain'}.")
     page.locator("#files").set_input_files([str(file)])
+    page.locator("#kept-codename").check()  # the codename before Send, written down
     page.locator('#submit-form button[type="submit"]').click()
     page.locator("#codename:not(:empty), #js-continue").first.wait_for(timeout=120_000)
     if page.locator("#js-continue").count():
