@@ -35,6 +35,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from app import durable
+from app.protocol.ed25519 import public_key_from_b64
 from app.protocol.ids import BUNDLE_ID, DAY, DESK_NAME, HEX64, ID, ROLE, is_a
 from app.protocol.utcday import stamp
 
@@ -159,11 +160,9 @@ def _entry(obj: Any, path: str, where: str, limit: int) -> Entry:
 
 
 def _b64key(value: Any, what: str) -> bytes:
-    try:
-        raw = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
-    except (binascii.Error, ValueError):
-        raw = b""
-    _require(len(raw) == 32, f"{what} is not a base64 Ed25519 key")
+    raw = public_key_from_b64(value)
+    _require(raw is not None, f"{what} is not a base64 Ed25519 key")
+    assert raw is not None  # for the type checker: _require raised otherwise
     return raw
 
 

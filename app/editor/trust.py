@@ -10,13 +10,13 @@ nothing. Both files hold only public data.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from pathlib import Path
 from typing import Any
 
 from app.crypto import fingerprint
 from app.durable import replace_file
+from app.protocol.ed25519 import public_key_from_b64
 from app.protocol.utcday import today
 
 from .errors import EditorError
@@ -49,11 +49,8 @@ def parse_server_key(text: str) -> bytes:
             key_b64 = line
     if key_b64 is None:
         raise EditorError("the server key file has no 'ed25519:' line")
-    try:
-        public = base64.b64decode(key_b64, validate=True)
-    except (binascii.Error, ValueError):
-        public = b""
-    if len(public) != 32:
+    public = public_key_from_b64(key_b64)
+    if public is None:
         raise EditorError("the server key file's ed25519 key is not base64 of 32 bytes")
     if expected_fp is not None and expected_fp != server_fingerprint(public):
         raise EditorError(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from app.crypto import KeyFormatError, fingerprint, parse_recipient
 
-ED25519_BYTES = 32
+from .ed25519 import public_key_from_b64
 
 
 class EditorKeyError(ValueError):
@@ -52,14 +52,12 @@ class EditorKey:
         """Parse the file; a ``fingerprint:`` line, when present, must match the keys."""
         fields = _fields(text)
         try:
-            name, recipient = fields["name"], fields["age-recipient"]
-            public = base64.b64decode(fields["ed25519"], validate=True)
+            name, recipient, encoded = fields["name"], fields["age-recipient"], fields["ed25519"]
         except KeyError as exc:
             raise EditorKeyError(f"the public key file has no '{exc.args[0]}' line") from None
-        except ValueError:
-            raise EditorKeyError("the public key file's ed25519 line is not base64") from None
-        if len(public) != ED25519_BYTES:
-            raise EditorKeyError("the public key file's ed25519 key has the wrong length")
+        public = public_key_from_b64(encoded)
+        if public is None:
+            raise EditorKeyError("the public key file's ed25519 line is not base64 of 32 bytes")
         try:
             parse_recipient(recipient)
         except KeyFormatError as exc:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, insert, select
@@ -12,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.crypto import AgeError, HybridRecipient, X25519Recipient, parse_recipient
+from app.protocol.ed25519 import public_key_from_b64
 from app.protocol.ids import DESK_NAME, is_a
 
 from .errors import Conflict, Invalid, NotFound
@@ -99,11 +98,7 @@ def _checked_key(
         recipient = parse_recipient(age_recipient)
     except AgeError as exc:
         raise Invalid(str(exc)) from None
-    try:
-        raw = base64.b64decode(ed25519_pub, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
+    if public_key_from_b64(ed25519_pub) is None:
         raise Invalid("the Ed25519 public key must be base64 of 32 bytes")
     if not editor_name or len(editor_name) > 200 or "\n" in editor_name:
         raise Invalid("an editor name is 1-200 characters on one line")

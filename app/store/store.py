@@ -177,18 +177,11 @@ class Store:
     def get_desk(self, name: str) -> Desk:
         return desks.get_desk(self.engine, name)
 
-    def add_recipient(
-        self,
-        desk_name: str,
-        editor_name: str,
-        age_recipient: str,
-        ed25519_pub: str,
-        fingerprint: str,
-    ) -> EditorKey:
-        """Add an editor's public keys to a desk; refuses a mix of X25519 and hybrid keys."""
-        return desks.add_recipient(
-            self.engine, desk_name, editor_name, age_recipient, ed25519_pub, fingerprint
-        )
+    def add_recipient(self, desk_name: str, editor_name: str, age_recipient: str,
+                      ed25519_pub: str, fingerprint: str) -> EditorKey:
+        """Add an editor's public keys to a desk (see app/store/desks.py)."""
+        return desks.add_recipient(self.engine, desk_name, editor_name, age_recipient,
+                                   ed25519_pub, fingerprint)
 
     def remove_recipient(self, desk_name: str, fingerprint: str) -> None:
         desks.remove_recipient(self.engine, desk_name, fingerprint)

@@ -11,17 +11,8 @@ never by message text or class name, and the whole set of answers can be read in
 
 from __future__ import annotations
 
+from app.store import errors as store
 from app.store.diskfull import is_disk_full
-from app.store.errors import (
-    AlreadyUsed,
-    BadReplyRecipient,
-    BadTokenHash,
-    Conflict,
-    Invalid,
-    NotFound,
-    NotStored,
-    StoreError,
-)
 
 
 def N_(message: str) -> str:
@@ -204,16 +195,16 @@ ERRORS: dict[type[Exception], tuple[int, str]] = {
     DiskFull: (507, "disk"),
     ServerFault: (500, "server"),
     # the store's typed errors, as the web answers them
-    StoreError: (500, "server"),
-    NotFound: (404, "not_found"),
-    Invalid: (400, "bad_form"),
-    BadTokenHash: (400, "bad_form"),
-    BadReplyRecipient: (422, "reply_key"),
+    store.StoreError: (500, "server"),
+    store.NotFound: (404, "not_found"),
+    store.Invalid: (400, "bad_form"),
+    store.BadTokenHash: (400, "bad_form"),
+    store.BadReplyRecipient: (422, "reply_key"),
     # the only conflict a witness can meet is an upload or form already used; any other
     # (desk or key names) comes from an operator's command, never from this site
-    Conflict: (500, "server"),
-    AlreadyUsed: (409, "used"),
-    NotStored: (500, "server"),
+    store.Conflict: (500, "server"),
+    store.AlreadyUsed: (409, "used"),
+    store.NotStored: (500, "server"),
 }
 
 

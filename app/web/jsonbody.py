@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import json
 
+from fastapi import Request
+from python_multipart.multipart import parse_options_header
+
+from .errors import BadForm, CrossSite, WrongContentType
+from .forms import cross_site
+
 
 class BadJson(ValueError):
     """The body is not JSON we can read (bad encoding, syntax, or nesting too deep)."""
@@ -20,3 +26,29 @@ def parse_json(body: bytes, encoding: str = "utf-8") -> object:
         return json.loads(body.decode(encoding))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadJson("not a JSON document this site reads") from None
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, object]:
+    """A same-site ``application/json`` body of at most ``limit`` bytes holding an object.
+
+    CrossSite, WrongContentType, BadForm(413) when longer, BadForm when malformed. The bytes
+    read are wiped as soon as they are parsed (a mailbox token must not linger).
+    """
+    if cross_site(dict(request.headers), request.headers.get("host")):
+        raise CrossSite()
+    if parse_options_header(request.headers.get("content-type", ""))[0] != b"application/json":
+        raise WrongContentType()
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise BadForm(413)
+        doc = parse_json(bytes(body), "ascii")
+    except BadJson:
+        raise BadForm() from None
+    finally:
+        body.clear()
+    if not isinstance(doc, dict):
+        raise BadForm()
+    return doc

@@ -51,11 +51,11 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from app.crypto import AgeError, HybridIdentity, X25519Identity, decrypt, read_header
 from app.crypto.mailbox import kdf, normalize_codename, token_hash
 from app.protocol.followup import first_submission
-from app.protocol.ids import DAY, is_a
+from app.protocol.ids import DAY, HEX64, is_a
 from app.store import Desk, Store
 
 from . import sealing
-from .errors import N_, Busy, Refusal
+from .errors import N_, BadForm, Busy, Refusal
 from .forms import TOKEN_LIFETIME_HOURS
 
 log = logging.getLogger("guwah.web")
@@ -73,6 +73,14 @@ CODENAME_REFUSALS = {
     "check": "codename_check",
 }
 TICKET_PAD = 128  # a normalized codename is at most 7 * 9 + 6 = 69 bytes
+
+
+def mailbox_token(doc: dict[str, object]) -> bytes:
+    """The mailbox token of a JSON request (``"token"``: 64 hex digits); BadForm otherwise."""
+    hexed = doc.get("token")
+    if not isinstance(hexed, str) or not is_a(HEX64, hexed):
+        raise BadForm()
+    return bytes.fromhex(hexed)
 
 FOLLOW_UP_MSG = {
     "ticket": N_(
@@ -155,12 +163,8 @@ def read_replies(store: Store, token: bytes, seed: bytes) -> list[ShownReply]:
     for info in infos:
         fallback_day = info.day.isoformat()
         try:
-            fh = store.open_reply(info.id, hashed)
-            try:
-                data = fh.read(MAX_REPLY_BYTES + 1)
-            finally:
-                fh.close()
-            if len(data) > MAX_REPLY_BYTES:
+            data = _reply_bytes(store, info.id, hashed)
+            if data is None:
                 raise ValueError("reply too large")
             kinds = {s.type for s in read_header(io.BytesIO(data)).stanzas}
             # Any: app.crypto's Identity protocol declares ``type`` settable, its classes
@@ -221,16 +225,22 @@ def mailbox_answer(store: Store, token: bytes) -> dict[str, Any]:
     }
 
 
+def _reply_bytes(store: Store, reply_id: str, hashed: str) -> bytes | None:
+    """A reply's age file, or None when it is larger than any reply can be."""
+    fh = store.open_reply(reply_id, hashed)
+    try:
+        data = fh.read(MAX_REPLY_BYTES + 1)
+    finally:
+        fh.close()
+    return None if len(data) > MAX_REPLY_BYTES else data
+
+
 def reply_ciphertexts(store: Store, token: bytes) -> list[dict[str, str]]:
     hashed = token_hash(token)
     out: list[dict[str, str]] = []
     for info in store.replies(hashed)[:MAX_REPLIES]:
-        fh = store.open_reply(info.id, hashed)
-        try:
-            data = fh.read(MAX_REPLY_BYTES + 1)
-        finally:
-            fh.close()
-        if len(data) > MAX_REPLY_BYTES:
+        data = _reply_bytes(store, info.id, hashed)
+        if data is None:
             continue
         out.append({"day": info.day.isoformat(), "age": base64.b64encode(data).decode("ascii")})
     return out

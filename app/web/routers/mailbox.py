@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from python_multipart.multipart import parse_options_header
 
 from app.crypto.mailbox import CodenameError, normalize_codename
-from app.protocol.ids import HEX64, is_a
 
 from ..errors import (
     MSG,
@@ -24,22 +23,22 @@ from ..errors import (
     WrongContentType,
 )
 from ..forms import cross_site
-from ..jsonbody import parse_json
-from ..mailbox import ShownReply, derive, mailbox_answer, read_replies
+from ..jsonbody import read_json_object
+from ..mailbox import (
+    API_BODY_BYTES,
+    CODENAME_REFUSALS,
+    ShownReply,
+    derive,
+    mailbox_answer,
+    mailbox_token,
+    read_replies,
+)
 from ..pacing import BodyStalled, paced_body
 from ..rendering import render, translate
 from ..sealing_request import seal_request
 from ..state import Web, WebDep
 
 SMALL_FORM_BYTES = 8 * 1024
-API_BODY_BYTES = 1024
-# CodenameError.code -> the sentence the witness sees (app/crypto/codename.py)
-CODENAME_REFUSALS = {
-    "count": "codename_words",
-    "word": "codename_word",
-    "number": "codename_number",
-    "check": "codename_check",
-}
 
 router = APIRouter()
 
@@ -106,26 +105,7 @@ async def api_mailbox(request: Request, web: WebDep) -> Response:
 
 async def _api_token(request: Request) -> bytes:
     """The mailbox token of a ``{"token": "<64 hex>"}`` body; Refusal otherwise."""
-    if cross_site(dict(request.headers), request.headers.get("host")):
-        raise CrossSite()
-    ctype = parse_options_header(request.headers.get("content-type", ""))[0]
-    if ctype != b"application/json":
-        raise WrongContentType()
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > API_BODY_BYTES:
-            raise BadForm(413)
-    try:
-        doc = parse_json(bytes(body), "ascii")
-        hexed = doc.get("token") if isinstance(doc, dict) else None
-        if not isinstance(hexed, str) or not is_a(HEX64, hexed):
-            raise ValueError
-        return bytes.fromhex(hexed)
-    except (ValueError, KeyError, UnicodeDecodeError):
-        raise BadForm() from None
-    finally:
-        body.clear()
+    return mailbox_token(await read_json_object(request, API_BODY_BYTES))
 
 
 @router.post("/mailbox/follow-up", response_class=HTMLResponse)

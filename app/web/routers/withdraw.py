@@ -13,21 +13,17 @@ from __future__ import annotations
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from python_multipart.multipart import parse_options_header
 
 from app.crypto.mailbox import token_hash
-from app.protocol.ids import HEX64, is_a
 
-from ..errors import N_, BadForm, CrossSite, FormExpired, Refusal, WrongContentType
-from ..forms import cross_site
-from ..jsonbody import BadJson, parse_json
-from ..mailbox import derive
+from ..errors import N_, FormExpired, Refusal
+from ..jsonbody import read_json_object
+from ..mailbox import API_BODY_BYTES, derive, mailbox_token
 from ..rendering import render, translate
 from ..state import Web, WebDep
 from .mailbox import read_small_form
 
 CONFIRM_FIELD = "confirm_delete"
-API_BODY_BYTES = 1024
 WMSG = {
     "confirm": N_(
         "Nothing was deleted. To delete the replies, tick the box that says you want them "
@@ -73,24 +69,8 @@ async def api_delete_replies(request: Request, web: WebDep) -> Response:
 async def _api_token(request: Request) -> bytes:
     """The mailbox token of a confirmed ``{"token": "<64 hex>", "confirm": true}`` body;
     Refusal otherwise."""
-    if cross_site(dict(request.headers), request.headers.get("host")):
-        raise CrossSite()
-    if parse_options_header(request.headers.get("content-type", ""))[0] != b"application/json":
-        raise WrongContentType()
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > API_BODY_BYTES:
-            raise BadForm(413)
-    try:
-        doc = parse_json(bytes(body), "ascii")
-    except BadJson:
-        raise BadForm() from None
-    if not isinstance(doc, dict):
-        raise BadForm()
-    hexed = doc.get("token")
-    if not isinstance(hexed, str) or not is_a(HEX64, hexed):
-        raise BadForm()
+    doc = await read_json_object(request, API_BODY_BYTES)
+    token = mailbox_token(doc)
     if doc.get("confirm") is not True:
         raise Refusal(422, WMSG["confirm"])
-    return bytes.fromhex(hexed)
+    return token
