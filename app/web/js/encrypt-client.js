@@ -35,6 +35,7 @@ function answer(m) {
 export function encryptInWorker(worker, blob, recipients, options = {}) {
   const { onChunk, framing = "attachment", chunkSize, window = 4, hash = true, remote = false } = options;
   const jsHash = options.jsHash === true;
+  const inlineHash = options.inlineHash === true;
   const id = nextId++;
   const puts = new Map(); // put number -> {resolve, reject}
   let nextPut = 1;
@@ -102,6 +103,6 @@ export function encryptInWorker(worker, blob, recipients, options = {}) {
       }
     };
     worker.addEventListener("message", listener);
-    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize, window, hash, jsHash, remote });
+    worker.postMessage({ type: "encrypt", id, blob, recipients, framing, chunkSize, window, hash, jsHash, inlineHash, remote });
   });
 }

@@ -21,7 +21,8 @@
 // Page -> worker:
 //   {type: "encrypt", id, blob, recipients: ["age1..."|"age1pq1..."],
 //    framing: "attachment"|"testimony", chunkSize?: bytes (default 1 MiB), window?: 4,
-//    hash?: true, jsHash?: false (always the JS SHA-256: the speed probe), remote?: false}
+//    hash?: true, jsHash?: false (always the JS SHA-256), inlineHash?: false (in this worker,
+//    not hash-worker.js: the speed probe), remote?: false}
 //   {type: "put", id, seq, put, url, headers, from}   (remote: PATCH bytes from..length)
 //   {type: "ack", id, seq}
 //   {type: "cancel", id}
@@ -145,7 +146,8 @@ class ParallelHasher {
   }
 }
 
-/** The same interface, hashing inline (where a worker cannot start another one). */
+/** The same interface, hashing inline (the speed probe, or where a worker cannot start
+ * another one). */
 function inlineHasher() {
   const h = sha256.create();
   return {
@@ -159,8 +161,8 @@ function inlineHasher() {
 }
 
 /** A hasher for one job: on its own core when the browser allows, inline otherwise. */
-function newHasher(job) {
-  const worker = startHashWorker();
+function newHasher(job, inline) {
+  const worker = inline ? null : startHashWorker();
   return worker ? new ParallelHasher(worker, job.id) : inlineHasher();
 }
 
@@ -299,7 +301,7 @@ async function encryptJob(msg) {
     const wantHash = msg.hash !== false;
     const small = !msg.jsHash && msg.blob.size <= WEBCRYPTO_HASH_LIMIT && globalThis.crypto?.subtle;
     const digest = wantHash && small ? await webcryptoSha256(msg.blob) : null;
-    hasher = wantHash && !small ? newHasher(job) : null;
+    hasher = wantHash && !small ? newHasher(job, msg.inlineHash === true) : null;
     const reader = (await e.encrypt(plaintextStream(msg.blob, framing, hasher, job))).getReader();
     for (let first = true; ; first = false) {
       const { done, value } = await reader.read();
