@@ -96,6 +96,7 @@ def test_lost_commit_answer_still_shows_the_receipt(site, browser, store):  # no
         page.route("**/api/submissions*", drop_first_answer)
         open_enhanced(page, url)
         fill_form(page, file=("note.txt", b"a note"))
+        page.locator("#kept-codename").check()  # the codename shown before Send is kept
         page.locator('#submit-form button[type="submit"]').click()
         page.locator("#codename").wait_for()
         assert re.fullmatch(r"[a-z]+( [a-z]+){7}", page.locator("#codename").inner_text())
@@ -122,6 +123,7 @@ def test_busy_server_keeps_the_words_and_lets_the_witness_retry(site, browser, s
         navigations: list[str] = []
         page.on("framenavigated", lambda frame: navigations.append(frame.url))
         fill_form(page)
+        page.locator("#kept-codename").check()  # the codename shown before Send is kept
         send = page.locator('#submit-form button[type="submit"]')
         send.click()
         page.locator("#js-status .error").wait_for(timeout=60_000)
