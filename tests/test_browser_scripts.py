@@ -17,6 +17,7 @@ The site runs in this process (the fixtures of tests/test_browser_witness.py).
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
@@ -70,7 +71,16 @@ def test_a_shared_module_that_does_not_match_is_not_run(site, browser):  # noqa:
             response = route.fetch(headers={**route.request.headers, "accept-encoding": "identity"})
             route.fulfill(response=response, body=response.body() + b"\n;globalThis.tampered=1;\n")
 
+        def page_script_after_the_preloads(route: Any) -> None:
+            # Interception holds every request until its handler answers, which can let the
+            # page script overtake the module preloads the HTML lists before it; a short
+            # wait restores the document's order, in which each shared module is first
+            # requested by its preload, with its integrity hash.
+            time.sleep(0.3)
+            route.continue_()
+
         page.route(re.compile(r".*/static/js/lib-[A-Z0-9]+\.js$"), tamper)
+        page.route(re.compile(r".*/static/js/submit\.js$"), page_script_after_the_preloads)
         page.goto(url + "/submit")
         page.wait_for_load_state("networkidle")
         assert page.evaluate("document.querySelector('#submit-form').dataset.enhanced") is None
