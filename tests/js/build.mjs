@@ -15,8 +15,9 @@
 // Reproducible by construction: fixed esbuild version (package-lock.json) and options,
 // no timestamps, no source maps, no network. Also writes
 // - SRI.json: {"file.js": "sha384-..."} over the decoded bytes, for integrity= attributes;
-// - modules.json: {"page.js": ["lib-....js", ...]}: the shared modules each page imports,
-//   which the templates preload with their integrity (so every module is SRI-pinned).
+// - modules.json: {"page.js": [...]}: the other modules each page imports, which the
+//   templates would preload with their integrity; empty, as each page is self-contained
+//   (see buildAll: why no code splitting).
 // tests/test_bundle_reproducible.py rebuilds and compares byte for byte.
 
 import { createHash } from "node:crypto";
@@ -108,9 +109,13 @@ async function buildAll(outdir) {
     entryPoints: PAGES.map((p) => join("app", "web", "js", p)),
     outdir,
     format: "esm",
-    splitting: true,
+    // Why each page is one self-contained file and not code-split into shared modules:
+    // a shared module can only be pinned by a <link rel="modulepreload" integrity>, and
+    // Chromium 156 refetches a module without integrity when the page imports it after its
+    // preload has already failed its check: a tampered shared module then runs. The page
+    // script's own integrity attribute binds every byte it bundles.
+    splitting: false,
     entryNames: "[name]",
-    chunkNames: "lib-[hash]",
   });
   const worker = await esbuild.build({
     ...COMMON,
