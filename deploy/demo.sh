@@ -56,9 +56,9 @@ sample="$DEMO/roundtrip.txt"
 echo "Guwah demo round trip $(date -u +%F)" > "$sample"
 .venv/bin/python - "$KEYRING/editor.pub" "$sample" <<'PY'
 import sys
-from app.editor.keyring import PublicKey
+from app.protocol.editorkey import EditorKey
 from app.crypto import encrypt, parse_recipient
-pub = PublicKey.from_text(open(sys.argv[1]).read())
+pub = EditorKey.from_text(open(sys.argv[1]).read())
 data = open(sys.argv[2], "rb").read()
 open(sys.argv[2] + ".age", "wb").write(encrypt(data, [parse_recipient(pub.age_recipient)]))
 PY
