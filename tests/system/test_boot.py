@@ -102,7 +102,7 @@ def submit_js_off(box: Container, text: str, attachment: bytes) -> str:
         parts = [
             ("csrf", (None, token)), ("desk", (None, "default")), ("lang", (None, "en")),
             ("website", (None, "")), ("testimony", (None, text)), ("where", (None, "")),
-            ("when", (None, "")), ("consent", (None, "ask")), ("never_name", (None, "")),
+            ("when", (None, "")), ("consent", (None, "ask")), ("never_name", (None, "")), ("kept_codename", (None, "yes")),
             ("files", ("photo.jpg", attachment, "image/jpeg")),
         ]  # fmt: skip
         r = client.post("/submit", files=parts)
