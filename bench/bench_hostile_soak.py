@@ -82,7 +82,7 @@ async def token(client: httpx.AsyncClient, tally: Side) -> str:
 async def js_off(client: httpx.AsyncClient, tally: Side, size: int) -> bool:
     csrf = await token(client, tally)
     r = await client.post("/submit", data={"csrf": csrf, "testimony": "What I saw. " * 40,
-                                           "website": ""},
+                                           "website": "", "kept_codename": "yes"},
                           files=[("files", ("photo.jpg", os.urandom(size), "image/jpeg"))])
     return tally.status(r.status_code) == 200
 

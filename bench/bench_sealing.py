@@ -93,6 +93,7 @@ def upload(url: str, path: Path) -> tuple[float, bytes]:
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{token}\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"desk\"\r\n\r\ndefault\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"testimony\"\r\n\r\nbench\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"kept_codename\"\r\n\r\nyes\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
             f"filename=\"{path.name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
             ).encode()

@@ -105,7 +105,7 @@ async def load(url: str, tokens: list[str], concurrency: int) -> tuple[float, li
                 except asyncio.QueueEmpty:
                     return
                 files = [("csrf", (None, token)), ("desk", (None, "default")),
-                         ("testimony", (None, text))]
+                         ("testimony", (None, text)), ("kept_codename", (None, "yes"))]
                 t = time.perf_counter()
                 r = await client.post("/submit", files=files)
                 latencies.append(time.perf_counter() - t)
