@@ -128,6 +128,11 @@ def fill_form(page: Any, *, file: tuple[str, bytes] | None = None) -> None:
             {"name": file[0], "mimeType": "application/octet-stream", "buffer": file[1]})
 
 
+def _new_since(store: Any, before_ids: set[str]) -> list[Any]:
+    """The submissions stored since ``before_ids`` were (ids are random: order says nothing)."""
+    return [s for s in store.list_submissions() if s.id not in before_ids]
+
+
 def assert_words_kept(page: Any) -> None:
     assert page.locator("#testimony").input_value() == WORDS
     assert page.locator("#where").input_value() == WHERE
@@ -431,6 +436,7 @@ def test_js_off_codename_before_send_survives_a_lost_answer(
         site, browser, store):
     url, _app = site()
     before = len(store.list_submissions())
+    before_ids = {s.id for s in store.list_submissions()}
     with new_page(browser, js=False) as page:
         page.goto(url + "/submit")
         shown = page.locator("#ahead-codename").inner_text()
@@ -444,7 +450,7 @@ def test_js_off_codename_before_send_survives_a_lost_answer(
                 break
             page.wait_for_timeout(100)
         # the answer was lost, but it was stored, under the codename the witness wrote down
-        added = store.list_submissions()[before:]
+        added = _new_since(store, before_ids)
         assert [s.token_hash for s in added] == [_mailbox_of(shown)]
         # the codename written down before Send opens that mailbox
         page.goto(url + "/return")
@@ -488,6 +494,7 @@ def test_js_off_send_needs_the_codename_confirmation(site, browser, store):
 def test_js_on_codename_before_send_survives_a_lost_answer(site, browser, store):
     url, _app = site()
     before = len(store.list_submissions())
+    before_ids = {s.id for s in store.list_submissions()}
     with new_page(browser, js=True) as page:
         html = page.goto(url + "/submit").text()
         server_made = re.search(r'id="ahead-codename"[^>]*>([^<]+)<', html).group(1)
@@ -513,13 +520,13 @@ def test_js_on_codename_before_send_survives_a_lost_answer(site, browser, store)
         page.locator("#codename").wait_for()
         assert page.locator("#codename").inner_text() == shown
         assert page.locator(".desk-name").inner_text() == "default"  # the real answer
-    added = store.list_submissions()[before:]
+    added = _new_since(store, before_ids)
     assert [s.token_hash for s in added] == [_mailbox_of(shown)]
 
 
 def test_js_on_double_commit_makes_one_submission(site, browser, store):
     url, _app = site()
-    before = len(store.list_submissions())
+    before_ids = {s.id for s in store.list_submissions()}
     with new_page(browser, js=True) as page:
         page.goto(url + "/submit")
         page.wait_for_function("document.querySelector('#submit-form').dataset.enhanced")
@@ -530,5 +537,5 @@ def test_js_on_double_commit_makes_one_submission(site, browser, store):
         page.locator('#submit-form button[type="submit"]').click()
         page.locator("#codename").wait_for()
         assert page.locator("#codename").inner_text() == shown
-    added = store.list_submissions()[before:]
+    added = _new_since(store, before_ids)
     assert [s.token_hash for s in added] == [_mailbox_of(shown)]
