@@ -18,6 +18,7 @@ from app.protocol.utcday import today
 from app.store import NotFound, is_disk_full
 from app.store.uploads import (
     UploadAppender,
+    UploadArea,
     UploadConflict,
     UploadInfo,
     UploadTooLong,
@@ -151,12 +152,15 @@ async def _live_info(web: Web, request: Request, upload_id: str) -> UploadInfo |
     except NotFound:
         return refuse(web, request, 404, UMSG["upload_gone"])
     if info.expires <= dt.datetime.now(dt.UTC):
-        try:
-            await anyio.to_thread.run_sync(area.delete, upload_id)
-        except NotFound:
-            pass
+        await anyio.to_thread.run_sync(_drop, area, upload_id)
         return refuse(web, request, 410, UMSG["upload_gone"])
     return info
+
+
+def _drop(area: UploadArea, upload_id: str) -> None:
+    """Remove an expired upload; one already gone is what was wanted."""
+    with contextlib.suppress(NotFound):
+        area.delete(upload_id)
 
 
 @router.head("/api/uploads/{upload_id}")
@@ -294,10 +298,7 @@ def _open_for_patch(web: Web, request: Request,
         return refuse(web, request, 404, UMSG["upload_gone"])
     if appender.expires(web.settings.upload_expiry_hours) <= dt.datetime.now(dt.UTC):
         appender.close()
-        try:
-            area.delete(upload_id)
-        except NotFound:
-            pass
+        _drop(area, upload_id)
         return refuse(web, request, 410, UMSG["upload_gone"])
     return appender
 
