@@ -97,17 +97,31 @@ function le64(n) {
   return out;
 }
 
+/** `bytes` followed by zeros up to a multiple of 16, as 16-bit words. */
+function padded16(bytes) {
+  const out = new Uint8Array(Math.ceil(bytes.length / 16) * 16);
+  out.set(bytes);
+  return new Uint16Array(out.buffer);
+}
+
+/**
+ * The RFC 8439 2.8 tag: Poly1305 over aad, zeros to 16, ct, zeros to 16, both lengths as
+ * 64-bit LE. The whole 16-byte blocks of `ct` are read where they lie (no copy of the
+ * chunk); only its last partial block and the lengths go through a 32-byte scratch block.
+ */
 function tagOf(k, n, aad, ct) {
-  // RFC 8439 2.8: aad, zeros to 16, ct, zeros to 16, both lengths as 64-bit LE: whole blocks
-  const aadLen = Math.ceil(aad.length / 16) * 16;
-  const ctLen = Math.ceil(ct.length / 16) * 16;
-  const data = new Uint8Array(aadLen + ctLen + 16);
-  data.set(aad);
-  data.set(ct, aadLen);
-  data.set(le64(aad.length), aadLen + ctLen);
-  data.set(le64(ct.length), aadLen + ctLen + 8);
   const mac = new Poly1305(xorCopy(k, n, 0, new Uint8Array(64)).subarray(0, 32));
-  polyBlocks(mac, new Uint16Array(data.buffer));
+  if (aad.length > 0) polyBlocks(mac, padded16(aad));
+  const whole = ct.length - (ct.length % 16);
+  if (whole > 0) {
+    const aligned = ct.byteOffset % 2 === 0 ? ct : ct.slice(0, whole);
+    polyBlocks(mac, new Uint16Array(aligned.buffer, aligned.byteOffset, whole / 2));
+  }
+  const tail = new Uint8Array(ct.length > whole ? 32 : 16);
+  tail.set(ct.subarray(whole));
+  tail.set(le64(aad.length), tail.length - 16);
+  tail.set(le64(ct.length), tail.length - 8);
+  polyBlocks(mac, new Uint16Array(tail.buffer));
   return mac.digest();
 }
 
@@ -203,12 +217,17 @@ export function chacha20poly1305(key, nonce, aad = new Uint8Array(0)) {
   const n = words(nonce, 3);
   return {
     encrypt(plaintext) {
+      // one buffer, one copy: the plaintext is XORed in place over whole 64-byte blocks,
+      // the tag written after it, and whatever keystream lies beyond the tag is zeroed
       const len = plaintext.length;
-      const out = new Uint8Array(len + 16);
-      const ct = xorCopy(k, n, 1, plaintext).subarray(0, len);
-      out.set(ct);
-      out.set(tagOf(k, n, aad, ct), len);
-      return out;
+      const blocks = Math.ceil(len / 64) * 64;
+      const out = new Uint8Array(Math.max(blocks, len + 16));
+      out.set(plaintext);
+      xorKeystream(k, n, 1, new Uint32Array(out.buffer, 0, blocks / 4));
+      const tag = tagOf(k, n, aad, out.subarray(0, len));
+      out.set(tag, len);
+      out.fill(0, len + 16);
+      return out.subarray(0, len + 16);
     },
     decrypt(ciphertext) {
       if (ciphertext.length < 16) throw new Error("invalid tag");

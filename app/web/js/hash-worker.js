@@ -9,15 +9,14 @@
 // worker.js -> here: {type: "update", id, buffer, length}  (the first `length` bytes count)
 //                    {type: "digest", id} | {type: "cancel", id}
 // here -> worker.js: {type: "free", id, buffer} (transferred back) | {type: "digest", id, hex}
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
+import { Sha256 } from "./sha256.js";
 
 const hashers = new Map();
 
 function hasherFor(id) {
   let h = hashers.get(id);
   if (!h) {
-    h = sha256.create();
+    h = new Sha256();
     hashers.set(id, h);
   }
   return h;
@@ -29,7 +28,7 @@ self.onmessage = (ev) => {
     hasherFor(msg.id).update(new Uint8Array(msg.buffer, 0, msg.length));
     self.postMessage({ type: "free", id: msg.id, buffer: msg.buffer }, [msg.buffer]);
   } else if (msg.type === "digest") {
-    const hex = bytesToHex(hasherFor(msg.id).digest());
+    const hex = hasherFor(msg.id).hex();
     hashers.delete(msg.id);
     self.postMessage({ type: "digest", id: msg.id, hex });
   } else if (msg.type === "cancel") {

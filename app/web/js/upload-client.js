@@ -16,7 +16,7 @@ import { encryptInWorker } from "./encrypt-client.js";
 import { padme } from "./padding.js";
 
 const TUS = "1.0.0";
-const CHUNK = 4 << 20; // ciphertext bytes per PATCH
+const CHUNK = 8 << 20; // ciphertext bytes per PATCH
 const WINDOW = 3; // chunks the worker may produce ahead of the upload
 const MAX_TRIES = 10; // network errors and 5xx: a Tor circuit can take a while to come back
 const MAX_BUSY = 4; // 429/503: the server said it is busy; after that the witness decides

@@ -38,13 +38,13 @@
 // Its ChaCha20-Poly1305 is app/web/js/chacha20poly1305.js (tests/js/build.mjs substitutes it
 // for @noble/ciphers' in this bundle): about twice as fast without a JIT, same age format.
 import { Encrypter } from "age-encryption";
-import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { FILL, paddingFor } from "./padding.js";
+import { Sha256 } from "./sha256.js";
 
 const PAD_BLOCK = 1 << 16;
 // Up to this size the plaintext SHA-256 is computed by WebCrypto in one call (native code,
-// hundreds of MB/s even without a JIT, where @noble's JS SHA-256 does ~0.5-1 MB/s). It
+// hundreds of MB/s even without a JIT, where the JS SHA-256, sha256.js, does ~2 MB/s). It
 // briefly holds that much in memory; larger files are hashed incrementally in JS instead.
 const WEBCRYPTO_HASH_LIMIT = 64 << 20;
 
@@ -149,13 +149,13 @@ class ParallelHasher {
 /** The same interface, hashing inline (the speed probe, or where a worker cannot start
  * another one). */
 function inlineHasher() {
-  const h = sha256.create();
+  const h = new Sha256();
   return {
     where: "inline",
     update: async (bytes) => {
       h.update(bytes);
     },
-    hex: async () => bytesToHex(h.digest()),
+    hex: async () => h.hex(),
     cancel() {},
   };
 }
@@ -343,7 +343,9 @@ async function putJob(msg) {
     res = await fetch(msg.url, {
       method: "PATCH",
       headers: msg.headers,
-      body: new Uint8Array(held.buffer, msg.from, held.length - msg.from),
+      // a Blob, not the bytes: Chromium 156 uploads an ArrayBuffer body at 13-16 MB/s and a
+      // Blob at 100-170 MB/s (docs/browser-uploads.md); the Blob is a copy of ciphertext only
+      body: new Blob([new Uint8Array(held.buffer, msg.from, held.length - msg.from)]),
       cache: "no-store",
       credentials: "omit",
     });
