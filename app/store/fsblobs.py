@@ -20,7 +20,7 @@ from typing import BinaryIO
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from app.durable import fsync_dir, open_new
+from app.durable import Writeback, fsync_dir, open_new
 from app.protocol.utcday import stamp
 
 from .blobs import (
@@ -60,6 +60,7 @@ class _FsWriter(BlobWriter):
         self._buffer = bytearray()
         self._fd: int | None = None
         self._spilled = False
+        self._writeback: Writeback | None = None
         if inline_max <= 0:
             self._spill()
 
@@ -79,8 +80,11 @@ class _FsWriter(BlobWriter):
 
     def _write_fd(self, data: memoryview) -> None:
         assert self._fd is not None
+        if self._writeback is None:
+            self._writeback = Writeback(self._fd)
         while data:
             written = os.write(self._fd, data)
+            self._writeback.wrote(written)
             data = data[written:]
 
     def _write(self, data: memoryview) -> None:
@@ -395,6 +399,7 @@ class _FsAppender(BlobAppender):
             self.close()
             raise AppendBusy("another request is writing to this upload") from None
         self.start = os.fstat(self._fd).st_size
+        self._writeback = Writeback(self._fd, self.start)
 
     def _fileno(self) -> int:
         if self._fd is None:
@@ -404,7 +409,9 @@ class _FsAppender(BlobAppender):
     def write(self, data: memoryview) -> None:
         fd = self._fileno()
         while data:
-            data = data[os.write(fd, data) :]
+            written = os.write(fd, data)
+            self._writeback.wrote(written)
+            data = data[written:]
 
     def finish(self) -> None:
         fd = self._fileno()
