@@ -18,6 +18,11 @@ headers every other answer carries (app/web/security.py owns that list).
   through h11 and the app. Headers are still read in the default pieces, so a client that
   never completes its headers cannot make the server hold more per connection than before.
 
+* h11's receive buffer is replaced by :class:`LeanReceiveBuffer`, which hands a body piece
+  over without copying it twice (h11 0.16 copied every body byte three times on its way to
+  the app; at 1 MiB pieces those copies were a quarter of the time the server held the GIL
+  during a big upload).
+
 * A request body from which nothing arrives for ``body_idle`` seconds, while uvicorn is
   reading (not paused because the app is busy), closes the connection. This is a backstop for
   routes that read a small body without app/web/pacing.py; the routes that stream large bodies
@@ -31,12 +36,34 @@ import asyncio
 from typing import Any
 
 import h11
+from h11._receivebuffer import ReceiveBuffer
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .security import SECURITY_HEADERS
 
 _SECURITY = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
 BODY_READ_BYTES = 1 << 20
+
+
+class LeanReceiveBuffer(ReceiveBuffer):
+    """h11's ReceiveBuffer, minus two copies of every request body byte.
+
+    h11's ``maybe_extract_at_most`` slices the bytes it returns (a copy), then calls
+    ``_extract``, which slices them again (a second copy) and deletes them from the buffer.
+    A body is read with ``count`` = what remains of it, which is nearly always at least
+    what the buffer holds: then the buffer object itself is handed over and a new one
+    started, with no copy. Otherwise h11's own ``_extract`` runs.
+    """
+
+    def maybe_extract_at_most(self, count: int) -> bytearray | None:
+        if not self._data:
+            return None
+        if count < len(self._data):
+            return self._extract(count)
+        out, self._data = self._data, bytearray()
+        self._next_line_search = 0
+        self._multiple_lines_search = 0
+        return out
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -47,6 +74,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.conn._receive_buffer = LeanReceiveBuffer()  # h11 0.16's attribute (a test checks)
         self._header_deadline: asyncio.TimerHandle | None = None
         self._body_deadline: asyncio.TimerHandle | None = None
 
