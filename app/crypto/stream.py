@@ -283,7 +283,7 @@ def _open_batch(aead: Aead, first: int, chunks: Sequence[Buffer], last: bool) ->
 def _pipeline(
     work: Callable[[Aead, int, Sequence[Buffer], bool], list[bytes]],
     aead: Aead,
-    batches: Iterator[tuple[list[bytes], bool]],
+    batches: Iterator[tuple[list[Buffer], bool]],
     write: Writer,
     counter: int = 0,
 ) -> None:
@@ -304,19 +304,18 @@ def _pipeline(
                 future.cancel()
 
 
-def _chunked(read: Callable[[int], bytes], size: int) -> Iterator[tuple[list[bytes], bool]]:
-    """Group ``size``-byte reads into batches; one read of look-ahead marks the last chunk."""
-    cur = read(size)
-    batch: list[bytes] = []
+def _chunked(read: Callable[[int], bytes], size: int) -> Iterator[tuple[list[Buffer], bool]]:
+    """Batches of ``size``-byte chunks, each batch read in one call and sliced without a copy
+    (a read per 64 KiB chunk was a tenth of a decrypt's time); one batch of look-ahead marks
+    the last chunk. An empty input is one empty (final) chunk, as age requires."""
+    whole = size * BATCH
+    cur = read(whole)
     while True:
-        ahead = read(size) if len(cur) == size else b""
-        batch.append(cur)
+        ahead = read(whole) if len(cur) == whole else b""
+        view = memoryview(cur)
+        yield [view[i : i + size] for i in range(0, len(cur), size)] or [view], not ahead
         if not ahead:
-            yield batch, True
             return
-        if len(batch) == BATCH:
-            yield batch, False
-            batch = []
         cur = ahead
 
 
