@@ -17,10 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import secrets
 import shutil
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +26,11 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from app.bundles import MemberStream, OpenedBundle
 from app.crypto import AgeError, Decryptor, HeaderError, NoIdentityMatchError, PayloadError, padme
-from app.durable import open_new
+from app.durable import Writeback, open_new
 from app.protocol.testimony import FILL, Testimony, TestimonyError
 
 from . import deskmail, quarantine
+from .handoff import Handoff
 from .keyring import Keyring
 from .quarantine import Quarantine
 from .risk import RiskScanner
@@ -122,12 +121,16 @@ def _testimony_text(sub: dict[str, Any], fields: dict[str, Any], custody: dict[s
 class PlainSink:
     """Receives decrypted chunks: keeps the first ``size`` bytes, hashes, scans, checks padding.
 
-    Hashing, scanning and writing run on a helper thread (hashlib and file writes release the
-    GIL), so they overlap with reading, the ciphertext hash and decryption on the main thread
-    and the decryption pool. ``finish()`` must be called; it re-raises a write error.
+    Writing (with the risk scan) and hashing each run on a helper thread of their own
+    (app/editor/handoff.py; hashlib and file writes release the GIL), so they overlap with
+    each other and with reading, the ciphertext hash and decryption. Why two threads and not
+    one: on one thread, writing then hashing every MiB kept that thread busy 91 % of an
+    import, the slowest stage. The file's write-back starts as it is written
+    (app/durable.py), so the fsync that follows finds little to do. ``finish()`` must be
+    called; it re-raises a write error.
     """
 
-    def __init__(self, fh: Any, size: int, scanner: RiskScanner) -> None:
+    def __init__(self, fh: BinaryIO, size: int, scanner: RiskScanner) -> None:
         self.fh = fh
         self.limit = size
         self.written = 0
@@ -135,50 +138,32 @@ class PlainSink:
         self.hash = hashlib.sha256()
         self.scanner = scanner
         self.padding_ok = True
-        self._queue: queue.Queue[list[memoryview] | None] = queue.Queue(maxsize=8)
-        self._batch: list[memoryview] = []  # ~1 MiB per queue item: fewer thread round trips
-        self._batched = 0
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="guwah-write", daemon=True)
-        self._thread.start()
+        self._writeback = Writeback(fh.fileno())
+        self._writer = Handoff(self._write, "guwah-write")
+        self._hasher = Handoff(self.hash.update, "guwah-hash")
 
-    def _run(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    for part in batch:
-                        self.fh.write(part)
-                        self.hash.update(part)
-                        self.scanner.feed(part)
-                except BaseException as exc:
-                    self._error = exc
-
-    def _flush(self) -> None:
-        if self._batch:
-            self._queue.put(self._batch)
-            self._batch, self._batched = [], 0
+    def _write(self, part: memoryview) -> None:
+        self.fh.write(part)
+        self._writeback.wrote(len(part))
+        self.scanner.feed(part)
 
     def __call__(self, chunk: bytes) -> None:
-        if self._error is not None:
-            raise self._error
+        """Take a decrypted chunk (not copied: it must not change afterwards)."""
         self.total += len(chunk)
         keep = max(0, min(len(chunk), self.limit - self.written))
         if keep:
-            self._batch.append(memoryview(chunk)[:keep])
-            self._batched += keep
+            part = memoryview(chunk)[:keep]
+            self._writer(part)
+            self._hasher(part)
             self.written += keep
-            if self._batched >= 1 << 20:
-                self._flush()
         if keep < len(chunk) and chunk[keep:].count(0) != len(chunk) - keep:
             self.padding_ok = False
 
     def finish(self) -> None:
-        self._flush()
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
+        try:
+            self._writer.finish()
+        finally:
+            self._hasher.finish()
 
 
 class Syncer(Protocol):
@@ -367,7 +352,7 @@ class Layout:
         scanner = RiskScanner(name or out_name)
         out_path = current.dir / out_name
         with os.fdopen(open_new(out_path), "wb", buffering=0) as fh:
-            sink = PlainSink(fh, size, scanner)
+            sink = PlainSink(cast(BinaryIO, fh), size, scanner)
             try:
                 Decryptor(stream, [self.ring.identity]).read_all_into(sink, self.progress)
             finally:
