@@ -3,10 +3,9 @@
 //
 //   node tests/js/build.mjs [--outdir DIR]        (also: npm run build)
 //
-// The pages' scripts are ES modules built together with code splitting: what two pages
-// share (age-encryption, @noble, @scure, the upload client) is one shared module
-// (lib-<hash>.js) that the browser fetches once, and each page's own module imports it.
-// The worker is a classic script on its own (every browser can start it), with the
+// Each page's script is one self-contained ES module (no code splitting: see buildAll for
+// why), so its script tag's integrity covers every byte it runs. The worker is a classic
+// script on its own (every browser can start it), with the
 // JIT-less ChaCha20-Poly1305 substituted. Everything is minified; licence comments of the
 // bundled libraries (/*! ... */) are kept. Each file starts with a line saying it is
 // generated and from what, and gets a gzip twin (.gz, level 9, no name, no time) that the
