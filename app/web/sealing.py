@@ -33,23 +33,33 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from app.crypto import Encryptor, HybridIdentity, X25519Identity, padme, parse_recipient
+from app.crypto import (
+    Encryptor,
+    HybridIdentity,
+    Recipient,
+    X25519Identity,
+    padme,
+    parse_recipient,
+)
 from app.crypto.mailbox import derive_mailbox, kdf, new_codename, token_hash
 from app.crypto.padding import write_padding
 from app.protocol.followup import first_submission
 from app.protocol.testimony import CONSENT, SERVER_SEALED, DescribedFile, Testimony
 from app.protocol.utcday import today
-from app.store import Desk, Store, StoreError, is_disk_full
+from app.store import BlobWriter, Desk, PendingSubmission, Store, StoreError, is_disk_full
 
 from .codename_ahead import AMSG, CONFIRM_FIELD, confirmed
 from .errors import MSG, AlreadySent, Refusal
 from .forms import FormTokens
 from .i18n import KNOWN
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 # The parser would log a byte of the body in some warnings: keep the body out of logs.
 logging.getLogger("python_multipart").setLevel(logging.CRITICAL + 1)
@@ -106,7 +116,7 @@ class Receipt:
     """What the receipt page shows; the codename lives only here, then is dropped."""
 
     codename: str
-    desk: Any
+    desk: Desk
     submission_id: str
     files: int
     text: bool = field(default=False)
@@ -158,16 +168,16 @@ class Sealer:
         self.files: list[FileRecord] = []
         self._ended = False
         self._gate_open = False
-        self._desk: Any = None
+        self._desk: Desk | None = None
         self._nonce: bytes | None = None
         self._unknown_bytes = 0
         self._reset_part_state()
         # store transaction
-        self._cm: Any = None
-        self._sub: Any = None
+        self._cm: PendingSubmission | None = None  # entered: the same object as _sub
+        self._sub: PendingSubmission | None = None
         self._codename: str | None = None
         self._reply_recipient = ""
-        self._recipients: list[Any] = []
+        self._recipients: list[Recipient] = []
 
     def _new_parser(self, boundary: bytes) -> MultipartParser:
         """The multipart parser, calling back into this state machine; tight header limits."""
@@ -196,9 +206,9 @@ class Sealer:
         self._name = ""
         self._buf = bytearray()
         self._file: FileRecord | None = None
-        self._hash: Any = None
+        self._hash: HASH | None = None
         self._enc: Encryptor | None = None
-        self._blob: Any = None
+        self._blob: BlobWriter | None = None
         self._pending_name = ""
         self._pending_type = ""
         self._since_disk_check = 0
@@ -425,8 +435,9 @@ class Sealer:
             # nobody used (never a refusal: it would tell that this mailbox exists)
             desk = self.desks.get(first.desk) or desk
             parent = first.id
-        identity: Any = (HybridIdentity.from_seed(out[32:64]) if desk.kind == "mlkem768x25519"
-                         else X25519Identity.from_secret(out[32:64]))
+        identity: HybridIdentity | X25519Identity = (
+            HybridIdentity.from_seed(out[32:64]) if desk.kind == "mlkem768x25519"
+            else X25519Identity.from_secret(out[32:64]))
         del out
         self._desk = desk
         self._recipients = [parse_recipient(k.age_recipient) for k in desk.recipients]
@@ -447,15 +458,15 @@ class Sealer:
             self.files.append(record)
             self._file = record
             self._hash = hashlib.sha256()
-            self._blob = self._sub.open_blob(record.role)
+            self._blob = self._opened().open_blob(record.role)
             # background: seal + write on a second core while this thread parses and hashes
             self._enc = Encryptor(self._recipients, self._blob, background=True)
         record = self._file
         record.size += len(data)
         if record.size > self.limits.max_file_bytes:
             raise Refusal(413, MSG["file_big"])
+        assert self._hash is not None and self._enc is not None  # set with self._file
         self._hash.update(data)
-        assert self._enc is not None
         self._enc.write(data)
         self._since_disk_check += len(data)
         if self._since_disk_check >= DISK_CHECK_EVERY:
@@ -466,7 +477,7 @@ class Sealer:
         record = self._file
         if record is None:
             return  # an empty file input: browsers send a part with no bytes
-        assert self._enc is not None
+        assert self._enc is not None and self._blob is not None and self._hash is not None
         write_padding(self._enc.write, padme(record.size) - record.size)
         self._enc.close()
         self._blob.close()
@@ -493,7 +504,8 @@ class Sealer:
             self._codename = ""  # the witness already has it; nothing new to show
             self._reply_recipient = recipient
             self._cm = self.store.begin_submission(
-                self._desk, token_hash=hashed, reply_recipient=recipient, parent_id=parent
+                self._gate_desk(), token_hash=hashed, reply_recipient=recipient,
+                parent_id=parent,
             )
             self._sub = self._cm.__enter__()
             return
@@ -502,7 +514,9 @@ class Sealer:
         if not self.kdf_slots.acquire(timeout=KDF_WAIT_SECONDS):
             raise Refusal(503, MSG["busy"])
         try:
-            mailbox = derive_mailbox(codename, self._desk.kind)
+            kind = self._gate_desk().kind
+            assert kind is not None  # the gate admits only desks that have editor keys
+            mailbox = derive_mailbox(codename, kind)
         finally:
             self.kdf_slots.release()
         if self.ahead is not None and self.store.mailbox_exists(mailbox.token_hash):
@@ -510,7 +524,8 @@ class Sealer:
         self._codename = codename
         self._reply_recipient = mailbox.reply_recipient
         self._cm = self.store.begin_submission(
-            self._desk, token_hash=mailbox.token_hash, reply_recipient=mailbox.reply_recipient
+            self._gate_desk(), token_hash=mailbox.token_hash,
+            reply_recipient=mailbox.reply_recipient,
         )
         del mailbox  # the reply identity is never needed again on the server
         self._sub = self._cm.__enter__()
@@ -529,7 +544,7 @@ class Sealer:
         document = Testimony(
             protection=SERVER_SEALED,
             day=today().isoformat(),
-            desk=self._desk.name,
+            desk=self._gate_desk().name,
             lang=lang if (lang := self.fields.get("lang", "")) in KNOWN else "",
             testimony=testimony,
             answers={key: self.fields.get(key, "") for key in ANSWERS},
@@ -539,7 +554,7 @@ class Sealer:
             parent_id=self._link[2] if self._link is not None else None,
         )
         body = document.padded()
-        blob = self._sub.open_blob("message")
+        blob = self._opened().open_blob("message")
         enc = Encryptor(self._recipients, blob)
         enc.write(body)
         enc.close()
@@ -548,17 +563,29 @@ class Sealer:
         if self._nonce is not None and not self.tokens.spend(self._nonce):
             raise self._sent_before()
         try:
-            submission_id = self._sub.commit()
+            submission_id = self._opened().commit()
         except BaseException:
             if self._nonce is not None:
                 self.tokens.release(self._nonce)  # nothing stored: the form may be sent again
             raise
-        cm, self._cm, self._sub = self._cm, None, None
+        cm, self._cm, self._sub = self._opened(), None, None
         cm.__exit__(None, None, None)
         codename, self._codename = self._codename, None
         assert codename is not None
-        return Receipt(codename, self._desk, str(submission_id), len(self.files),
+        return Receipt(codename, self._gate_desk(), str(submission_id), len(self.files),
                        bool(testimony.strip()))
+
+    def _gate_desk(self) -> Desk:
+        """The desk the gate chose (a programming error to ask before it did)."""
+        if self._desk is None:
+            raise RuntimeError("the form's gate has not chosen a desk yet")
+        return self._desk
+
+    def _opened(self) -> PendingSubmission:
+        """The submission being written (open once the gate passed)."""
+        if self._sub is None:
+            raise RuntimeError("no submission is open: the form's gate has not passed")
+        return self._sub
 
     def _spent(self) -> bool:
         return self._nonce is not None and self.tokens.is_spent(self._nonce)
