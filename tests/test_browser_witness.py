@@ -449,6 +449,13 @@ def test_js_off_codename_before_send_survives_a_lost_answer(
             if lost:
                 break
             page.wait_for_timeout(100)
+        # the failed POST ends on the browser's own error page; wait for that navigation, or
+        # it interrupts the next one
+        for _ in range(100):
+            if page.url.startswith("chrome-error:"):
+                break
+            page.wait_for_timeout(100)
+        page.wait_for_load_state()
         # the answer was lost, but it was stored, under the codename the witness wrote down
         added = _new_since(store, before_ids)
         assert [s.token_hash for s in added] == [_mailbox_of(shown)]
