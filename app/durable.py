@@ -95,10 +95,18 @@ class Writeback:
         self._started = self._written = start
 
     def wrote(self, n: int) -> None:
+        """``n`` more bytes were written to ``fd`` (by whoever wrote them)."""
         self._written += n
         if self._written - self._started >= WRITEBACK_STEP:
             start_writeback(self.fd, self._started, self._written - self._started)
             self._started = self._written
+
+    def write(self, data: memoryview) -> None:
+        """Write all of ``data`` to ``fd`` (``os.write`` may take only part of it)."""
+        while data:
+            written = os.write(self.fd, data)
+            self.wrote(written)
+            data = data[written:]
 
 
 class _WritebackFile(io.FileIO):

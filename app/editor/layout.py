@@ -131,7 +131,6 @@ class PlainSink:
     """
 
     def __init__(self, fh: BinaryIO, size: int, scanner: RiskScanner) -> None:
-        self.fh = fh
         self.limit = size
         self.written = 0
         self.total = 0
@@ -143,8 +142,7 @@ class PlainSink:
         self._hasher = Handoff(self.hash.update, "guwah-hash")
 
     def _write(self, part: memoryview) -> None:
-        self.fh.write(part)
-        self._writeback.wrote(len(part))
+        self._writeback.write(part)
         self.scanner.feed(part)
 
     def __call__(self, chunk: bytes) -> None:

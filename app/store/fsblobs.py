@@ -60,7 +60,7 @@ class _FsWriter(BlobWriter):
         self._buffer = bytearray()
         self._fd: int | None = None
         self._spilled = False
-        self._writeback: Writeback | None = None
+        self._writeback: Writeback | None = None  # with _fd
         if inline_max <= 0:
             self._spill()
 
@@ -74,18 +74,14 @@ class _FsWriter(BlobWriter):
 
     def _spill(self) -> None:
         self._fd = open_new(self.path)
+        self._writeback = Writeback(self._fd)
         self._spilled = True
         buffered, self._buffer = memoryview(bytes(self._buffer)), bytearray()
         self._write_fd(buffered)
 
     def _write_fd(self, data: memoryview) -> None:
-        assert self._fd is not None
-        if self._writeback is None:
-            self._writeback = Writeback(self._fd)
-        while data:
-            written = os.write(self._fd, data)
-            self._writeback.wrote(written)
-            data = data[written:]
+        assert self._fd is not None and self._writeback is not None
+        self._writeback.write(data)
 
     def _write(self, data: memoryview) -> None:
         if self._fd is None:
@@ -407,11 +403,8 @@ class _FsAppender(BlobAppender):
         return self._fd
 
     def write(self, data: memoryview) -> None:
-        fd = self._fileno()
-        while data:
-            written = os.write(fd, data)
-            self._writeback.wrote(written)
-            data = data[written:]
+        self._fileno()  # raises once closed
+        self._writeback.write(data)
 
     def finish(self) -> None:
         fd = self._fileno()
