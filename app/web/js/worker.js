@@ -344,7 +344,7 @@ async function putJob(msg) {
       method: "PATCH",
       headers: msg.headers,
       // a Blob, not the bytes: Chromium 156 uploads an ArrayBuffer body at 13-16 MB/s and a
-      // Blob at 100-170 MB/s (docs/browser-uploads.md); the Blob is a copy of ciphertext only
+      // Blob at 93-170 MB/s (docs/browser-uploads.md); the Blob is a copy of ciphertext only
       body: new Blob([new Uint8Array(held.buffer, msg.from, held.length - msg.from)]),
       cache: "no-store",
       credentials: "omit",
