@@ -26,7 +26,8 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from app.bundles import MemberStream, OpenedBundle
 from app.crypto import AgeError, Decryptor, HeaderError, NoIdentityMatchError, PayloadError, padme
-from app.durable import Writeback, open_new
+from app.diskio import FileWriter
+from app.durable import open_new
 from app.protocol.testimony import FILL, Testimony, TestimonyError
 
 from . import deskmail, quarantine
@@ -125,9 +126,9 @@ class PlainSink:
     (app/editor/handoff.py; hashlib and file writes release the GIL), so they overlap with
     each other and with reading, the ciphertext hash and decryption. Why two threads and not
     one: on one thread, writing then hashing every MiB kept that thread busy 91 % of an
-    import, the slowest stage. The file's write-back starts as it is written
-    (app/durable.py), so the fsync that follows finds little to do. ``finish()`` must be
-    called; it re-raises a write error.
+    import, the slowest stage. The file is written past the page cache where the file
+    system allows it (app/diskio.py), so the fsync that follows finds little to do.
+    ``finish()`` must be called; it re-raises a write error.
     """
 
     def __init__(self, fh: BinaryIO, size: int, scanner: RiskScanner) -> None:
@@ -137,12 +138,12 @@ class PlainSink:
         self.hash = hashlib.sha256()
         self.scanner = scanner
         self.padding_ok = True
-        self._writeback = Writeback(fh.fileno())
+        self._file = FileWriter(fh.fileno())
         self._writer = Handoff(self._write, "guwah-write")
         self._hasher = Handoff(self.hash.update, "guwah-hash")
 
     def _write(self, part: memoryview) -> None:
-        self._writeback.write(part)
+        self._file.write(part)
         self.scanner.feed(part)
 
     def __call__(self, chunk: bytes) -> None:
@@ -160,6 +161,7 @@ class PlainSink:
     def finish(self) -> None:
         try:
             self._writer.finish()
+            self._file.end()  # what the writer kept back, before the file is fsynced
         finally:
             self._hasher.finish()
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from app.diskio import open_direct
 from app.protocol.utcday import floor_to_day
 
 _NOATIME = getattr(os, "O_NOATIME", 0)
@@ -33,8 +34,9 @@ def _open_noatime(path: str | Path, flags: int) -> int:
 
 
 def open_quietly(path: str | Path) -> BinaryIO:
-    """A file opened for reading that leaves its atime alone."""
-    return os.fdopen(_open_noatime(path, os.O_RDONLY), "rb")
+    """A file opened for reading that leaves its atime alone; its large reads skip the page
+    cache (app/diskio.py: a blob is read once, by a commit, an export or a backup)."""
+    return open_direct(_open_noatime(path, os.O_RDONLY))
 
 
 class Entry(NamedTuple):

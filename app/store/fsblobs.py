@@ -20,7 +20,8 @@ from typing import BinaryIO
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from app.durable import Writeback, fsync_dir, open_new
+from app.diskio import FileWriter
+from app.durable import fsync_dir, open_new
 from app.protocol.utcday import stamp
 
 from .blobs import (
@@ -60,7 +61,7 @@ class _FsWriter(BlobWriter):
         self._buffer = bytearray()
         self._fd: int | None = None
         self._spilled = False
-        self._writeback: Writeback | None = None  # with _fd
+        self._writer: FileWriter | None = None  # with _fd
         if inline_max <= 0:
             self._spill()
 
@@ -74,14 +75,14 @@ class _FsWriter(BlobWriter):
 
     def _spill(self) -> None:
         self._fd = open_new(self.path)
-        self._writeback = Writeback(self._fd)
+        self._writer = FileWriter(self._fd)
         self._spilled = True
         buffered, self._buffer = memoryview(bytes(self._buffer)), bytearray()
         self._write_fd(buffered)
 
     def _write_fd(self, data: memoryview) -> None:
-        assert self._fd is not None and self._writeback is not None
-        self._writeback.write(data)
+        assert self._fd is not None and self._writer is not None
+        self._writer.write(data)
 
     def _write(self, data: memoryview) -> None:
         if self._fd is None:
@@ -95,6 +96,8 @@ class _FsWriter(BlobWriter):
         if self._fd is None:
             return
         try:
+            assert self._writer is not None
+            self._writer.end()
             stamp(self._fd)  # the UTC day, not the nanosecond it arrived
             os.fsync(self._fd)
         finally:
@@ -395,7 +398,7 @@ class _FsAppender(BlobAppender):
             self.close()
             raise AppendBusy("another request is writing to this upload") from None
         self.start = os.fstat(self._fd).st_size
-        self._writeback = Writeback(self._fd, self.start)
+        self._writer = FileWriter(self._fd, self.start)
 
     def _fileno(self) -> int:
         if self._fd is None:
@@ -404,10 +407,11 @@ class _FsAppender(BlobAppender):
 
     def write(self, data: memoryview) -> None:
         self._fileno()  # raises once closed
-        self._writeback.write(data)
+        self._writer.write(data)
 
     def finish(self) -> None:
         fd = self._fileno()
+        self._writer.end()
         stamp(fd)  # the day, not the second of this write
         os.fsync(fd)
 

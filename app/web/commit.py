@@ -27,6 +27,7 @@ from app.crypto import AgeError, NotAgeFileError, padme
 from app.crypto.header import Stanza, parse_header
 from app.crypto.stream import plaintext_length
 from app.crypto.x25519 import is_generated_share
+from app.diskio import read_ahead
 from app.store import Desk
 
 from .errors import MSG, N_
@@ -98,7 +99,8 @@ def check_age_file(src: BinaryIO, size: int, desk: Desk) -> str:
     if not stream_payload_ok(size - header_len):
         raise Invalid("truncated")
     sample = bytearray(rest[:SAMPLE])
-    while chunk := reader.read(READ):
+    for chunk in read_ahead(src, READ):  # hashing this MiB while the next is read
+        reader.add(chunk)
         if len(sample) < SAMPLE:
             sample += chunk[: SAMPLE - len(sample)]
     if reader.consumed != size:
@@ -156,8 +158,12 @@ class _Hashing:
 
     def read(self, n: int = 4096) -> bytes:
         out = self._src.read(4096 if n is None or n < 0 else n)
-        self.digest.update(out)
-        self.consumed += len(out)
+        self.add(out)
         return bytes(out)
+
+    def add(self, data: bytes) -> None:
+        """Hash and count bytes read past this reader (the read-ahead of the payload)."""
+        self.digest.update(data)
+        self.consumed += len(data)
 
     read1 = read
