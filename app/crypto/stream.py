@@ -70,11 +70,14 @@ def _nonce(counter: int, last: bool) -> bytes:
 class StreamWriter:
     """Incrementally encrypts plaintext into age STREAM chunks passed to ``emit``.
 
-    With ``background=True`` sealing and ``emit`` run on one helper thread, fed 1 MiB batches in
-    order through a short queue: the caller (the web server's multipart parser, which also
-    hashes the plaintext) and the encryption then use two cores.  ``emit`` is always called in
-    chunk order, one buffer per batch (so a sink hashes and writes 1 MiB per call), from one
-    thread at a time; its errors surface on the next ``write``/``close``.
+    With ``background=True`` sealing runs on one helper thread and ``emit`` on a second, fed
+    1 MiB batches in order through a short queue: the caller (the web server's multipart
+    parser, which also hashes the plaintext), the AEAD and the sink (which hashes the
+    ciphertext and writes it) then overlap on the cores there are. Why two threads and not
+    one: sealing, hashing and writing every MiB on one thread made it the slowest stage of a
+    JavaScript-off upload (bench/README.md). ``emit`` is always called in chunk order, one
+    buffer per batch (so a sink hashes and writes 1 MiB per call), from one thread at a time;
+    its errors surface on the next ``write``/``close``.
     """
 
     def __init__(self, key: bytes, emit: Writer, *, background: bool = False) -> None:
@@ -84,6 +87,7 @@ class StreamWriter:
         self._counter = 0
         self._closed = False
         self._pool = ThreadPoolExecutor(1, "age-seal") if background else None
+        self._emitter = ThreadPoolExecutor(1, "age-emit") if background else None
         self._pending: deque[Future[None]] = deque()
         self._batch = BATCH * CHUNK if background else CHUNK
 
@@ -132,24 +136,27 @@ class StreamWriter:
         self._shutdown()
 
     def _shutdown(self) -> None:
-        if self._pool is not None:
-            for future in self._pending:
-                future.cancel()
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for future in self._pending:
+            future.cancel()
+        for pool in (self._pool, self._emitter):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._emitter = None
 
     def _submit(self, chunks: Sequence[Buffer], last: bool) -> None:
         first = self._counter
         self._counter += len(chunks)
-        if self._pool is None:
-            self._seal_emit(first, chunks, last)
+        if self._pool is None or self._emitter is None:
+            for sealed in _seal_batch(self._aead, first, chunks, last):
+                self._emit(sealed)
             return
-        self._pending.append(self._pool.submit(self._seal_emit, first, chunks, last))
+        batch = self._pool.submit(_seal_batch, self._aead, first, chunks, last)
+        self._pending.append(self._emitter.submit(self._emit_sealed, batch))
         while len(self._pending) > 2 or (self._pending and self._pending[0].done()):
-            self._pending.popleft().result()  # re-raises a failed emit
+            self._pending.popleft().result()  # re-raises a failed seal or emit
 
-    def _seal_emit(self, first: int, chunks: Sequence[Buffer], last: bool) -> None:
-        for sealed in _seal_batch(self._aead, first, chunks, last):
+    def _emit_sealed(self, batch: Future[list[bytes]]) -> None:
+        for sealed in batch.result():
             self._emit(sealed)
 
 
