@@ -50,7 +50,7 @@ class Encryptor:
         armor: bool = False,
         background: bool = False,
     ) -> None:
-        """``background=True``: seal and write on a helper thread (see StreamWriter)."""
+        """``background=True``: seal on one helper thread, write on another (see StreamWriter)."""
         recipients = list(recipients)
         check_recipient_mix(recipients)
         self._armor = ArmorWriter(sink) if armor else None
