@@ -433,10 +433,10 @@ def test_key_file_written_by_the_editor_tool_is_accepted(initialised, capfd, cli
     assert public.fingerprint in proc.stdout and "mlkem768x25519" in proc.stdout
 
 
-def test_serve_limits_glibc_to_one_malloc_arena() -> None:
-    """mallopt takes the setting (glibc here); threads started afterwards share one arena."""
-    code = ("import threading, ctypes; from app.server_cli.malloc import one_arena; "
-            "assert one_arena(); t = threading.Thread(target=lambda: bytearray(1 << 20)); "
+def test_serve_tunes_glibc_malloc() -> None:
+    """mallopt takes every setting (glibc here), and threads still allocate afterwards."""
+    code = ("import threading, ctypes; from app.server_cli.malloc import tune_malloc; "
+            "assert tune_malloc(); t = threading.Thread(target=lambda: bytearray(1 << 20)); "
             "t.start(); t.join(); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, timeout=60)
