@@ -168,6 +168,9 @@ class FileWriter:
                 self._direct_blocks(memoryview(buf)[:aligned])
         finally:
             _POOL.give(buf)
+        if not self._direct:  # refused on the way: what was kept back goes first, cached
+            kept, self._kept = self._kept, bytearray()
+            self._write_cached(memoryview(kept))
         if view:
             self.write(view)  # the rest: kept back, or cached if direct writes were refused
 

@@ -7,6 +7,7 @@ tus PATCH starts wherever the last one ended) and piece sizes of one byte to sev
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
 import os
@@ -50,6 +51,43 @@ def test_writer_appends_every_byte_once(tmp_path: Path, start: int, direct: bool
     finally:
         os.close(fd)
     assert path.read_bytes() == before + data
+
+
+@pytest.mark.parametrize("refuse_after", [0, 1, 3])
+def test_writer_falls_back_when_direct_writes_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refuse_after: int) -> None:
+    """A file system that refuses O_DIRECT (EINVAL), at once or after some direct writes:
+    the writer goes on through the cache, and every byte still lands once, in order."""
+    real_write = os.write
+    direct_writes = 0
+
+    def refusing_write(fd: int, data: bytes) -> int:
+        nonlocal direct_writes
+        if _o_direct(fd):
+            if direct_writes >= refuse_after:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            direct_writes += 1
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", refusing_write)
+    path = tmp_path / "blob"
+    data = os.urandom(9 * (1 << 20) + 5)
+    rng = random.Random(refuse_after)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        writer = FileWriter(fd)
+        pos = 0
+        sizes = itertools.chain([1000], itertools.repeat(1_048_832, 4))  # kept-back tails
+        while pos < len(data):
+            n = next(sizes, None) or rng.choice(PIECES)
+            writer.write(data[pos:pos + n])
+            pos += n
+        writer.end()
+        assert not writer.direct and direct_writes == refuse_after
+    finally:
+        os.close(fd)
+    monkeypatch.undo()
+    assert path.read_bytes() == data
 
 
 def test_writer_keeps_back_small_writes_until_end(tmp_path: Path) -> None:
