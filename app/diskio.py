@@ -32,6 +32,7 @@ SIGBUS. Standard library only: the offline editor tool uses it too.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -100,14 +101,17 @@ class _AlignedPool:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return mmap.mmap(-1, DIRECT_BUFFER)
+        return mmap.mmap(-1, DIRECT_BUFFER, flags=mmap.MAP_PRIVATE)  # not shared with a fork
 
     def give(self, buf: mmap.mmap) -> None:
+        """Return a buffer after a use that went well (after a failure the caller drops it:
+        the failure's traceback may still hold a view of it)."""
         with self._lock:
             if len(self._idle) < IDLE_BUFFERS:
                 self._idle.append(buf)
                 return
-        buf.close()
+        with contextlib.suppress(BufferError):  # a view still alive: unmapped when it goes
+            buf.close()
 
 
 _POOL = _AlignedPool()
@@ -127,6 +131,7 @@ class FileWriter:
         self._direct_on = False
         self._kept = bytearray()  # aligned offset: bytes not yet written (< DIRECT_MIN)
         self._started = start  # cached writes: write-back started up to here
+        self._failed: OSError | None = None  # a write failed: where bytes belong is unknown
 
     @property
     def direct(self) -> bool:
@@ -134,7 +139,15 @@ class FileWriter:
         return self._direct
 
     def write(self, data: ReadableBuffer) -> None:
-        view = memoryview(data).cast("B")
+        if self._failed is not None:
+            raise self._failed
+        try:
+            self._write(memoryview(data).cast("B"))
+        except OSError as exc:
+            self._failed, self._kept = exc, bytearray()
+            raise
+
+    def _write(self, view: memoryview) -> None:
         if not self._direct:
             self._write_cached(view)
             return
@@ -148,26 +161,27 @@ class FileWriter:
         self._write_direct(view)
 
     def end(self) -> None:
-        """Write what was kept back (through the cache); then the caller fsyncs."""
+        """Write what was kept back (through the cache); then the caller fsyncs. After a
+        failed write there is nothing to add: the file is to be discarded (its writer raised)."""
+        if self._failed is not None:
+            return
         kept, self._kept = self._kept, bytearray()
         self._write_cached(memoryview(kept))
         self._set_direct(False)
 
     def _write_direct(self, view: memoryview) -> None:
         buf = _POOL.take()
-        try:
-            while self._direct and len(self._kept) + len(view) >= DIRECT_MIN:
-                fill = len(self._kept)
-                take = min(len(view), DIRECT_BUFFER - fill)
-                buf[:fill] = self._kept
-                buf[fill:fill + take] = view[:take]
-                view = view[take:]
-                total = fill + take
-                aligned = total - total % ALIGN
-                self._kept = bytearray(buf[aligned:total])
-                self._direct_blocks(memoryview(buf)[:aligned])
-        finally:
-            _POOL.give(buf)
+        while self._direct and len(self._kept) + len(view) >= DIRECT_MIN:
+            fill = len(self._kept)
+            take = min(len(view), DIRECT_BUFFER - fill)
+            buf[:fill] = self._kept
+            buf[fill:fill + take] = view[:take]
+            view = view[take:]
+            total = fill + take
+            aligned = total - total % ALIGN
+            self._kept = bytearray(buf[aligned:total])
+            self._direct_blocks(memoryview(buf)[:aligned])
+        _POOL.give(buf)  # only after success: see _AlignedPool.give
         if not self._direct:  # refused on the way: what was kept back goes first, cached
             kept, self._kept = self._kept, bytearray()
             self._write_cached(memoryview(kept))
@@ -218,7 +232,7 @@ class DirectReader(io.RawIOBase):
     """A read-only file whose large reads go past the page cache (see the module docstring).
 
     For the server's reads of a blob it wrote once and reads once more (the commit's check of
-    an upload, an export, a backup): read through the cache, each of those bytes would first
+    an upload, an export): read through the cache, each of those bytes would first
     be copied into freshly allocated cache pages, as costly as writing them was. A read of at
     least :data:`DIRECT_MIN` bytes is done with ``O_DIRECT`` in whole blocks into a pooled
     aligned buffer and copied out once; smaller reads, and every read where the file system
@@ -273,14 +287,13 @@ class DirectReader(io.RawIOBase):
                 got = os.preadv(self._fd, [view[:want]], self._pos - skip)
                 n = max(0, min(got - skip, len(out)))
                 out[:n] = view[skip:skip + n]
-            return n
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
             self._direct = False
             return None
-        finally:
-            _POOL.give(buf)
+        _POOL.give(buf)  # only after success: see _AlignedPool.give
+        return n
 
     def _set_direct(self, on: bool) -> None:
         if on != self._direct_on:

@@ -90,6 +90,49 @@ def test_writer_falls_back_when_direct_writes_are_refused(
     assert path.read_bytes() == data
 
 
+def test_a_failed_direct_write_raises_its_own_error_and_ends_the_writer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk during a direct write is an OSError with its errno (what the routes turn
+    into 507), never a BufferError from the pool, however full the pool is; the writer then
+    refuses more, end() adds nothing, and the pool still serves the next writer."""
+    pool = [diskio._POOL.take() for _ in range(diskio.IDLE_BUFFERS)]
+    for buf in pool:
+        diskio._POOL.give(buf)  # the pool is full: a returned buffer would be unmapped
+    real_write = os.write
+
+    def full_disk(fd: int, data: bytes) -> int:
+        if _o_direct(fd):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_disk)
+    path = tmp_path / "blob"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        writer = FileWriter(fd)
+        with pytest.raises(OSError) as caught:
+            writer.write(os.urandom(2 << 20))
+        assert caught.value.errno == errno.ENOSPC
+        with pytest.raises(OSError) as again:
+            writer.write(b"more")
+        assert again.value.errno == errno.ENOSPC
+        writer.end()
+        assert os.fstat(fd).st_size == 0
+    finally:
+        os.close(fd)
+    monkeypatch.undo()
+    other = tmp_path / "next"
+    fd = os.open(other, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        data = os.urandom(3 << 20)
+        writer = FileWriter(fd)
+        writer.write(data)
+        writer.end()
+    finally:
+        os.close(fd)
+    assert other.read_bytes() == data
+
+
 def test_writer_keeps_back_small_writes_until_end(tmp_path: Path) -> None:
     """Small pieces wait (so a direct write is never a tiny one); end() writes them."""
     path = tmp_path / "blob"

@@ -35,7 +35,7 @@ def _open_noatime(path: str | Path, flags: int) -> int:
 
 def open_quietly(path: str | Path) -> BinaryIO:
     """A file opened for reading that leaves its atime alone; its large reads skip the page
-    cache (app/diskio.py: a blob is read once, by a commit, an export or a backup)."""
+    cache (app/diskio.py: a blob is read once more, by the commit's check or an export)."""
     return open_direct(_open_noatime(path, os.O_RDONLY))
 
 
