@@ -84,10 +84,20 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
-def set_direct(fd: int, on: bool) -> None:
-    """Turn ``O_DIRECT`` on or off for ``fd``; OSError (EINVAL) where the file system refuses."""
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
+class _DirectFlag:
+    """The ``O_DIRECT`` flag of one descriptor, changed only when it must (two syscalls)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.on = False
+
+    def set(self, on: bool) -> None:
+        """Turn it on or off; OSError (EINVAL) where the file system refuses."""
+        if on == self.on:
+            return
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
+        self.on = on
 
 
 class _AlignedPool:
@@ -128,7 +138,7 @@ class FileWriter:
         self.fd = fd
         self.offset = start  # where the next byte goes
         self._direct = direct and _O_DIRECT != 0
-        self._direct_on = False
+        self._flag = _DirectFlag(fd)
         self._kept = bytearray()  # aligned offset: bytes not yet written (< DIRECT_MIN)
         self._started = start  # cached writes: write-back started up to here
         self._failed: OSError | None = None  # a write failed: where bytes belong is unknown
@@ -167,7 +177,7 @@ class FileWriter:
             return
         kept, self._kept = self._kept, bytearray()
         self._write_cached(memoryview(kept))
-        self._set_direct(False)
+        self._flag.set(False)
 
     def _write_direct(self, view: memoryview) -> None:
         buf = _POOL.take()
@@ -186,12 +196,12 @@ class FileWriter:
             kept, self._kept = self._kept, bytearray()
             self._write_cached(memoryview(kept))
         if view:
-            self.write(view)  # the rest: kept back, or cached if direct writes were refused
+            self._write(view)  # the rest: kept back, or cached if direct writes were refused
 
     def _direct_blocks(self, blocks: memoryview) -> None:
         """Write whole aligned blocks past the cache; on refusal, switch to cached for good."""
         try:
-            self._set_direct(True)
+            self._flag.set(True)
             while blocks:
                 n = os.write(self.fd, blocks)
                 self.offset += n
@@ -208,17 +218,13 @@ class FileWriter:
 
     def _fall_back(self) -> None:
         self._direct = False
-        self._set_direct(False)
+        self._flag.set(False)
 
-    def _set_direct(self, on: bool) -> None:
-        if on != self._direct_on:
-            set_direct(self.fd, on)
-            self._direct_on = on
 
     def _write_cached(self, view: memoryview) -> None:
         if not view:
             return
-        self._set_direct(False)
+        self._flag.set(False)
         while view:
             n = os.write(self.fd, view)
             self.offset += n
@@ -244,7 +250,7 @@ class DirectReader(io.RawIOBase):
         self._fd = fd
         self._pos = 0
         self._direct = _O_DIRECT != 0
-        self._direct_on = False
+        self._flag = _DirectFlag(fd)
 
     def readable(self) -> bool:
         return True
@@ -271,7 +277,7 @@ class DirectReader(io.RawIOBase):
             if n is not None:
                 self._pos += n
                 return n
-        self._set_direct(False)
+        self._flag.set(False)
         n = os.preadv(self._fd, [out], self._pos)
         self._pos += n
         return n
@@ -282,7 +288,7 @@ class DirectReader(io.RawIOBase):
         want = min(DIRECT_BUFFER, -(-(skip + len(out)) // ALIGN) * ALIGN)
         buf = _POOL.take()
         try:
-            self._set_direct(True)
+            self._flag.set(True)
             with memoryview(buf) as view:
                 got = os.preadv(self._fd, [view[:want]], self._pos - skip)
                 n = max(0, min(got - skip, len(out)))
@@ -295,10 +301,6 @@ class DirectReader(io.RawIOBase):
         _POOL.give(buf)  # only after success: see _AlignedPool.give
         return n
 
-    def _set_direct(self, on: bool) -> None:
-        if on != self._direct_on:
-            set_direct(self._fd, on)
-            self._direct_on = on
 
     def close(self) -> None:
         if not self.closed:
