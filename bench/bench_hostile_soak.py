@@ -267,11 +267,12 @@ class RssSampler(threading.Thread):
 def setup(data: Path) -> X25519Identity:
     from app.settings import load_settings
     from app.store import Store
+    from app.store.schema import init_store
 
     identity = X25519Identity.generate()
     settings = load_settings(data, database_url=f"sqlite:///{data / 'guwah.sqlite3'}")
     with Store(settings) as st:
-        st.init()
+        init_store(st)
         st.add_desk("default", "bench")
         pub = secrets.token_bytes(32)
         st.add_recipient("default", "bench", str(identity.recipient()),

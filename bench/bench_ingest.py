@@ -192,6 +192,7 @@ def main() -> None:
     from app.crypto.mailbox import derive_mailbox, new_codename
     from app.settings import load_settings
     from app.store import Store
+    from app.store.schema import init_store
 
     base = Path(tempfile.mkdtemp(prefix="guwah-bench-ingest-", dir=args.dir))
     base.chmod(0o700)
@@ -205,7 +206,7 @@ def main() -> None:
         settings = load_settings(data_dir, max_file_bytes=8 * 1024 * MiB)
         identity = X25519Identity.generate()
         with Store(settings) as st:
-            st.init()
+            init_store(st)
             st.add_desk("default")
             ed = secrets.token_bytes(32)
             st.add_recipient("default", "Bench", str(identity.recipient()),

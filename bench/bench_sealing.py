@@ -45,12 +45,13 @@ def setup(work: Path) -> tuple[Path, str, object]:
     from app.crypto import X25519Identity, fingerprint
     from app.settings import load_settings
     from app.store import Store
+    from app.store.schema import init_store
 
     data = work / "data"
     data.mkdir(mode=0o700)
     identity = X25519Identity.generate()
     with Store(load_settings(data, database_url=f"sqlite:///{data / 'guwah.sqlite3'}")) as st:
-        st.init()
+        init_store(st)
         st.add_desk("default", "bench")
         pub = secrets.token_bytes(32)
         st.add_recipient("default", "bench", str(identity.recipient()),

@@ -130,6 +130,7 @@ def main() -> None:
     from app.crypto import X25519Identity, fingerprint
     from app.settings import load_settings
     from app.store import Store
+    from app.store.schema import init_store
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,7 +141,7 @@ def main() -> None:
         data.mkdir(mode=0o700)
         settings = load_settings(data, database_url=f"sqlite:///{data / 'guwah.sqlite3'}")
         with Store(settings) as st:
-            st.init()
+            init_store(st)
             st.add_desk("default", "bench")
             pub = secrets.token_bytes(32)
             st.add_recipient("default", "bench", str(X25519Identity.generate().recipient()),

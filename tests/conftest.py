@@ -88,9 +88,10 @@ def settings(data_dir: Path, database_url: str):  # type: ignore[no-untyped-def]
 def store(settings):  # type: ignore[no-untyped-def]
     """An initialised Store (schema migrated, blob dirs created), closed afterwards."""
     from app.store import Store
+    from app.store.schema import init_store
 
     s = Store(settings)
-    s.init()
+    init_store(s)
     try:
         yield s
     finally:
@@ -202,6 +203,7 @@ def run_guwah_server(
     from app.crypto import X25519Identity, fingerprint
     from app.settings import load_settings
     from app.store import Store
+    from app.store.schema import init_store
 
     data_dir = tmp_path / "srv-data"
     data_dir.mkdir(mode=0o700)
@@ -215,7 +217,7 @@ def run_guwah_server(
     identity_file.write_text(f"# test editor\n{identity}\n")
     identity_file.chmod(0o600)
     with Store(settings) as st:
-        st.init()
+        init_store(st)
         names = ["default"] if desks == 1 else [f"desk-{i + 1}" for i in range(desks)]
         for name in names:
             st.add_desk(name, f"Editors of {name}")

@@ -272,12 +272,13 @@ def test_import_outbox_function_is_atomic_for_both_blob_backends(
     from app.server_cli.importing import import_outbox
     from app.settings import load_settings
     from app.store import Store
+    from app.store.schema import init_store
 
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700, exist_ok=True)
     settings = load_settings(data_dir, database_url=database_url, blob_backend=blob_backend)
     store = Store(settings)
-    store.init()
+    init_store(store)
     try:
         key = SigningKey.generate()
         ident = X25519Identity.generate()

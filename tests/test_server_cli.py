@@ -28,6 +28,7 @@ from app.crypto import (
 )
 from app.settings import load_settings
 from app.store import Store
+from app.store.schema import head_revision
 
 pytestmark = pytest.mark.database  # tests/run.sh runs these again on PostgreSQL
 
@@ -131,7 +132,7 @@ def test_init_is_private_and_idempotent(initialised, guwah):
     assert f"fingerprint: {fingerprint(public)}" in out
     again = guwah("init", "--data-dir", data).stdout
     assert fingerprint(public) in again  # same key, nothing overwritten
-    head = Store(load_settings(data)).head_revision()
+    head = head_revision()
     assert f"database schema at {head}" in guwah("migrate", "--data-dir", data).stdout
 
 
@@ -397,6 +398,9 @@ def test_serve_on_unix_socket_logs_no_address(initialised, tmp_path, cli_env):
                 except OSError:
                     time.sleep(0.05)
             assert proc.poll() is None, log.read_text()
+            # the process guwah serve started now runs the serving image (serving.py)
+            cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+            assert b"app.server_cli.serving" in cmdline and b"-P" in cmdline, cmdline
             status, body = _get_over_unix_socket(sock, "/")
             assert status == 200 and body
             status, _ = _get_over_unix_socket(sock, "/no-such-page")
@@ -407,6 +411,24 @@ def test_serve_on_unix_socket_logs_no_address(initialised, tmp_path, cli_env):
     text = log.read_text()
     assert "203.0.113.77" not in text and "canary-agent" not in text
     assert "GET /" not in text  # no access log
+
+
+def test_serving_image_loads_neither_the_cli_nor_alembic(initialised, cli_env):
+    """What serving.py's docstring promises: the web app built as the serving image builds it
+    holds no module of the command line, of Alembic or of its templates."""
+    code = (
+        "import sys; from app.server_cli.serving import uvicorn_options; "
+        "from app.settings import load_settings; from app.web.app import create_app; "
+        "uvicorn_options(load_settings()); create_app(); "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'alembic', 'mako', 'typer', 'rich'} or m in "
+        "{'app.server_cli.main', 'app.store.schema', 'app.store.backup'})))"
+    )
+    env = dict(cli_env, GUWAH_DATA_DIR=str(initialised))
+    proc = subprocess.run([sys.executable, "-P", "-c", code], env=env, cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"the serving image loaded: {proc.stdout}"
 
 
 # ----------------------------------------------------------------------------- small parts

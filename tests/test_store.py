@@ -25,6 +25,7 @@ from app.crypto import (
 from app.settings import SettingsError, load_settings
 from app.store import NotFound, StartupError, Store, StoreError, check_tmpdir
 from app.store.models import Base, BlobChunkRow, BlobStagingRow
+from app.store.schema import current_revision, head_revision, init_store
 
 pytestmark = pytest.mark.database  # tests/run.sh runs these again on PostgreSQL
 
@@ -61,7 +62,7 @@ def blob_files(store) -> list[Path]:
 def any_store(settings, blob_backend):
     """A store for each blob backend."""
     s = Store(settings.model_copy(update={"blob_backend": blob_backend}))
-    s.init()
+    init_store(s)
     yield s
     s.close()
 
@@ -120,7 +121,7 @@ def test_migrations_match_models(store):
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
-    assert store.current_revision() == store.head_revision()
+    assert current_revision(store) == head_revision()
 
 
 @pytest.mark.skipif(IS_PG, reason="SQLite pragmas")

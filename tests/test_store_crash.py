@@ -21,6 +21,7 @@ from sqlalchemy import select
 from app.crypto import X25519Identity, decrypt
 from app.store import NotFound, Store
 from app.store.models import BlobChunkRow, BlobStagingRow
+from app.store.schema import init_store
 
 pytestmark = pytest.mark.database  # tests/run.sh runs these again on PostgreSQL
 
@@ -113,7 +114,7 @@ def test_crash_leaves_nothing_half_visible(settings, blob_backend, point, editor
     from app.crypto import fingerprint
 
     store = Store(settings)
-    store.init()
+    init_store(store)
     ed = os.urandom(32)
     import base64
 

@@ -144,11 +144,12 @@ def test_uploads_with_db_blob_backend(settings, private_tmpdir, editor_identity,
 
     from app.settings import load_settings
     from app.store import Store
+    from app.store.schema import init_store
     from app.web.app import create_app
 
     s = load_settings(settings.data_dir, database_url=settings.database_url, blob_backend="db")
     with Store(s) as st:
-        st.init()
+        init_store(st)
         st.add_desk("default")
         ed = os.urandom(32)
         st.add_recipient("default", "E", str(editor_identity.recipient()),

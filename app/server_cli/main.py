@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from sqlalchemy.engine import make_url
@@ -49,15 +48,13 @@ from app.store import (
 )
 from app.store.backup import backup as run_backup
 from app.store.backup import restore as run_restore
-from app.web.h11_limits import guarded_protocol
+from app.store.schema import current_revision, head_revision, init_store
+from app.store.schema import migrate as migrate_schema
 from app.web.i18n import catalogs_for
-from app.web.security import UVICORN_OPTIONS
 
 from .exporting import export_bundle
 from .importing import OutboxReplayError, import_outbox
 from .keyfile import KeyFileError, read_editor_key
-from .logconfig import log_config
-from .malloc import tune_malloc
 from .serverkey import (
     ServerKeyError,
     create_server_key,
@@ -65,6 +62,7 @@ from .serverkey import (
     public_key_bytes,
     server_fingerprint,
 )
+from .serving import become_server
 
 app = typer.Typer(
     name="guwah",
@@ -118,7 +116,7 @@ def _store(data_dir: Path | None, *, check_revision: bool = True) -> Store:
             raise CliError(f"no database in {settings.data_dir}: run guwah init")
     store = Store(settings)
     if check_revision:
-        current, head = store.current_revision(), store.head_revision()
+        current, head = current_revision(store), head_revision()
         if current is None:
             store.close()
             raise CliError("the database has no Guwah schema: run guwah init")
@@ -164,8 +162,8 @@ def init(
     _write_config(directory, overrides)
     settings = load_settings(directory)
     with Store(settings) as store:
-        store.init()
-        revision = store.current_revision()
+        init_store(store)
+        revision = current_revision(store)
     key_file = settings.server_key_file
     key = load_server_key(key_file) if key_file.exists() else create_server_key(key_file)
     _say(f"data dir:   {settings.data_dir}")
@@ -201,8 +199,8 @@ def migrate(data_dir: DataDir = None) -> None:
     """Bring the database schema up to date (Alembic upgrade head)."""
     store = _store(data_dir, check_revision=False)
     with store:
-        store.migrate()  # on a fresh PostgreSQL database this creates the schema, like init
-        _say(f"database schema at {store.current_revision()}")
+        migrate_schema(store)  # on a fresh PostgreSQL database this creates the schema, like init
+        _say(f"database schema at {current_revision(store)}")
 
 
 @app.command("server-key")
@@ -333,18 +331,11 @@ def serve(
         raise CliError("give exactly one of --port N or --socket PATH")
     if port is not None and not 0 < port < 65536:
         raise CliError("--port must be between 1 and 65535")
-    tune_malloc()  # before any thread: fewer resident pages, no refaulted buffers (malloc.py)
     settings = _prepare_to_serve(data_dir)
     os.environ["GUWAH_DATA_DIR"] = str(settings.data_dir)
-    options = _uvicorn_options(settings)
-    if socket is not None:
-        options["uds"] = str(socket)
-        _say(f"serving on unix socket {socket}")
-    else:
-        options.update(host="127.0.0.1", port=port)
-        _say(f"serving on http://127.0.0.1:{port}")
-    sys.stdout.flush()
-    uvicorn.run("app.web.app:create_app", factory=True, **options)
+    _say(f"serving on unix socket {socket}" if socket is not None
+         else f"serving on http://127.0.0.1:{port}")
+    become_server(port=port, socket=socket)  # this process, without the CLI (serving.py)
 
 
 def _prepare_to_serve(data_dir: Path | None) -> Settings:
@@ -357,23 +348,6 @@ def _prepare_to_serve(data_dir: Path | None) -> Settings:
         if not any(d.recipients for d in store.list_desks()):
             _warn("no desk has editor keys yet: witnesses cannot submit until you add one")
     return settings
-
-
-def _uvicorn_options(settings: Settings) -> dict[str, Any]:
-    options: dict[str, Any] = dict(UVICORN_OPTIONS)
-    # a header-read deadline and security headers on uvicorn's own 400s (see its docstring)
-    options["http"] = guarded_protocol(settings.header_timeout_seconds, settings.body_idle_seconds)
-    options.update(
-        access_log=False,
-        proxy_headers=False,
-        forwarded_allow_ips="",
-        server_header=False,
-        date_header=False,
-        log_config=log_config(),
-        log_level="info",
-        workers=1,
-    )
-    return options
 
 
 # ---------------------------------------------------------------------------------- upkeep
@@ -443,7 +417,7 @@ def restore(
     settings = _settings(directory)
     if settings.is_sqlite:
         with Store(settings) as store:
-            store.migrate()
+            migrate_schema(store)
     _say(f"restored {source} into {directory}")
     for note in notes:
         _warn(note)
@@ -464,7 +438,7 @@ def self_check(data_dir: DataDir = None) -> None:
     _check_secret_files(report, settings)
     try:
         store = Store(settings)
-        current, head = store.current_revision(), store.head_revision()
+        current, head = current_revision(store), head_revision()
     except (StoreError, DatabaseUrlError, SQLAlchemyError, OSError) as exc:
         report.fail(f"database {_safe_url(settings.database_url)} unreachable: {_one_line(exc)}")
         raise typer.Exit(1) from None

@@ -24,12 +24,11 @@ from .errors import (
 from .fsblobs import FsBlobStore
 from .outbox import OutboxImport, OutboxOutcome
 from .replies import ReplyInfo
-from .store import MIGRATIONS_DIR, Store
+from .store import Store
 from .submissions import FileInfo, PendingSubmission, SubmissionInfo
 from .unit import UnitOfWork
 
 __all__ = [
-    "MIGRATIONS_DIR",
     "AlreadyUsed",
     "BadReplyRecipient",
     "BadTokenHash",

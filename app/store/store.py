@@ -13,12 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from app.settings import Settings
 
@@ -38,7 +34,6 @@ from .submissions import PendingSubmission, SubmissionInfo
 from .unit import UnitOfWork
 from .uploads import UploadArea
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Every blob a row references, with its SHA-256; and the blobs held inline in the database.
 # Plain SQL, so that a backup can ask it of an SQLite snapshot file too (app/store/backup.py).
 BLOB_QUERY = (
@@ -73,31 +68,13 @@ class Store:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def init(self) -> None:
-        """Create the blob dirs and the schema (idempotent)."""
-        self.blobs.ensure_dirs()
-        self.migrate()
-        self._protect_sqlite_files()
-
-    def _protect_sqlite_files(self) -> None:
+    def protect_sqlite_files(self) -> None:
         """0600 on the SQLite file (SQLite gives -wal/-shm the same mode)."""
         if self.engine.dialect.name == "sqlite" and self.engine.url.database:
             path = Path(self.engine.url.database)
             for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 if candidate.exists():
                     candidate.chmod(0o600)
-
-    def migrate(self) -> None:
-        """Alembic ``upgrade head`` with the scripts in migrations/ (see migrations/README)."""
-        with self.engine.begin() as conn:
-            command.upgrade(alembic_config(conn), "head")
-
-    def current_revision(self) -> str | None:
-        with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-
-    def head_revision(self) -> str | None:
-        return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
     def unit_of_work(self, proof: object, what: str) -> UnitOfWork:
         """A unit of work on this store's database and blobs (see app/store/unit.py)."""
@@ -338,11 +315,3 @@ class Store:
         """SQLite pragmas as a live connection sees them (for self-check and tests)."""
         return sqlite_pragmas(self.engine)
 
-
-def alembic_config(connection: Connection | None = None) -> Config:
-    """An Alembic Config for migrations/ (no alembic.ini needed); binds ``connection``."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config

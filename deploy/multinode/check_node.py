@@ -155,11 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         from sqlalchemy import text
 
         from app.store import Store
+        from app.store.schema import current_revision, head_revision
 
         try:
             store = Store(settings)
             with store:
-                current, head = store.current_revision(), store.head_revision()
+                current, head = current_revision(store), head_revision()
                 schema = str(current)
                 with store.engine.connect() as conn:
                     ssl = conn.execute(
