@@ -25,10 +25,8 @@ before any thread starts. Elsewhere than glibc: nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import os
-from collections.abc import Callable
-from typing import cast
+
+from app.libc import libc_function
 
 # mallopt parameters, malloc.h
 _M_TRIM_THRESHOLD = -1
@@ -38,21 +36,9 @@ MMAP_THRESHOLD = 4 << 20  # allocations below this come from the heap (a body pi
 TRIM_THRESHOLD = 16 << 20  # free heap kept before any is handed back to the kernel
 
 
-def _mallopt() -> Callable[[int, int], int] | None:
-    if os.uname().sysname != "Linux":
-        return None
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return cast(Callable[[int, int], int], fn)
-
-
 def tune_malloc() -> bool:
     """Apply the settings above; whether glibc took all of them."""
-    mallopt = _mallopt()
+    mallopt = libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
     if mallopt is None:
         return False
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
