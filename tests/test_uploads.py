@@ -455,6 +455,28 @@ def test_cut_mid_patch_keeps_the_prefix_and_resumes(guwah_server, editor_identit
         assert fh.read() == data  # every byte once, in order
 
 
+def test_big_patch_lands_every_byte_once_in_order(guwah_server):
+    """One fast PATCH of 13 MiB and an odd tail over a real socket: the server hands it to its
+    writing thread in batches that grow while the thread is busy (app/web/routers/uploads.py);
+    what is stored is exactly what was sent."""
+    import httpx
+
+    data = os.urandom(13 * 1024 * 1024 + 12_345)
+    with httpx.Client(base_url=guwah_server.url, timeout=120) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/submit").text).group(1)
+        r = create(client, len(data), role="file-1", token=token)
+        assert r.status_code == 201
+        url = r.headers["Location"]
+        r = patch(client, url, 0, data)
+        assert r.status_code == 204 and int(r.headers["Upload-Offset"]) == len(data)
+    settings_ = __import__("app.settings", fromlist=["load_settings"]).load_settings(
+        guwah_server.data_dir, database_url=guwah_server.database_url)
+    from app.store import Store
+
+    with Store(settings_) as st, st.uploads.open(url.rsplit("/", 1)[1]) as fh:
+        assert fh.read() == data
+
+
 def test_one_writer_per_upload(store, desk):
     """Two PATCHes at once on one upload: the second is refused (409), never interleaved."""
     from app.store.uploads import UploadConflict
