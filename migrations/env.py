@@ -1,6 +1,6 @@
 """Alembic environment for Guwah (SQLite and PostgreSQL through the same scripts).
 
-Run by ``guwah init`` / ``guwah migrate`` (app.store.Store.migrate passes its connection in
+Run by ``guwah init`` / ``guwah migrate`` (app.store.schema.migrate passes its connection in
 ``config.attributes["connection"]``), or by hand:
 ``alembic -c migrations/alembic.ini upgrade head`` with GUWAH_DATA_DIR / GUWAH_DATABASE_URL set.
 """

@@ -414,15 +414,21 @@ def test_serve_on_unix_socket_logs_no_address(initialised, tmp_path, cli_env):
 
 
 def test_serving_image_loads_neither_the_cli_nor_alembic(initialised, cli_env):
-    """What serving.py's docstring promises: the web app built as the serving image builds it
-    holds no module of the command line, of Alembic or of its templates."""
+    """What serving.py's docstring promises: its ``main()`` run as ``-P -m``, up to the point
+    where uvicorn would serve (the app built by the same factory string), holds no module of
+    the command line, of Alembic or of its templates; and glibc malloc is tuned by then."""
     code = (
-        "import sys; from app.server_cli.serving import uvicorn_options; "
-        "from app.settings import load_settings; from app.web.app import create_app; "
-        "uvicorn_options(load_settings()); create_app(); "
-        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'alembic', 'mako', 'typer', 'rich'} or m in "
-        "{'app.server_cli.main', 'app.store.schema', 'app.store.backup'})))"
+        "import sys, importlib, uvicorn\n"
+        "def run(target, factory, **options):\n"
+        "    module, name = target.split(':')\n"
+        "    getattr(importlib.import_module(module), name)()\n"
+        "    assert options['host'] == '127.0.0.1' and options['port'] == 8\n"
+        "    print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in\n"
+        "        {'alembic', 'mako', 'typer', 'rich'} or m in\n"
+        "        {'app.server_cli.main', 'app.store.schema', 'app.store.backup'})))\n"
+        "uvicorn.run = run\n"
+        "from app.server_cli import serving\n"
+        "serving.main(['--port', '8'])\n"
     )
     env = dict(cli_env, GUWAH_DATA_DIR=str(initialised))
     proc = subprocess.run([sys.executable, "-P", "-c", code], env=env, cwd=ROOT,

@@ -61,6 +61,9 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
             "uvicorn.error": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
             "guwah": {"handlers": ["stderr"], "level": level, "propagate": False},
+            # psycopg logs a second copy of a failed pipeline's database error as a warning
+            # (host, user and database name included); the request already handled it
+            "psycopg": {"level": "ERROR"},
         },
         "root": {"handlers": ["stderr"], "level": "WARNING"},
     }

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 import uvicorn
 
+import app
 from app.settings import Settings, load_settings
 from app.web.h11_limits import guarded_protocol
 from app.web.security import UVICORN_OPTIONS
@@ -36,13 +37,20 @@ from .malloc import tune_malloc
 
 
 def become_server(*, port: int | None, socket: Path | None) -> NoReturn:
-    """Replace this process with the serving image (flushes stdout and stderr first)."""
+    """Replace this process with the serving image (flushes stdout and stderr first).
+
+    ``-P`` keeps the working directory off ``sys.path`` (a file there could shadow a module);
+    ``PYTHONPATH`` starts with the folder this ``app`` package was imported from, so the image
+    serves the code that checked the schema, installed or run from a checkout.
+    """
     where = ["--socket", str(socket)] if socket is not None else ["--port", str(port)]
+    root = str(Path(app.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     sys.stdout.flush()
     sys.stderr.flush()
-    # -P: never put the working directory first on sys.path (a file there could shadow a module)
     command = [sys.executable, "-P", "-m", __name__, *where]
-    os.execv(sys.executable, command)  # noqa: S606 - our own interpreter, no shell, fixed args  # noqa: S606
+    os.execve(sys.executable, command, env)  # noqa: S606 - our interpreter, no shell, fixed args
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
