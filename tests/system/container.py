@@ -64,15 +64,22 @@ class Container:
         raise ContainerError(f"not up after {timeout} s; see {self.log}")
 
     def _find_leader(self, deadline: float) -> int:
-        """PID (on the host) of the container's PID 1: nspawn's child."""
+        """PID (on the host) of the container's PID 1: the child of nspawn that runs systemd.
+
+        Why not nspawn's first child: before it executes systemd, nspawn's child is still
+        nspawn (and a helper child may come and go); entering that one's namespaces fails, and
+        a boot then looked as if it never finished."""
         assert self.process is not None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ContainerError(f"systemd-nspawn exited {self.process.returncode}; see {self.log}")
             children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-            pids = children.read_text().split() if children.exists() else []
-            if pids:
-                return int(pids[0])
+            for pid in children.read_text().split() if children.exists() else []:
+                try:
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                        return int(pid)
+                except OSError:  # gone meanwhile
+                    continue
             time.sleep(0.1)
         raise ContainerError("no container PID 1 appeared")
 
