@@ -2,7 +2,7 @@
 
 ``guwah serve`` first does what can refuse with one clear line (the data dir, the schema
 revision, TMPDIR, crash debris), then :func:`become_server` replaces its process image with
-``python -m app.server_cli.serving`` (``execv``: the same PID, so systemd's ``Type=exec`` unit,
+``python -P -m app.server_cli.serving`` (``execve``: the same PID, so systemd's ``Type=exec`` unit,
 the demo script and a test's ``Popen`` keep holding the server).
 
 Why a new image and not the same process: the command line's process has Typer, Rich,

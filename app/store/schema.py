@@ -1,7 +1,7 @@
 """The database schema's lifecycle: create it, upgrade it, say which revision it is at.
 
 The only module that imports Alembic. Why not methods of ``Store``: the serving process
-(app/server_cli/serving.py) opens a Store for every request but never migrates, and Alembic
+(app/server_cli/serving.py) uses a Store for every request but never migrates, and Alembic
 with the Mako templates it pulls in is about 10 MiB of its resident set. ``guwah serve``
 checks the revision before it starts serving, with this module, in the process that then
 replaces itself with the lean one.

@@ -44,7 +44,7 @@ from ..uploads import (
 )
 
 # Received bytes handed to the writing thread at once (see _Batch): WRITE_BATCH, or up to
-# WRITE_BATCH_MAX while the thread is still writing the last batch.
+# WRITE_BATCH_MAX while the last batch is still in flight.
 WRITE_BATCH = 1024 * 1024
 WRITE_BATCH_MAX = 4 * WRITE_BATCH
 
@@ -283,8 +283,9 @@ class _Batch:
     """Received pieces gathered for one hand-off to the writing thread.
 
     Why batches and not each piece: a piece is often 64 KiB, and each thread hand-off wakes
-    the event loop and a thread. A batch is handed over at ``WRITE_BATCH``; while the thread
-    is still writing the previous batch it grows up to ``WRITE_BATCH_MAX`` instead, so a
+    the event loop and a thread. A batch is handed over at ``WRITE_BATCH``; while the
+    previous batch is still in flight (written, or waiting for a thread) it grows up to
+    ``WRITE_BATCH_MAX`` instead, so a
     client faster than the disk waits for fewer hand-offs (each cost about 0.8 ms of waiting
     for the event loop and the GIL: a 2 GiB tus ingest took 4.4-4.5 s with 1 MiB batches and
     2.8-3.0 s with batches growing to 4 MiB, in alternating runs; growing to 2 MiB gained
@@ -306,7 +307,7 @@ class _Batch:
         self.size += len(piece)
 
     def ready(self, *, writing: bool) -> bool:
-        """Whether to hand the batch over now (``writing``: the thread is writing the last)."""
+        """Whether to hand the batch over now (``writing``: the last batch is in flight)."""
         return self.size >= (WRITE_BATCH_MAX if writing else WRITE_BATCH)
 
     def take(self) -> list[bytes]:
