@@ -4,14 +4,17 @@ One run: a valid age file of ``--mib`` MiB (default 2048) is made once (X25519 d
 Padmé-padded zeros), then
 
 (a) "dd": read it and write it to a new file in the data dir's disk, ``--chunk-mib`` at a time,
-    fsync at the end (what the disk can do);
+    fsync at the end (what the disk can do); then again with an fdatasync after every chunk
+    (what acknowledging each PATCH durably costs any server);
 (b) tus: create an upload on a real ``guwah serve`` and PATCH the same bytes in chunks of
     ``--chunk-mib`` MiB over one keep-alive socket (the client uses sendfile(2), so the CPU
     goes to the server; each PATCH is streamed to disk and fsynced before it is acknowledged),
     then commit the submission (age header check + SHA-256 + one rename).
 
-Prints both throughputs, the ratio (target >= 0.8x), the commit time and the server's peak RSS
-(target <= 120 MB; sampled with psutil every 50 ms). Not a test: nothing here asserts a time.
+Prints both throughputs, the ratio (target >= 0.8x), the floor of bench/floors.py (the HTTP
+stack alone and the durable writes alone: the best ratio reachable here), the commit time and
+the server's peak RSS (target <= 120 MB; sampled with psutil every 50 ms). Not a test: nothing
+here asserts a time.
 
     .venv/bin/python bench/bench_ingest.py [--mib 2048] [--chunk-mib 8] [--dir DIR]
 """
@@ -35,16 +38,19 @@ from pathlib import Path
 
 import httpx
 import psutil
+from floors import (
+    cpu_seconds,
+    describe,
+    durable_write,
+    floor_seconds,
+    free_port,
+    sink_seconds,
+    wait_for_port,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 MiB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_age_file(path: Path, mib: int, recipient: object) -> int:
@@ -62,21 +68,6 @@ def make_age_file(path: Path, mib: int, recipient: object) -> int:
             left -= n
         enc.close()
     return path.stat().st_size
-
-
-def dd(src: Path, dst: Path, chunk: int) -> float:
-    start = time.perf_counter()
-    with src.open("rb", buffering=0) as fin:
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            while data := fin.read(chunk):
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return time.perf_counter() - start
 
 
 def patch_file(port: int, loc: str, path: Path, chunk: int) -> None:
@@ -104,61 +95,6 @@ def patch_file(port: int, loc: str, path: Path, chunk: int) -> None:
                     new_offset = int(value)
             assert new_offset in (None, offset + n), new_offset
             offset += n
-
-
-SINK = """
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
-"""
-
-
-def cpu_seconds(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return times.user + times.system
-
-
-def sink_seconds(base: Path, src: Path, chunk: int, repeat: int) -> tuple[float, float]:
-    """The same client against a bare ASGI app that drops the body, under uvicorn with the
-    options and the HTTP protocol class guwah serve uses (app/web/h11_limits.py: it reads
-    bodies in 1 MiB pieces, where plain uvicorn reads 256 KiB and was 4.6x slower here):
-    the ceiling of the HTTP stack on this machine.
-    Returns (best wall seconds, best server CPU seconds)."""
-    from app.web.security import UVICORN_OPTIONS
-
-    (base / "guwah_bench_sink.py").write_text(SINK)
-    port = free_port()
-    code = (f"import sys; sys.path.insert(0, {str(base)!r}); sys.path.insert(0, {str(ROOT)!r}); "
-            "import uvicorn; from app.web.h11_limits import guarded_protocol; "
-            f"uvicorn.run('guwah_bench_sink:app', host='127.0.0.1', port={port}, "
-            f"http=guarded_protocol(20, 60), **{dict(UVICORN_OPTIONS)!r})")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        runs, cpu = [], []
-        server = psutil.Process(proc.pid)
-        for _ in range(repeat):
-            before = cpu_seconds(server)
-            start = time.perf_counter()
-            patch_file(port, "/", src, chunk)
-            runs.append(time.perf_counter() - start)
-            cpu.append(cpu_seconds(server) - before)
-        return min(runs), min(cpu)
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 class RssSampler(threading.Thread):
@@ -216,18 +152,19 @@ def main() -> None:
         size = make_age_file(src, args.mib, identity.recipient())
         chunk = args.chunk_mib * MiB
 
-        # (a) the disk alone (page cache dropped for neither: both read the same warm source)
-        # Best of --repeat runs each; os.sync() first so that neither pays for the other's
-        # dirty pages.
-        dd_target = data_dir / "blobs" / "dd-target"
-        dd_runs = []
-        for _ in range(args.repeat):
-            os.sync()
-            dd_runs.append(dd(src, dd_target, chunk))
-            dd_target.unlink()
-        dd_s = min(dd_runs)
+        # (a) the disk alone, twice: one fsync at the end (the yardstick), and an fdatasync
+        # after every --chunk-mib (what acknowledging each PATCH durably costs any server)
+        target = data_dir / "blobs" / "dd-target"
 
-        # (b) tus through guwah serve
+        def disk(sync_each: bool) -> float:
+            os.sync()  # no run pays for an earlier one's dirty pages
+            try:
+                return durable_write(src, target, chunk, sync_each=sync_each)
+            finally:
+                target.unlink()
+
+        # (b) tus through guwah serve; each round runs (a) and (b) in turn, so that the disk's
+        # good and bad minutes (its speed moves 2x here) fall on both alike
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUWAH_")}
         env.update({"TMPDIR": str(tmpdir), "GUWAH_DATA_DIR": str(data_dir),
@@ -236,12 +173,7 @@ def main() -> None:
         proc = subprocess.Popen([guwah, "serve", "--data-dir", str(data_dir), "--port", str(port)],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(port)
         sampler = RssSampler(proc.pid)
         sampler.start()
         with httpx.Client(base_url=url, timeout=600) as client:
@@ -264,9 +196,11 @@ def main() -> None:
             def put(loc: str, path: Path) -> None:
                 patch_file(port, loc, path, chunk)
 
-            tus_runs, tus_cpu = [], []
+            tus_runs, tus_cpu, dd_runs, each_runs = [], [], [], []
             server = psutil.Process(proc.pid)
             for _ in range(args.repeat):
+                dd_runs.append(disk(sync_each=False))
+                each_runs.append(disk(sync_each=True))
                 os.sync()
                 before = cpu_seconds(server)
                 start = time.perf_counter()
@@ -277,7 +211,7 @@ def main() -> None:
                 if len(tus_runs) < args.repeat:
                     r = client.delete(file_loc, headers=tus)  # tus termination
                     assert r.status_code == 204
-            tus_s = min(tus_runs)
+            tus_s, dd_s, each_s = min(tus_runs), min(dd_runs), min(each_runs)
 
             message = base / "message.age"
             from app.crypto import encrypt
@@ -302,7 +236,11 @@ def main() -> None:
             stored = {f.role: f.size for f in sub.files}
         assert stored["file-1"] == size, "the server must hold exactly the ciphertext"
 
-        sink_s, sink_cpu = sink_seconds(base, src, chunk, args.repeat)
+        sink_s, sink_cpu = sink_seconds(base, lambda port: patch_file(port, "/", src, chunk),
+                                        args.repeat)
+        walls = {"HTTP (bare ASGI sink)": sink_s, "disk, fdatasync per PATCH": each_s}
+        cpus = {"HTTP (bare ASGI sink)": sink_cpu}
+        floor = floor_seconds(walls, cpus)
         mb = size / 1e6
         print(f"ciphertext: {size} bytes ({size / MiB:.0f} MiB), PATCH size {args.chunk_mib} MiB")
         runs = ", ".join(f"{t:.2f}" for t in dd_runs)
@@ -314,6 +252,11 @@ def main() -> None:
         print(f"ratio tus/dd          : {dd_s / tus_s:.2f}x best vs best, "
               f"{med(dd_runs) / med(tus_runs):.2f}x median vs median  (target >= 0.80x)")
         print(f"ratio tus/ASGI sink   : {sink_s / tus_s:.2f}x  (what Guwah adds to the HTTP stack)")
+        runs = ", ".join(f"{t:.2f}" for t in each_runs)
+        print(f"write + fdatasync per PATCH: {each_s:.2f} s  (runs: {runs} s)")
+        print(f"floor: {floor:.2f} s ({describe(walls, cpus)}): the best ratio any server "
+              f"acknowledging each PATCH durably could reach here is {dd_s / floor:.2f}x; "
+              f"tus reaches {floor / tus_s:.2f}x of that floor")
         print(f"commit (check+hash+rename): {commit_s:.2f} s")
         gib = size / (1 << 30)
         per_gib = (min(tus_cpu) + commit_cpu) / gib
