@@ -202,6 +202,20 @@ def test_background_encryptor_matches_and_propagates_errors(x25519: X25519Identi
                 raise OSError(28, "No space left on device")
             return super().write(b)
 
+    # a caller that reuses one buffer (a readinto loop): what was written must be what is
+    # sealed, even though the sealing thread reads it later
+    for background in (True, False):
+        out = io.BytesIO()
+        enc = Encryptor([x25519.recipient()], out, background=background)
+        buf = bytearray(1_500_007)
+        for i in range(0, len(data), len(buf)):
+            piece = data[i : i + len(buf)]
+            buf[: len(piece)] = piece
+            enc.write(memoryview(buf)[: len(piece)])
+            buf[:] = bytes(len(buf))  # the caller overwrites its buffer at once
+        enc.close()
+        assert decrypt(out.getvalue(), [x25519]) == data
+
     enc = Encryptor([x25519.recipient()], Full(), background=True)
     with pytest.raises(OSError, match="No space"):
         for _ in range(40):
