@@ -5,15 +5,17 @@ tool that does less: no HTTP, one digest instead of two, no durability per ackno
 The floors here measure, on the same machine and in the same run, only the parts that Guwah's
 documented properties require, each alone and without any hand-off between them:
 
-- the HTTP stack: the same client against a bare ASGI app that drops the body, under uvicorn
-  with the options and the protocol class ``guwah serve`` uses (app/web/h11_limits.py);
-- the per-byte primitives: SHA-256 (hashlib) and ChaCha20-Poly1305 (the AEAD app/crypto/stream.py
-  uses), as CPU seconds of this process;
-- the disk: the same bytes written and made durable as often as the protocol requires.
+- the HTTP stack: the same client against a bare ASGI app that drops the body, served as
+  ``guwah serve`` serves Guwah (bench/asgi_sink.py);
+- the per-byte primitives: SHA-256 (hashlib) and ChaCha20-Poly1305 (the ``cryptography`` AEAD
+  app/crypto/stream.py uses), as CPU seconds of this process;
+- the disk: as many bytes written from memory and made durable as often as the protocol
+  requires.
 
-A server cannot take less wall time than the slowest of these alone, nor less than their CPU
-seconds spread perfectly over every core; that bound, divided into the yardstick's time, is the
-best ratio the target could be met with here.  Not a test: nothing here asserts a time.
+A server built on these parts cannot take less wall time than the slowest of them alone, nor
+less than their CPU seconds spread perfectly over every core; that bound, divided into the
+yardstick's time, is the best ratio the target could be met with here, on this stack (another
+HTTP stack or hash library would have its own floor).  Not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -31,24 +33,14 @@ from pathlib import Path
 import psutil
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-ROOT = Path(__file__).resolve().parents[1]
+SINK = Path(__file__).with_name("asgi_sink.py")
 MiB = 1024 * 1024
 AEAD_CHUNK = 64 * 1024  # the age STREAM chunk
-
-SINK = """
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
-"""
+TAG = 16
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -68,49 +60,40 @@ def wait_for_port(port: int, seconds: float = 30.0) -> None:
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
+    """User + system CPU seconds ``proc`` has used so far (all its threads)."""
     times = proc.cpu_times()
     return float(times.user + times.system)
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a server this benchmark started; kill it if it does not go."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
-def asgi_sink(work: Path) -> Iterator[tuple[int, psutil.Process]]:
-    """A bare ASGI app that drops every body, served like ``guwah serve`` serves Guwah:
-    (port, server process).  Why the same protocol class: it reads bodies in 1 MiB pieces,
-    where plain uvicorn reads 256 KiB and was 4.6x slower here."""
-    (work / "guwah_bench_sink.py").write_text(SINK)
+def asgi_sink() -> Iterator[tuple[int, psutil.Process]]:
+    """bench/asgi_sink.py running: (port, server process)."""
     port = free_port()
-    code = (f"import sys; sys.path.insert(0, {str(work)!r}); sys.path.insert(0, {str(ROOT)!r}); "
-            "import uvicorn; from app.web.h11_limits import guarded_protocol; "
-            "from app.web.security import UVICORN_OPTIONS; "
-            f"uvicorn.run('guwah_bench_sink:app', host='127.0.0.1', port={port}, "
-            "http=guarded_protocol(20, 60), **UVICORN_OPTIONS)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, str(SINK), str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
         yield port, psutil.Process(proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
 
 
-def sink_seconds(work: Path, send: Callable[[int], object], repeat: int) -> tuple[float, float]:
-    """Best wall seconds and best server CPU seconds of ``send(port)`` against the sink."""
-    walls, cpus = [], []
-    with asgi_sink(work) as (port, server):
-        for _ in range(repeat):
-            before = cpu_seconds(server)
-            start = time.perf_counter()
-            send(port)
-            walls.append(time.perf_counter() - start)
-            cpus.append(cpu_seconds(server) - before)
-    return min(walls), min(cpus)
-
-
-def _pieces(path: Path, size: int) -> Iterator[bytes]:
-    with path.open("rb", buffering=0) as fh:
-        while piece := fh.read(size):
-            yield piece
+def timed(server: psutil.Process, run: Callable[..., object], *args: object) -> tuple[float, float]:
+    """Wall seconds of ``run(*args)`` and the CPU seconds ``server`` spent meanwhile."""
+    before = cpu_seconds(server)
+    start = time.perf_counter()
+    run(*args)
+    return time.perf_counter() - start, cpu_seconds(server) - before
 
 
 def sha256_cpu(path: Path) -> float:
@@ -125,57 +108,81 @@ def sha256_cpu(path: Path) -> float:
 
 
 def aead_cpu(path: Path) -> float:
-    """CPU seconds of ChaCha20-Poly1305 over ``path`` in age's 64 KiB chunks."""
+    """CPU seconds of ChaCha20-Poly1305 over ``path`` in age's 64 KiB chunks, sealed into one
+    reused buffer (the stream allocates one per batch: this is the AEAD's cost alone)."""
     aead = ChaCha20Poly1305(os.urandom(32))
     nonce = bytes(12)
-    out = bytearray(AEAD_CHUNK + 16)  # sealed into one reused buffer, as the stream does
+    out = bytearray(AEAD_CHUNK + TAG)
     total = 0.0
     for piece in _pieces(path, 16 * AEAD_CHUNK):
         view = memoryview(piece)
         start = time.process_time()
         for at in range(0, len(view), AEAD_CHUNK):
             chunk = view[at : at + AEAD_CHUNK]
-            aead.encrypt_into(nonce, chunk, None, memoryview(out)[: len(chunk) + 16])
+            aead.encrypt_into(nonce, chunk, None, memoryview(out)[: len(chunk) + TAG])
         total += time.process_time() - start
     return total
 
 
-def durable_write(src: Path, dst: Path, chunk: int, *, sync_each: bool) -> float:
-    """Wall seconds to copy ``src`` to the new file ``dst`` ``chunk`` bytes at a time through
-    the page cache, with one fsync at the end, or (``sync_each``) an fdatasync after every
-    chunk, as a server must before it acknowledges each piece of a resumable upload."""
-    start = time.perf_counter()
+def durable_write(size: int, dst: Path, chunk: int, *, sync_each: bool) -> float:
+    """Wall seconds to write ``size`` bytes to the new file ``dst``, ``chunk`` bytes at a time
+    from one buffer filled beforehand, through the page cache: one fsync at the end, or
+    (``sync_each``) an fdatasync after every chunk, as a server must before it acknowledges
+    each piece of a resumable upload.  ``os.sync()`` first, so that no run pays for an earlier
+    one's dirty pages; ``dst`` is removed afterwards."""
+    block = memoryview(os.urandom(chunk))
+    os.sync()
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        for piece in _pieces(src, chunk):
-            view = memoryview(piece)
+        start = time.perf_counter()
+        left = size
+        while left:
+            view = block[: min(chunk, left)]
+            left -= len(view)
             while view:
                 view = view[os.write(fd, view):]
             if sync_each:
                 os.fdatasync(fd)
-        os.fsync(fd)
+        if not sync_each:
+            os.fsync(fd)
+        return time.perf_counter() - start
     finally:
         os.close(fd)
-    return time.perf_counter() - start
-
-
-def best_of(repeat: int, run: Callable[[], float]) -> tuple[float, list[float]]:
-    """Best and all of ``repeat`` runs; ``os.sync()`` before each so that no run pays for an
-    earlier one's dirty pages."""
-    runs = []
-    for _ in range(repeat):
-        os.sync()
-        runs.append(run())
-    return min(runs), runs
+        dst.unlink()
 
 
 def floor_seconds(walls: dict[str, float], cpus: dict[str, float]) -> float:
-    """The least wall time any server could take: the slowest part alone, or every part's CPU
-    seconds spread over all cores with nothing lost between them."""
+    """The least wall time any server built on these parts could take: the slowest part
+    alone, or every part's CPU seconds spread over all cores with nothing lost between them."""
     return max(max(walls.values()), sum(cpus.values()) / (os.cpu_count() or 1))
 
 
 def describe(walls: dict[str, float], cpus: dict[str, float]) -> str:
+    """The floor's parts, for the benchmark's printout."""
     parts = [f"{name} {cpus[name]:.3f} s CPU" for name in cpus]
     parts += [f"{name} {walls[name]:.3f} s wall" for name in walls]
     return "; ".join(parts)
+
+
+def _pieces(path: Path, size: int) -> Iterator[bytes]:
+    with path.open("rb", buffering=0) as fh:
+        while piece := fh.read(size):
+            yield piece
+
+
+class Runs:
+    """The wall and CPU seconds of each run of one timed part; the best of each counts."""
+
+    def __init__(self) -> None:
+        self.walls: list[float] = []
+        self.cpus: list[float] = []
+
+    def add(self, wall: float, cpu: float) -> None:
+        self.walls.append(wall)
+        self.cpus.append(cpu)
+
+    def best(self) -> tuple[float, float]:
+        return min(self.walls), min(self.cpus)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{t:.3f}" for t in self.walls)

@@ -1,0 +1,47 @@
+"""A real ``guwah serve`` for a benchmark: started on a free port, stopped afterwards.
+
+The benchmarks measure the server as an operator runs it (the same command, its own process,
+its own malloc settings), never the app called in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from floors import free_port, stop, wait_for_port
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@contextmanager
+def guwah_serve(data: Path, tmpdir: Path,
+                **env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``guwah serve`` on ``data`` with TMPDIR ``tmpdir`` and the ``GUWAH_*`` settings in
+    ``env`` (none from this process's environment): (process, port)."""
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GUWAH_")}
+    environ.update(env, TMPDIR=str(tmpdir), GUWAH_DATA_DIR=str(data))
+    guwah = shutil.which("guwah") or str(Path(sys.executable).with_name("guwah"))
+    proc = subprocess.Popen([guwah, "serve", "--data-dir", str(data), "--port", str(port)],
+                            env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield proc, port
+    finally:
+        stop(proc)
+
+
+def form_token(url: str) -> str:
+    """A fresh form token from the submit page (each is spent by the form posted with it)."""
+    found = CSRF.search(httpx.get(url + "/submit").text)
+    if found is None:
+        raise RuntimeError(f"no form token on {url}/submit: is guwah serve running there?")
+    return found.group(1)
