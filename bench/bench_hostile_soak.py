@@ -22,20 +22,16 @@ import base64
 import json
 import os
 import random
-import re
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
-import psutil
+from guwah_server import CSRF, PeakRss, guwah_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,7 +41,7 @@ from app.crypto.mailbox import derive_mailbox, new_codename  # noqa: E402
 
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+RSS_EVERY = 0.1  # seconds between samples of the server's resident set
 
 
 class Side:
@@ -248,22 +244,6 @@ async def hostile(url: str, port: int, tally: Tally, deadline: float) -> None:
 
 
 # ------------------------------------------------------------------ the run
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.proc = psutil.Process(pid)
-        self.peak = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                break
-            time.sleep(0.1)
-
-
 def setup(data: Path) -> X25519Identity:
     from app.settings import load_settings
     from app.store import Store
@@ -344,33 +324,12 @@ def main() -> None:
         data.mkdir(mode=0o700)
         private.mkdir(mode=0o700)
         identity = setup(data)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GUWAH_")}
-        env.update(TMPDIR=str(private), GUWAH_DATA_DIR=str(data))
-        guwah = str(Path(sys.executable).with_name("guwah"))
-        proc = subprocess.Popen([guwah, "serve", "--data-dir", str(data), "--port", str(port)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    httpx.get(url + "/", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
-            sampler = RssSampler(proc.pid)
-            sampler.start()
+        with guwah_serve(data, private) as (proc, port), PeakRss(proc.pid, RSS_EVERY) as rss:
             began = time.monotonic()
-            tally = asyncio.run(drive(url, port, args, identity.recipient()))
+            tally = asyncio.run(drive(f"http://127.0.0.1:{port}", port, args,
+                                      identity.recipient()))
             wall = time.monotonic() - began
-            sampler.stop.set()
-            sampler.join()
-        finally:
-            proc.terminate()
-            proc.wait(30)
-        report(tally, sampler.peak, decryptable(data, identity), args, wall)
+        report(tally, rss.peak, decryptable(data, identity), args, wall)
 
 
 if __name__ == "__main__":

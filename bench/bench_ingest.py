@@ -32,7 +32,6 @@ import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING
 import floors
 import httpx
 import psutil
-from guwah_server import form_token, guwah_serve
+from guwah_server import PeakRss, form_token, guwah_serve
 
 if TYPE_CHECKING:
     from app.crypto import X25519Identity
@@ -50,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
+RSS_EVERY = 0.05  # seconds between samples of the server's resident set
 
 
 def make_age_file(path: Path, mib: int, recipient: object) -> int:
@@ -94,25 +94,6 @@ def patch_file(port: int, loc: str, path: Path, chunk: int) -> None:
                     new_offset = int(value)
             assert new_offset in (None, offset + n), new_offset
             offset += n
-
-
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.proc = psutil.Process(pid)
-        self.peak = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                rss = self.proc.memory_info().rss
-                for child in self.proc.children(recursive=True):
-                    rss = max(rss, child.memory_info().rss)
-            except psutil.Error:
-                break
-            self.peak = max(self.peak, rss)
-            time.sleep(0.05)
 
 
 def make_store(data_dir: Path) -> X25519Identity:
@@ -217,17 +198,14 @@ def main() -> None:
                 floors.asgi_sink() as sink, \
                 httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
             server = psutil.Process(proc.pid)
-            sampler = RssSampler(proc.pid)
-            sampler.start()
             tus = TusClient(client, port, form_token(f"http://127.0.0.1:{port}"),
                             args.chunk_mib * MiB)
-            runs, file_loc = rounds(args, src, data_dir, tus, server, sink)
-            msg_loc = tus.upload(message, "message")
-            commit = floors.timed(server, tus.commit, msg_loc, file_loc)
-            sampler.stop.set()
-            sampler.join()
+            with PeakRss(proc.pid, RSS_EVERY) as rss:
+                runs, file_loc = rounds(args, src, data_dir, tus, server, sink)
+                msg_loc = tus.upload(message, "message")
+                commit = floors.timed(server, tus.commit, msg_loc, file_loc)
         check_stored(data_dir, src.stat().st_size)
-        report(args, src.stat().st_size, runs, commit, sampler.peak)
+        report(args, src.stat().st_size, runs, commit, rss.peak)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -24,13 +24,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import floors
 import psutil
-from guwah_server import form_token, guwah_serve
+from guwah_server import PeakRss, form_token, guwah_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,6 +37,7 @@ AGE = "/usr/bin/age"
 MiB = 1024 * 1024
 ROUNDS = 3
 OK = b"HTTP/1.1 200"
+RSS_EVERY = 0.005  # seconds between samples of the server's resident set
 
 
 def setup(work: Path) -> tuple[Path, str, object]:
@@ -56,33 +56,6 @@ def setup(work: Path) -> tuple[Path, str, object]:
         st.add_recipient("default", "bench", str(identity.recipient()),
                          base64.b64encode(pub).decode(), fingerprint(pub))
     return data, str(identity.recipient()), identity
-
-
-class PeakRss:
-    """Poll a process's RSS every 5 ms in a thread; ``peak`` in bytes."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.005)
-
-    def __enter__(self) -> PeakRss:
-        self.peak = self.proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def upload(port: int, path: Path, token: str, expect: bytes) -> None:
@@ -143,7 +116,7 @@ def rounds(work: Path, big: Path, recipient: str, guwah: tuple[psutil.Process, i
     for _ in range(ROUNDS):
         runs["age"].add(*age_encrypt(big, work / "age.out", recipient))
         token = form_token(url)  # one per form: a second post of it is refused
-        with PeakRss(server.pid) as rss:
+        with PeakRss(server.pid, RSS_EVERY) as rss:
             runs["guwah"].add(*floors.timed(server, upload, port, big, token, OK))
         peak = max(peak, rss.peak)
         runs["HTTP"].add(*floors.timed(sink_proc, upload, sink_port, big, "-", b"HTTP/1.1 204"))
@@ -167,7 +140,7 @@ def main() -> None:
             server = psutil.Process(proc.pid)
             upload(port, small, form_token(f"http://127.0.0.1:{port}"), OK)  # warm up
             idle = server.memory_info().rss
-            with PeakRss(proc.pid) as rss_small:
+            with PeakRss(proc.pid, RSS_EVERY) as rss_small:
                 upload(port, small, form_token(f"http://127.0.0.1:{port}"), OK)
             runs, peak = rounds(work, big, recipient, (server, port), sink)
         sha = min(floors.sha256_cpu(big) for _ in range(ROUNDS))

@@ -11,11 +11,14 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 from floors import free_port, stop, wait_for_port
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -45,3 +48,38 @@ def form_token(url: str) -> str:
     if found is None:
         raise RuntimeError(f"no form token on {url}/submit: is guwah serve running there?")
     return found.group(1)
+
+
+class PeakRss:
+    """The largest resident set of a process and its children while the ``with`` block runs,
+    polled every ``interval`` seconds on a thread of its own; ``peak`` in bytes."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.proc = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self) -> int:
+        rss = self.proc.memory_info().rss
+        for child in self.proc.children(recursive=True):
+            rss = max(rss, child.memory_info().rss)
+        return int(rss)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self._rss())
+            except psutil.Error:  # the server is gone: what was seen stands
+                return
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self.peak = self._rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
