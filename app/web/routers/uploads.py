@@ -285,13 +285,13 @@ class _Batch:
     Why batches and not each piece: a piece is often 64 KiB, and each thread hand-off wakes
     the event loop and a thread. A batch is handed over at ``WRITE_BATCH``; while the
     previous batch is still in flight (written, or waiting for a thread) it grows up to
-    ``WRITE_BATCH_MAX`` instead, so a
-    client faster than the disk waits for fewer hand-offs (each cost about 0.8 ms of waiting
-    for the event loop and the GIL: a 2 GiB tus ingest took 4.4-4.5 s with 1 MiB batches and
-    2.8-3.0 s with batches growing to 4 MiB, in alternating runs; growing to 2 MiB gained
-    nothing measurable). A batch never passes ``WRITE_BATCH_MAX``, so a PATCH holds at most
-    two (one being written): 8 MiB, where fixed batches held up to about 4 MiB. Only a
-    client that sends faster than the disk writes, or a disk that stalls, gets there.
+    ``WRITE_BATCH_MAX`` instead, so a client faster than the disk waits for fewer hand-offs
+    (each cost about 0.8 ms of waiting for the event loop and the GIL: a 2 GiB tus ingest
+    took 4.4-4.5 s with 1 MiB batches and 2.8-3.0 s with batches growing to 4 MiB, in
+    alternating runs; growing to 2 MiB gained nothing measurable). A batch never passes
+    ``WRITE_BATCH_MAX``, so a PATCH holds at most two (one being written): 8 MiB, where fixed
+    batches held up to about 4 MiB. Only a client that sends faster than the disk writes, or
+    a disk that stalls, gets there.
     """
 
     def __init__(self) -> None:
