@@ -21,12 +21,31 @@ import pytest
 TEST_DATABASE_URL = os.environ.get("GUWAH_TEST_DATABASE_URL", "")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# tests/run.sh runs two lanes at once: "system" (the tests under tests/system) and "rest".
+TEST_LANE = os.environ.get("GUWAH_TEST_LANE", "")
+SYSTEM_TESTS = Path(__file__).resolve().parent / "system"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test that gets a database (directly or through a fixture) is marked `database`,
-    so tests/run.sh runs it again against PostgreSQL: none can be forgotten."""
+    so tests/run.sh runs it again against PostgreSQL: none can be forgotten. With
+    ``GUWAH_TEST_LANE`` set, only that lane's tests stay (the others are deselected).
+
+    Why here and not later: pytest's own ``-m`` selection runs after the conftests' hooks, so
+    the mark must be set by then; the lane goes by path, so it needs no other hook's marks."""
     for item in items:
         if "database_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.database)
+    if TEST_LANE not in ("system", "rest"):
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        system = Path(str(item.fspath)).resolve().is_relative_to(SYSTEM_TESTS)
+        (keep if system == (TEST_LANE == "system") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pg_schema_url(base_url: str, schema: str) -> str:
