@@ -118,6 +118,10 @@ class UploadAppender:
         self.start = self.offset = self._blob.start
 
     @property
+    def closed(self) -> bool:
+        return self._blob is None
+
+    @property
     def blob(self) -> BlobAppender:
         if self._blob is None:
             raise ValueError("the upload is closed")
