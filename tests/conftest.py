@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -24,6 +25,14 @@ TEST_DATABASE_URL = os.environ.get("GUWAH_TEST_DATABASE_URL", "")
 # tests/run.sh runs two lanes at once: "system" (the tests under tests/system) and "rest".
 TEST_LANE = os.environ.get("GUWAH_TEST_LANE", "")
 SYSTEM_TESTS = Path(__file__).resolve().parent / "system"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest the shell started in the background (tests/run.sh's second lane) begins with
+    SIGINT ignored; give it back the usual ^C, so that a stopped run still tears down the
+    servers and containers its fixtures started."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

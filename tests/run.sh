@@ -85,7 +85,24 @@ combine() {  # the statuses of several pytest runs -> the run's status
 }
 
 lane_b_log=$(mktemp)
-trap 'rm -f "$lane_b_log"; [ -z "${lane_b:-}" ] || pkill -TERM -P "$lane_b" 2>/dev/null || true' EXIT
+lane_b=""
+stop_lane_b() {  # on any exit before lane B is done (an error, ^C): lane B stops too, its
+  # pytest as after a ^C, tearing down the servers and containers its fixtures started
+  if [ -n "$lane_b" ]; then
+    local tests
+    tests=$(pgrep -P "$lane_b" | head -n 1 || true)
+    kill -TERM "$lane_b" 2>/dev/null || true  # no pass after this one
+    if [ -n "$tests" ]; then
+      kill -INT "$tests" 2>/dev/null || true
+      for _ in $(seq 120); do kill -0 "$tests" 2>/dev/null || break; sleep 0.5; done
+    fi
+    echo "== stopped: the system tests and the PostgreSQL pass, their output so far"
+    cat "$lane_b_log"
+  fi
+  rm -f "$lane_b_log"
+}
+trap stop_lane_b EXIT
+trap 'exit 130' INT TERM
 (
   system=0 postgres=0
   echo "== pytest (system tests, SQLite)"
@@ -103,5 +120,6 @@ lane_a=0
 GUWAH_TEST_LANE=rest .venv/bin/python -m pytest "$@" || lane_a=$?
 lane_b_status=0
 wait "$lane_b" || lane_b_status=$?
+lane_b=""
 cat "$lane_b_log"
 exit "$(combine "$lane_a" "$lane_b_status")"
