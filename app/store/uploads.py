@@ -151,11 +151,14 @@ class UploadAppender:
         self.offset = self.start
 
     def close(self) -> None:
+        """Let the upload go; it is free for the next request even if closing the file failed."""
         blob, self._blob = self._blob, None
-        if blob is not None:
-            blob.close()
-        with _active_lock:
-            _active.discard(self.id)
+        try:
+            if blob is not None:
+                blob.close()
+        finally:
+            with _active_lock:
+                _active.discard(self.id)
 
     def __enter__(self) -> UploadAppender:
         return self

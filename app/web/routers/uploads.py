@@ -221,8 +221,9 @@ async def tus_patch(request: Request, upload_id: str, web: WebDep) -> Response:
         kept = offset - appender.start
     finally:
         web.budget.close(ticket, keep=kept)
-        if not appender.closed:
-            await anyio.to_thread.run_sync(appender.close)
+        if not appender.closed:  # also when the request is cancelled: never leave it open
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(appender.close)
     expires = expires_at(today(), web.settings.upload_expiry_hours)
     return Response(status_code=204, headers={
         "Tus-Resumable": TUS_VERSION,
@@ -381,9 +382,13 @@ def _finish(appender: UploadAppender) -> int:
     One hop for both, not two: each hop wakes a thread and then the event loop, a fixed cost
     that every ``PATCH`` pays whatever its size."""
     try:
-        return appender.finish()
-    finally:
+        offset = appender.finish()
+    except BaseException:
         appender.close()
+        raise
+    with contextlib.suppress(OSError):  # the bytes are durable: a failed close loses nothing
+        appender.close()
+    return offset
 
 
 async def _rollback(appender: UploadAppender) -> None:
