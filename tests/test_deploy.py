@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.source_copy import source_copy
+
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 INSTALL = DEPLOY / "install.sh"
@@ -665,7 +667,7 @@ def installed_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     d = tmp_path_factory.mktemp("opt")
     res = run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-               "--wheel-dir", str(d / "wheels"), str(REPO)])  # fmt: skip
+               "--wheel-dir", str(d / "wheels"), str(source_copy(d))])  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     wheel = next((d / "wheels").glob("guwah-*.whl"))
     venv = d / "venv"

@@ -24,8 +24,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.source_copy import source_copy
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("GUWAH_SYSTEM_CACHE", "/var/cache/guwah-test"))
@@ -190,8 +193,12 @@ def wheelhouse() -> Path:
         shutil.rmtree(entry, ignore_errors=True)
         work = entry.with_name(entry.name + ".building")
         shutil.rmtree(work, ignore_errors=True)
+        source = work.with_name(work.name + ".source")
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir()
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-              "--wheel-dir", str(work), f"{REPO}[server]"])  # fmt: skip
+              "--wheel-dir", str(work), f"{source_copy(source)}[server]"])  # fmt: skip
+        shutil.rmtree(source)
         for lock in _lock_files():
             _run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
                   "--no-deps", "--dest", str(work), "-r", str(lock)])  # fmt: skip
@@ -205,8 +212,9 @@ def wheelhouse() -> Path:
 def guwah_wheel(dest: Path) -> Path:
     """The guwah wheel of this checkout, alone in ``dest`` (the installer's --source)."""
     dest.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-          "--no-deps", "--wheel-dir", str(dest), str(REPO)])  # fmt: skip
+    with tempfile.TemporaryDirectory() as source:
+        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+              "--no-deps", "--wheel-dir", str(dest), str(source_copy(Path(source)))])  # fmt: skip
     wheels = list(dest.glob("guwah-*.whl"))
     assert len(wheels) == 1, wheels
     return dest
