@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -22,39 +21,39 @@ import pytest
 TEST_DATABASE_URL = os.environ.get("GUWAH_TEST_DATABASE_URL", "")
 
 
-# tests/run.sh runs two lanes at once: "system" (the tests under tests/system) and "rest".
+# tests/run.sh tells each pytest it starts which share is its own: "system" (the tests under
+# tests/system), "rest" (all others) or "database" (every test marked `database`).
 TEST_LANE = os.environ.get("GUWAH_TEST_LANE", "")
 SYSTEM_TESTS = Path(__file__).resolve().parent / "system"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """A pytest the shell started in the background (tests/run.sh's second lane) begins with
-    SIGINT ignored; give it back the usual ^C, so that a stopped run still tears down the
-    servers and containers its fixtures started."""
-    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test that gets a database (directly or through a fixture) is marked `database`,
     so tests/run.sh runs it again against PostgreSQL: none can be forgotten. With
-    ``GUWAH_TEST_LANE`` set, only that lane's tests stay (the others are deselected).
+    ``GUWAH_TEST_LANE`` set, only that share's tests stay (the others are deselected).
 
-    Why here and not later: pytest's own ``-m`` selection runs after the conftests' hooks, so
-    the mark must be set by then; the lane goes by path, so it needs no other hook's marks."""
+    Why the mark is set here: pytest's own ``-m`` selection runs after the conftests' hooks.
+    Why the share is not a ``-m`` of run.sh's: pytest keeps only the last ``-m``, and one
+    given to run.sh would replace it."""
     for item in items:
         if "database_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.database)
-    if TEST_LANE not in ("system", "rest"):
+    if TEST_LANE not in ("system", "rest", "database"):
         return
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
-        system = Path(str(item.fspath)).resolve().is_relative_to(SYSTEM_TESTS)
-        (keep if system == (TEST_LANE == "system") else drop).append(item)
+        (keep if _in_lane(item, TEST_LANE) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def _in_lane(item: pytest.Item, lane: str) -> bool:
+    if lane == "database":
+        return item.get_closest_marker("database") is not None
+    system = Path(str(item.fspath)).resolve().is_relative_to(SYSTEM_TESTS)
+    return system == (lane == "system")
 
 
 def pg_schema_url(base_url: str, schema: str) -> str:

@@ -72,7 +72,8 @@ echo "== ruff"
 # bootstrapping, a container booting, deadlines running out), so one lane leaves a core idle.
 # Lane A: every test but the system ones, on SQLite; its output streams here.
 # Lane B: the system tests, then every test that touches a database again on PostgreSQL; its
-# output is kept in a file and shown when lane A is done.
+# output is kept in a file and shown when lane A is done. Each pytest is told its share by
+# GUWAH_TEST_LANE (tests/conftest.py), so arguments given here (-k, -m, paths) narrow all three.
 # A pytest whose arguments select nothing (exit 5, e.g. `-k cctv` for the system tests) has
 # nothing to fail; the run exits 5 only when no pytest selected anything.
 combine() {  # the statuses of several pytest runs -> the run's status
@@ -86,38 +87,44 @@ combine() {  # the statuses of several pytest runs -> the run's status
 
 lane_b_log=$(mktemp)
 lane_b=""
-stop_lane_b() {  # on any exit before lane B is done (an error, ^C): lane B stops too, its
-  # pytest as after a ^C, tearing down the servers and containers its fixtures started
-  if [ -n "$lane_b" ]; then
-    local tests
-    tests=$(pgrep -P "$lane_b" | head -n 1 || true)
-    kill -TERM "$lane_b" 2>/dev/null || true  # no pass after this one
-    if [ -n "$tests" ]; then
-      kill -INT "$tests" 2>/dev/null || true
-      for _ in $(seq 120); do kill -0 "$tests" 2>/dev/null || break; sleep 0.5; done
-    fi
-    echo "== stopped: the system tests and the PostgreSQL pass, their output so far"
+# Stopped early (^C reaches lane A only, or an error): lane B gets one SIGINT, as a ^C, so its
+# pytest tears down the servers and containers its fixtures started and no pass follows; the
+# run waits for that, then shows lane B's output.
+# shellcheck disable=SC2317  # called by the trap below
+stop_lane_b() {
+  if [ -n "$lane_b" ] && jobs -pr | grep -qx "$lane_b"; then
+    echo "== stopping the system tests and the PostgreSQL pass (their output follows)"
+    kill -INT -- "-$lane_b" 2>/dev/null || true
+    wait "$lane_b" || true
     cat "$lane_b_log"
   fi
   rm -f "$lane_b_log"
 }
 trap stop_lane_b EXIT
 trap 'exit 130' INT TERM
+
+set -m  # lane B in a process group of its own: a ^C at the terminal does not reach it
 (
+  stopped=0
+  trap 'stopped=1' INT
   system=0 postgres=0
   echo "== pytest (system tests, SQLite)"
-  GUWAH_TEST_LANE=system .venv/bin/python -m pytest -p no:cacheprovider "$@" || system=$?
+  GUWAH_TEST_LANE=system .venv/bin/python -m pytest -o cache_dir=.pytest_cache/lane-b "$@" \
+    || system=$?
+  if [ "$stopped" -eq 1 ]; then exit 130; fi
   echo "== pytest (PostgreSQL: every test that touches a database)"
-  GUWAH_TEST_DATABASE_URL="$pg_url" .venv/bin/python -m pytest -p no:cacheprovider -m database \
-    "$@" || postgres=$?
+  GUWAH_TEST_LANE=database GUWAH_TEST_DATABASE_URL="$pg_url" \
+    .venv/bin/python -m pytest -o cache_dir=.pytest_cache/lane-b "$@" || postgres=$?
   exit "$(combine "$system" "$postgres")"
-) >"$lane_b_log" 2>&1 &
+) >"$lane_b_log" 2>&1 </dev/null &
 lane_b=$!
+set +m
 
 echo "== pytest (SQLite: every test but the system ones; the system tests and the PostgreSQL"
 echo "   pass run at the same time, their output follows)"
 lane_a=0
 GUWAH_TEST_LANE=rest .venv/bin/python -m pytest "$@" || lane_a=$?
+echo "== waiting for the system tests and the PostgreSQL pass"
 lane_b_status=0
 wait "$lane_b" || lane_b_status=$?
 lane_b=""

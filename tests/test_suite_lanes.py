@@ -1,9 +1,9 @@
 """How tests/run.sh splits the suite: what each pytest run it starts would select.
 
 Why a test of the test suite: a selection that quietly shrinks passes green. The PostgreSQL
-pass picks its tests by a mark that tests/conftest.py sets during collection; set too late
-(after pytest's own ``-m`` selection), it would pick only the tests marked by hand and nobody
-would notice. The two lanes must together hold every test, once.
+pass picks its tests by a mark that tests/conftest.py sets during collection; set too late, it
+would pick only the tests marked by hand and nobody would notice. The two lanes must together
+hold every test, once.
 """
 
 from __future__ import annotations
@@ -32,9 +32,15 @@ def test_postgres_pass_takes_tests_that_get_a_database_only_through_a_fixture() 
     # tests/test_web.py has no database mark of its own: this test gets one through web_app
     by_fixture = "tests/test_web.py::test_security_headers_on_every_route_and_status"
     assert by_fixture in collected("tests/test_web.py")
-    ids = collected("-m", "database", "tests/test_web.py")
+    ids = collected("tests/test_web.py", lane="database")
     assert by_fixture in ids, "the PostgreSQL pass would skip tests that use a database"
     assert "tests/test_web.py::test_css_uses_logical_properties" not in ids
+    assert ids == collected("-m", "database", "tests/test_web.py")
+
+
+def test_a_marker_given_to_run_sh_narrows_the_postgres_pass_instead_of_replacing_it() -> None:
+    assert collected("-m", "not system", "tests/test_web.py", lane="database") == collected(
+        "tests/test_web.py", lane="database")
 
 
 def test_the_two_lanes_hold_every_test_once() -> None:
