@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.crypto import decrypt
+from tests.screenshots import screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -49,9 +50,8 @@ def browser_page():
 
 
 def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
     db = "postgresql" if os.environ.get("GUWAH_TEST_DATABASE_URL") else "sqlite"
-    page.screenshot(path=str(SHOTS / f"jsoff-{db}-{name}.png"), full_page=True)
+    screenshot(page, SHOTS / f"jsoff-{db}-{name}.png")
 
 
 def test_js_off_flow_in_chromium(browser_page, guwah_server_two_desks, tmp_path):

@@ -32,6 +32,7 @@ from playwright.sync_api import Route, sync_playwright
 from app.crypto import decrypt, padme
 from app.settings import load_settings
 from app.store import Store
+from tests.screenshots import screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.database, pytest.mark.slow]
 
@@ -134,8 +135,7 @@ def submit_in_browser(server: GuwahServer, files: list[tuple[Path, bytes]], name
             page.fill("#where", "near the " + CANARY.decode())
             page.check("input[name=consent][value=yes]")
             page.set_input_files("#files", [str(f) for f, _ in files])
-            SHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SHOTS / f"{name}-form.png"), full_page=True)
+            screenshot(page, SHOTS / f"{name}-form.png")
             if expect_slow_warning:  # any speed counts as slow: the warning must appear
                 page.eval_on_selector(
                     "#submit-form", "f => { f.dataset.slowSeconds = '0'; f.dataset.slowRate = '1e12'; }")
@@ -146,14 +146,14 @@ def submit_in_browser(server: GuwahServer, files: list[tuple[Path, bytes]], name
                 warning = page.text_content(".js-warning")
                 # "about 1 minute" / "about 3 minutes": the plural form of the page's catalog
                 assert re.search(r"about \u2068?[1-9][0-9]*\u2069? minutes?\b", warning), warning
-                page.screenshot(path=str(SHOTS / f"{name}-slow-warning.png"), full_page=True)
+                screenshot(page, SHOTS / f"{name}-slow-warning.png")
                 page.click("#js-continue")
             page.wait_for_function(
                 "() => { const c = document.querySelector('#codename');"
                 " return (c && c.textContent.trim().split(' ').length === 8)"
                 " || document.querySelector('#js-status .error'); }"
             )
-            page.screenshot(path=str(SHOTS / f"{name}-receipt.png"), full_page=True)
+            screenshot(page, SHOTS / f"{name}-receipt.png")
             error = page.text_content("#js-status .error") if page.query_selector(
                 "#js-status .error") else None
             assert error is None, error

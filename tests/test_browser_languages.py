@@ -27,6 +27,7 @@ from babel.messages.pofile import read_po
 from conftest import GuwahServer, run_guwah_server, store_real_reply
 
 from app.web.i18n import KNOWN, TRANSLATIONS_DIR
+from tests.screenshots import screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -99,9 +100,8 @@ def check_page(page: Any, code: str, name: str, js: bool) -> None:
     else:  # the check sees the page's text: on an English page it finds the catalog's English
         assert english_on(page), name
     if code in SHOT_LANGUAGES:
-        SHOTS.mkdir(parents=True, exist_ok=True)
         mode = "json" if js else "jsoff"
-        page.screenshot(path=str(SHOTS / f"lang-{code}-{mode}-{name}.png"), full_page=True)
+        screenshot(page, SHOTS / f"lang-{code}-{mode}-{name}.png")
 
 
 @pytest.fixture(scope="module")

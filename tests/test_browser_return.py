@@ -21,6 +21,7 @@ import pytest
 from app.crypto import decrypt
 from app.crypto.mailbox import derive_mailbox
 from app.web.errors import MSG
+from tests.screenshots import screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.database, pytest.mark.slow]
 
@@ -52,9 +53,8 @@ def chromium():
 
 
 def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
     db = "postgresql" if os.environ.get("GUWAH_TEST_DATABASE_URL") else "sqlite"
-    page.screenshot(path=str(SHOTS / f"return-{db}-{name}.png"), full_page=True)
+    screenshot(page, SHOTS / f"return-{db}-{name}.png")
 
 
 def server_store(server):

@@ -29,6 +29,8 @@ from typing import Any
 
 import pytest
 
+from tests.screenshots import screenshot
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,12 +112,11 @@ def new_page(browser: Any, *, js: bool, width: int = 1280) -> Iterator[Any]:
 
 def shot(page: Any, name: str) -> None:
     """The page at 1280 and at 400 px (a phone), full height."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
     db = "postgresql" if os.environ.get("GUWAH_TEST_DATABASE_URL") else "sqlite"
     size = page.viewport_size
     for width in (1280, 400):
         page.set_viewport_size({"width": width, "height": 900})
-        page.screenshot(path=str(SHOTS / f"witness-{db}-{name}-{width}.png"), full_page=True)
+        screenshot(page, SHOTS / f"witness-{db}-{name}-{width}.png")
     page.set_viewport_size(size)
 
 

@@ -25,6 +25,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from tests.roundtrip_helper import Chain
+from tests.screenshots import screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.database, pytest.mark.slow]
 
@@ -64,9 +65,8 @@ def serve(chain: Chain, database_url: str | None, tmp: Path) -> Iterator[str]:
 
 
 def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
     db = "postgresql" if os.environ.get("GUWAH_TEST_DATABASE_URL") else "sqlite"
-    page.screenshot(path=str(SHOTS / f"chain-{db}-{name}.png"), full_page=True)
+    screenshot(page, SHOTS / f"chain-{db}-{name}.png")
 
 
 def submit(browser: Browser, url: str, js: bool, text: str, attachment: Path,

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.screenshots import screenshot
+
 pytestmark = [pytest.mark.browser]
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -34,7 +36,6 @@ def test_uyghur_text_uses_the_bundled_font(guwah_server) -> None:
             assert '"Guwah Arabic"' in loaded or "Guwah Arabic" in loaded
             assert fonts and all(u.startswith(guwah_server.url + "/static/fonts/") for u in fonts)
             shots = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
-            shots.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shots / "uyghur-testimony.png"), full_page=False)
+            screenshot(page, shots / "uyghur-testimony.png", full_page=False)
         finally:
             browser.close()
