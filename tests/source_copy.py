@@ -10,6 +10,9 @@ a few MiB and a fraction of a second.
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,6 +22,8 @@ NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "node_modules", "build", "*
                                     ".ruff_cache")
 
 
-def source_copy(parent: Path) -> Path:
-    """A fresh copy of the checkout in ``parent`` (which must not hold one yet)."""
-    return Path(shutil.copytree(REPO, parent / "guwah-source", ignore=NOT_SOURCE))
+@contextmanager
+def source_copy() -> Iterator[Path]:
+    """A fresh copy of the checkout, removed when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="guwah-source-") as parent:
+        yield Path(shutil.copytree(REPO, Path(parent) / "guwah", ignore=NOT_SOURCE))

@@ -666,8 +666,9 @@ def installed_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     line) so that no download is needed.
     """
     d = tmp_path_factory.mktemp("opt")
-    res = run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-               "--wheel-dir", str(d / "wheels"), str(source_copy(d))])  # fmt: skip
+    with source_copy() as source:
+        res = run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                   "--wheel-dir", str(d / "wheels"), str(source)])  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     wheel = next((d / "wheels").glob("guwah-*.whl"))
     venv = d / "venv"

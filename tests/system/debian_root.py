@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,12 +192,9 @@ def wheelhouse() -> Path:
         shutil.rmtree(entry, ignore_errors=True)
         work = entry.with_name(entry.name + ".building")
         shutil.rmtree(work, ignore_errors=True)
-        source = work.with_name(work.name + ".source")
-        shutil.rmtree(source, ignore_errors=True)
-        source.mkdir()
-        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-              "--wheel-dir", str(work), f"{source_copy(source)}[server]"])  # fmt: skip
-        shutil.rmtree(source)
+        with source_copy() as source:
+            _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                  "--wheel-dir", str(work), f"{source}[server]"])  # fmt: skip
         for lock in _lock_files():
             _run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
                   "--no-deps", "--dest", str(work), "-r", str(lock)])  # fmt: skip
@@ -212,9 +208,9 @@ def wheelhouse() -> Path:
 def guwah_wheel(dest: Path) -> Path:
     """The guwah wheel of this checkout, alone in ``dest`` (the installer's --source)."""
     dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as source:
+    with source_copy() as source:
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-              "--no-deps", "--wheel-dir", str(dest), str(source_copy(Path(source)))])  # fmt: skip
+              "--no-deps", "--wheel-dir", str(dest), str(source)])  # fmt: skip
     wheels = list(dest.glob("guwah-*.whl"))
     assert len(wheels) == 1, wheels
     return dest
