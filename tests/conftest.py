@@ -21,10 +21,10 @@ import pytest
 TEST_DATABASE_URL = os.environ.get("GUWAH_TEST_DATABASE_URL", "")
 
 
-# tests/run.sh tells each pytest it starts which share is its own: "system" (the tests under
-# tests/system), "rest" (all others) or "database" (every test marked `database`).
+# tests/run.sh tells each pytest it starts which share is its own: "system" (the tests marked
+# `system` by tests/system/conftest.py), "rest" (all others) or "database" (every test marked
+# `database`).
 TEST_LANE = os.environ.get("GUWAH_TEST_LANE", "")
-SYSTEM_TESTS = Path(__file__).resolve().parent / "system"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _in_lane(item: pytest.Item, lane: str) -> bool:
     if lane == "database":
         return item.get_closest_marker("database") is not None
-    system = Path(str(item.fspath)).resolve().is_relative_to(SYSTEM_TESTS)
+    system = item.get_closest_marker("system") is not None
     return system == (lane == "system")
 
 

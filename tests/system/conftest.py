@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 _TIMINGS: list[tuple[str, str, float]] = []
 
 
+@pytest.hookimpl(tryfirst=True)  # before tests/conftest.py sorts tests into run.sh's lanes
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).resolve().is_relative_to(HERE):
