@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
-from playwright.sync_api import Error
+from playwright.sync_api import Error, Page
 
 TRIES = 4
 PAUSE = 0.5  # seconds between tries
 
 
-def screenshot(page: Any, path: Path, *, full_page: bool = True) -> None:
+def screenshot(page: Page, path: Path, *, full_page: bool = True) -> None:
     """Save ``page`` as a PNG at ``path`` (its folder is made if needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, TRIES + 1):
