@@ -213,6 +213,36 @@ def test_background_encryptor_seals_what_was_written_from_a_reused_buffer(
     assert decrypt(out.getvalue(), [x25519]) == data
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_encryptor_holds_views_of_bytes_and_copies_mutable_buffers(
+    x25519: X25519Identity, background: bool
+) -> None:
+    """The web server's writes: views into the pieces it received (held, not copied, so a
+    chunk may span two of them), empty views, and now and then a reused ``bytearray`` that
+    is changed as soon as ``write`` returns. The sealed file must hold exactly what was
+    written, in order."""
+    rng = random.Random(11)
+    pieces = [os.urandom(rng.choice([1, 5000, CHUNK - 3, CHUNK, 700_001, (1 << 20) + 17]))
+              for _ in range(30)]
+    out = io.BytesIO()
+    enc = Encryptor([x25519.recipient()], out, background=background)
+    reused = bytearray(40_000)
+    expected = bytearray()
+    for piece in pieces:
+        cut = rng.randrange(len(piece) + 1)
+        for part in (memoryview(piece)[:cut], memoryview(piece)[cut:cut], memoryview(piece)[cut:]):
+            enc.write(part)
+            expected += part
+        if rng.random() < 0.3:
+            reused[:] = os.urandom(len(reused))
+            enc.write(memoryview(reused)[: rng.randrange(1, len(reused))])
+            expected += reused[: enc.bytes_in - len(expected)]
+            reused[:] = bytes(len(reused))  # the caller reuses it at once
+    enc.close()
+    assert enc.bytes_in == len(expected)
+    assert decrypt(out.getvalue(), [x25519]) == bytes(expected)
+
+
 def test_background_encryptor_matches_and_propagates_errors(x25519: X25519Identity) -> None:
     data = os.urandom(40 * CHUNK + 3)
     out = io.BytesIO()

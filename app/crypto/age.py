@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from .armor import BEGIN, WHITESPACE, ArmorReader, ArmorWriter
-from .byteio import Sink, Source
+from .byteio import Buffer, Sink, Source
 from .errors import HeaderError, NoIdentityMatchError
 from .header import Header, encode_header, parse_header
 from .keys import Identity, Recipient, check_recipient_mix
@@ -33,7 +33,7 @@ class _Sink:
         self.sink = sink
         self.count = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: Buffer) -> int:
         self.sink.write(data)
         self.count += len(data)
         return len(data)

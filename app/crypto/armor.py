@@ -9,7 +9,7 @@ columns but the last (1 to 64), and base64 is padded and canonical.  Anything el
 import base64
 import binascii
 
-from .byteio import Sink, Source
+from .byteio import Buffer, Sink, Source
 from .errors import ArmorError
 
 BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
@@ -27,7 +27,7 @@ class ArmorWriter:
         self._buf = bytearray()
         self._sink.write(BEGIN + b"\n")
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: Buffer) -> int:
         self._buf += data
         whole = len(self._buf) // 48 * 48
         if whole:

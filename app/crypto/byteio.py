@@ -6,6 +6,8 @@ members and the server's hashing upload readers are not files, and need not pret
 
 from typing import Protocol
 
+Buffer = bytes | bytearray | memoryview
+
 
 class Source(Protocol):
     """Returns up to ``n`` bytes (all that is left when ``n`` is negative); b"" at the end."""
@@ -14,6 +16,7 @@ class Source(Protocol):
 
 
 class Sink(Protocol):
-    """Takes all of ``data`` (what it returns is ignored)."""
+    """Takes all of ``data`` (what it returns is ignored); it may be a ``bytearray`` that no
+    one changes afterwards, so a sink may keep it without a copy."""
 
-    def write(self, data: bytes, /) -> object: ...
+    def write(self, data: Buffer, /) -> object: ...

@@ -9,11 +9,12 @@ follows, because the last chunk carries the "final" flag in its nonce.
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from .byteio import Source
+from .byteio import Buffer, Source
 from .encoding import hkdf_sha256
 from .errors import PayloadError
 
@@ -22,7 +23,9 @@ TAG = 16
 ENC_CHUNK = CHUNK + TAG
 NONCE_SIZE = 16
 
-Writer = Callable[[bytes], object]
+Writer = Callable[[bytes], object]  # gets plaintext (decryption)
+SealedWriter = Callable[[Buffer], object]  # gets ciphertext: bytes, or a bytearray no one changes
+_Out = TypeVar("_Out", bytes, bytearray)  # what a batch of the pipeline comes out as
 Progress = Callable[[int], object]  # told how many bytes were just read
 
 
@@ -51,7 +54,7 @@ def plaintext_length(payload: int) -> int | None:
     if last < TAG or (last == TAG and full > 0):
         return None
     return full * CHUNK + last - TAG
-Buffer = bytes | bytearray | memoryview
+
 
 # Why ``cryptography`` and not PyNaCl for the AEAD: measured here (bench/README.md), its
 # ChaCha20-Poly1305 runs at about 4.3 GiB/s of CPU against libsodium-through-PyNaCl's 1.3 GiB/s
@@ -78,12 +81,20 @@ class StreamWriter:
     JavaScript-off upload (bench/README.md). ``emit`` is always called in chunk order, one
     buffer per batch (so a sink hashes and writes 1 MiB per call), from one thread at a time;
     its errors surface on the next ``write``/``close``.
+
+    Written data is held, not copied, when it is a view of ``bytes`` (immutable, so the
+    sealing thread can read it later): a batch is then slices of what the caller gave, and
+    only a chunk that spans two writes is joined. Why: two copies of every byte on the
+    caller's thread (into a buffer, then out of it) were a quarter of the time the web
+    server's parsing thread held the GIL during a JavaScript-off upload (bench/README.md).
+    A mutable buffer (``bytearray``, a view of one) is copied once, as the caller may reuse it.
     """
 
-    def __init__(self, key: bytes, emit: Writer, *, background: bool = False) -> None:
+    def __init__(self, key: bytes, emit: SealedWriter, *, background: bool = False) -> None:
         self._aead = Aead(key)
         self._emit = emit
-        self._buf = bytearray()
+        self._held: deque[memoryview] = deque()  # written, not yet sealed; in order
+        self._held_bytes = 0
         self._counter = 0
         self._closed = False
         self._pool = ThreadPoolExecutor(1, "age-seal") if background else None
@@ -93,38 +104,66 @@ class StreamWriter:
 
     @property
     def started(self) -> bool:
-        return self._counter > 0 or bool(self._buf) or self._closed
+        return self._counter > 0 or self._held_bytes > 0 or self._closed
 
     def close_unused(self) -> None:
         """Hand the stream over to :func:`seal_stream` (which does its own chunking)."""
         self._closed = True
         self._shutdown()
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def write(self, data: Buffer) -> None:
         if self._closed:
             raise ValueError("write to a closed age encryptor")
-        self._buf += data
-        if len(self._buf) <= self._batch:
+        view = memoryview(data).cast("B")
+        if not isinstance(view.obj, bytes):  # the caller may change it: keep a copy
+            view = memoryview(bytes(view))
+        if not view:
+            return
+        self._held.append(view)
+        self._held_bytes += len(view)
+        if self._held_bytes <= self._batch:
             return
         # keep at least one byte back: the chunk holding it may be the last one
-        take = (len(self._buf) - 1) // self._batch * self._batch
-        with memoryview(self._buf) as buffered:  # one copy: the sealing thread reads it
-            whole = bytes(buffered[:take])
-        del self._buf[:take]
-        view = memoryview(whole)
-        chunks = [view[i : i + CHUNK] for i in range(0, take, CHUNK)]
+        chunks = self._cut((self._held_bytes - 1) // self._batch * self._batch)
         per_batch = self._batch // CHUNK
         for i in range(0, len(chunks), per_batch):
             self._submit(chunks[i : i + per_batch], last=False)
+
+    def _cut(self, take: int) -> list[Buffer]:
+        """The first ``take`` held bytes (whole chunks) as chunks: slices of the held views,
+        and a joined copy only for a chunk that spans two of them."""
+        chunks: list[Buffer] = []
+        partial: list[memoryview] = []  # the start of a chunk that spans two views
+        short = 0  # bytes in ``partial``
+        self._held_bytes -= take
+        while take:
+            piece = self._held.popleft()
+            if len(piece) > take:
+                self._held.appendleft(piece[take:])
+                piece = piece[:take]
+            take -= len(piece)
+            if short:
+                fill = piece[: CHUNK - short]
+                partial.append(fill)
+                short += len(fill)
+                piece = piece[len(fill) :]
+                if short < CHUNK:
+                    continue
+                chunks.append(b"".join(partial))
+                partial, short = [], 0
+            whole = len(piece) - len(piece) % CHUNK
+            chunks.extend(piece[i : i + CHUNK] for i in range(0, whole, CHUNK))
+            if whole < len(piece):
+                partial, short = [piece[whole:]], len(piece) - whole
+        return chunks
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            tail = bytes(self._buf)
+            tail = b"".join(self._held)
             self._submit([tail[i : i + CHUNK] for i in range(0, len(tail), CHUNK)] or [b""], True)
-            self._buf = bytearray()
             while self._pending:
                 self._pending.popleft().result()
         finally:
@@ -136,6 +175,8 @@ class StreamWriter:
         self._shutdown()
 
     def _shutdown(self) -> None:
+        self._held.clear()  # what was never sealed is dropped with the stream
+        self._held_bytes = 0
         for future in self._pending:
             future.cancel()
         for pool in (self._pool, self._emitter):
@@ -155,7 +196,7 @@ class StreamWriter:
         while len(self._pending) > 2 or (self._pending and self._pending[0].done()):
             self._pending.popleft().result()  # re-raises a failed seal or emit
 
-    def _emit_sealed(self, batch: Future[list[bytes]]) -> None:
+    def _emit_sealed(self, batch: Future[list[bytearray]]) -> None:
         for sealed in batch.result():
             self._emit(sealed)
 
@@ -260,7 +301,7 @@ WORKERS = 2
 _IN_FLIGHT = 2 * WORKERS
 
 
-def _seal_batch(aead: Aead, first: int, chunks: Sequence[Buffer], last: bool) -> list[bytes]:
+def _seal_batch(aead: Aead, first: int, chunks: Sequence[Buffer], last: bool) -> list[bytearray]:
     """Seal a batch into one buffer: the sink then hashes and writes it in one call each."""
     n = len(chunks)
     sizes = [len(memoryview(c)) + TAG for c in chunks]
@@ -271,7 +312,8 @@ def _seal_batch(aead: Aead, first: int, chunks: Sequence[Buffer], last: bool) ->
             aead.encrypt_into(_nonce(first + i, last and i == n - 1), c, None,
                               view[pos : pos + size])
             pos += size
-    return [bytes(out)]  # one copy of the batch: sinks take immutable bytes
+    # the buffer itself, not a copy: nothing writes to it once it is returned
+    return [out]
 
 
 def _open_batch(aead: Aead, first: int, chunks: Sequence[Buffer], last: bool) -> list[bytes]:
@@ -288,13 +330,13 @@ def _open_batch(aead: Aead, first: int, chunks: Sequence[Buffer], last: bool) ->
 
 
 def _pipeline(
-    work: Callable[[Aead, int, Sequence[Buffer], bool], list[bytes]],
+    work: Callable[[Aead, int, Sequence[Buffer], bool], list[_Out]],
     aead: Aead,
     batches: Iterator[tuple[list[Buffer], bool]],
-    write: Writer,
+    write: Callable[[_Out], object],
     counter: int = 0,
 ) -> None:
-    pending: deque[Future[list[bytes]]] = deque()
+    pending: deque[Future[list[_Out]]] = deque()
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="age-stream") as pool:
         try:
             for chunks, last in batches:
@@ -348,7 +390,8 @@ def _reader(src: Source, pending: bytes, progress: Progress | None) -> Callable[
     return read
 
 
-def seal_stream(key: bytes, src: Source, write: Writer, progress: Progress | None = None) -> int:
+def seal_stream(key: bytes, src: Source, write: SealedWriter,
+                progress: Progress | None = None) -> int:
     """Encrypt all of ``src`` into STREAM chunks; return the plaintext length."""
     total = 0
 
