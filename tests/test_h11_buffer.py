@@ -1,14 +1,22 @@
-"""The lean h11 receive buffer (app/web/h11_limits.py): the same events as h11's own buffer,
-for bodies in any pieces and for pipelined requests, on a real h11 Connection."""
+"""The lean h11 receive buffer and body pieces (app/web/h11_limits.py): the same events as
+h11's own buffer, for bodies in any pieces and for pipelined requests, on a real h11
+Connection; and the same body bytes through a real uvicorn server."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
+import socket
+import threading
+import time
+from typing import Any
 
 import h11
+import uvicorn
 from h11._receivebuffer import ReceiveBuffer
 
-from app.web.h11_limits import LeanReceiveBuffer
+from app.web.h11_limits import BodyPieces, LeanReceiveBuffer, guarded_protocol
 
 
 def _events(data_pieces: list[bytes], lean: bool) -> list[tuple[str, bytes]]:
@@ -71,3 +79,80 @@ def test_hands_over_the_buffer_without_copying() -> None:
     buf += b"abcdef"
     assert buf.maybe_extract_at_most(2) == b"ab"  # a part: h11's own path
     assert bytes(buf) == b"cdef"
+
+
+def test_holds_a_bytes_read_and_hands_it_over_as_it_is() -> None:
+    """A read asyncio gives (``bytes``) is neither copied in nor out; a ``bytearray`` (which
+    its owner may change) is copied; a second read before the first was taken is appended."""
+    buf = LeanReceiveBuffer()
+    piece = os.urandom(1 << 20)
+    buf += piece
+    assert buf.maybe_extract_at_most(2 << 20) is piece
+    mutable = bytearray(b"abc")
+    buf += mutable
+    mutable[:] = b"xyz"
+    buf += b"def"
+    assert buf.maybe_extract_at_most(100) == b"abcdef"
+    buf += b"GET / HTTP/1.1\r\n"  # a header line: h11's own code, on a bytearray
+    assert buf.maybe_extract_next_line() == b"GET / HTTP/1.1\r\n"
+    assert buf.maybe_extract_at_most(1) is None
+
+
+def test_body_pieces_join_only_when_more_than_one_piece() -> None:
+    one = os.urandom(1000)
+    pieces = BodyPieces()
+    pieces += one
+    pieces += b""
+    assert len(pieces) == 1000 and bytes(pieces) is one
+    pieces += bytearray(b"tail")
+    assert bytes(pieces) == one + b"tail" and len(pieces) == 1004
+    assert bytes(BodyPieces(bytearray(b"start"))) == b"start"
+
+
+def test_a_real_server_gives_the_app_every_body_byte_in_order() -> None:
+    """``guarded_protocol`` on a real socket: a body sent in uneven pieces, read by an app that
+    lags (so pieces pile up and are joined), arrives whole; uvicorn's body buffer is the
+    protocol's ``BodyPieces`` while pieces wait."""
+    body = os.urandom(6 * (1 << 20) + 123)
+    got: list[bytes] = []
+    buffers: set[type] = set()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(None, http=guarded_protocol(10, 10), lifespan="off",
+                            log_level="warning")
+    server = uvicorn.Server(config)
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        more = True
+        while more:
+            await asyncio.sleep(0.01)  # the app lags: pieces pile up meanwhile
+            for protocol in server.server_state.connections:
+                buffers.add(type(protocol.cycle.body))
+            message = await receive()
+            got.append(message["body"])
+            more = message["more_body"]
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    config.app = app
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        port = sock.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+            rng = random.Random(3)
+            pos = 0
+            while pos < len(body):
+                step = rng.choice([1, 999, 65536, 300_001, 1 << 20])
+                client.sendall(body[pos:pos + step])
+                pos += step
+            assert client.recv(100).startswith(b"HTTP/1.1 204")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert b"".join(got) == body
+    assert all(type(piece) is bytes for piece in got)
+    assert BodyPieces in buffers
