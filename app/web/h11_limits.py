@@ -18,10 +18,11 @@ headers every other answer carries (app/web/security.py owns that list).
   through h11 and the app. Headers are still read in the default pieces, so a client that
   never completes its headers cannot make the server hold more per connection than before.
 
-* h11's receive buffer is replaced by :class:`LeanReceiveBuffer`, which hands a body piece
-  over without copying it twice (h11 0.16 copied every body byte three times on its way to
-  the app; at 1 MiB pieces those copies were a quarter of the time the server held the GIL
-  during a big upload).
+* h11's receive buffer is replaced by :class:`LeanReceiveBuffer`, and uvicorn's body buffer
+  by :class:`BodyPieces`: a body piece reaches the app as the ``bytes`` asyncio read, with no
+  copy on the event loop (h11 0.16 and uvicorn copied every body byte five times on its way
+  to the app; those copies were a third of the time the event loop held the GIL during a big
+  upload, bench/README.md).
 
 * A request body from which nothing arrives for ``body_idle`` seconds, while uvicorn is
   reading (not paused because the app is busy), closes the connection. This is a backstop for
