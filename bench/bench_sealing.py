@@ -7,8 +7,9 @@ each runs (a), (b) and the floor's timed parts (bench/floors.py: the same POST i
 app, the durable write alone) in turn, so that the machine's good and bad minutes fall on all
 alike; the best of each counts.  Prints the throughput ratio (target >= 0.8x), the floor (with
 both SHA-256 digests and the AEAD: the best ratio any server built on these parts could reach
-here), and the server's peak RSS (target <= 120 MB, flat in file size: a 16 MiB upload is
-measured too).  Not a test: nothing here asserts a time.
+here), the server's CPU by thread (bench/guwah_server.py, ``ThreadCpu``) and its peak RSS
+(target <= 120 MB, flat in file size: a 16 MiB upload is measured too).  Not a test: nothing
+here asserts a time.
 
     .venv/bin/python bench/bench_sealing.py [--mib 256]
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import floors
 import psutil
-from guwah_server import PeakRss, form_token, guwah_serve
+from guwah_server import PeakRss, ThreadCpu, form_token, guwah_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -107,22 +108,26 @@ def make_files(work: Path, mib: int) -> tuple[Path, Path]:
 
 
 def rounds(work: Path, big: Path, recipient: str, guwah: tuple[psutil.Process, int],
-           sink: tuple[int, psutil.Process]) -> tuple[dict[str, floors.Runs], int]:
-    """Every timed part, once per round, in turn; and the server's peak RSS meanwhile."""
+           sink: tuple[int, psutil.Process],
+           ) -> tuple[dict[str, floors.Runs], int, dict[str, float]]:
+    """Every timed part, once per round, in turn; the server's peak RSS meanwhile; and its
+    CPU by thread during the fastest upload."""
     (server, port), (sink_port, sink_proc) = guwah, sink
     url = f"http://127.0.0.1:{port}"
     runs = {name: floors.Runs() for name in ("age", "guwah", "HTTP", "durable write")}
+    splits: list[tuple[float, dict[str, float]]] = []
     peak = 0
     for _ in range(ROUNDS):
         runs["age"].add(*age_encrypt(big, work / "age.out", recipient))
         token = form_token(url)  # one per form: a second post of it is refused
-        with PeakRss(server.pid, RSS_EVERY) as rss:
+        with PeakRss(server.pid, RSS_EVERY) as rss, ThreadCpu(server.pid) as threads:
             runs["guwah"].add(*floors.timed(server, upload, port, big, token, OK))
         peak = max(peak, rss.peak)
+        splits.append((runs["guwah"].walls[-1], threads.split))
         runs["HTTP"].add(*floors.timed(sink_proc, upload, sink_port, big, "-", b"HTTP/1.1 204"))
         disk = floors.durable_write(big.stat().st_size, work / "disk.out", MiB, sync_each=False)
         runs["durable write"].add(disk, 0.0)
-    return runs, peak
+    return runs, peak, min(splits, key=lambda split: split[0])[1]
 
 
 def main() -> None:
@@ -142,10 +147,13 @@ def main() -> None:
             idle = server.memory_info().rss
             with PeakRss(proc.pid, RSS_EVERY) as rss_small:
                 upload(port, small, form_token(f"http://127.0.0.1:{port}"), OK)
-            runs, peak = rounds(work, big, recipient, (server, port), sink)
+            runs, peak, split = rounds(work, big, recipient, (server, port), sink)
         sha = min(floors.sha256_cpu(big) for _ in range(ROUNDS))
         aead = min(floors.aead_cpu(big) for _ in range(ROUNDS))
         report(args.mib, big.stat().st_size, runs, sha, aead)
+        print("server CPU by thread, fastest upload: " + ", ".join(
+            f"{name} {seconds:.3f} s" for name, seconds in split.items())
+              + f" (the digests and the AEAD alone: {2 * sha + aead:.3f} s)")
         print(f"server RSS: idle {idle / MiB:.0f} MiB; peak 16 MiB upload "
               f"{rss_small.peak / MiB:.0f} MiB; peak {args.mib} MiB upload {peak / MiB:.0f} MiB"
               "   (target <= 120 MB, flat in file size)")

@@ -83,3 +83,32 @@ class PeakRss:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class ThreadCpu:
+    """The CPU seconds a server spent while the ``with`` block ran, split by thread: its main
+    thread (the event loop), the threads alive throughout (the worker pool: the multipart
+    parser and the plaintext digest), and the threads that came and went (each upload's
+    sealing and writing threads: the AEAD, the ciphertext digest, the writes). Why split:
+    whether one thread is the bottleneck, or the CPU as a whole, decides what can help."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.split: dict[str, float] = {}
+
+    def _sample(self) -> tuple[float, dict[int, float]]:
+        times = self.proc.cpu_times()
+        threads = {t.id: t.user_time + t.system_time for t in self.proc.threads()}
+        return times.user + times.system, threads
+
+    def __enter__(self) -> ThreadCpu:
+        self._before = self._sample()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        (total0, threads0), (total1, threads1) = self._before, self._sample()
+        main = threads1.get(self.proc.pid, 0.0) - threads0.get(self.proc.pid, 0.0)
+        kept = sum(threads1[t] - threads0[t] for t in threads1
+                   if t in threads0 and t != self.proc.pid)
+        self.split = {"event loop": main, "worker pool": kept,
+                      "threads of the upload": total1 - total0 - main - kept}
