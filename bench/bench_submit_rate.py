@@ -19,7 +19,6 @@ import base64
 import os
 import re
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from floors import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -69,12 +69,6 @@ async def submit(request: Request):
 uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, server_header=False,
             date_header=False, proxy_headers=False, log_level="warning")
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_up(url: str) -> None:

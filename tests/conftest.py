@@ -169,6 +169,8 @@ import time as _time  # noqa: E402 - this block's imports stay inside the block
 from dataclasses import dataclass as _dataclass  # noqa: E402 - this block's imports stay inside the block
 from dataclasses import field as _field  # noqa: E402 - this block's imports stay inside the block
 
+from tests.ports import free_port  # noqa: E402 - this block's imports stay inside the block
+
 
 @pytest.fixture
 def web_app(settings, store, desk, private_tmpdir):  # type: ignore[no-untyped-def]
@@ -189,12 +191,6 @@ def web_client(web_app):  # type: ignore[no-untyped-def]
 
     with TestClient(web_app, base_url="http://testserver", raise_server_exceptions=False) as c:
         yield c
-
-
-def _free_port() -> int:
-    with _socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @_dataclass
@@ -256,7 +252,7 @@ def run_guwah_server(
                 base64.b64encode(ed_pub).decode(),
                 fingerprint(ed_pub),
             )
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUWAH_")}
     env.update(
         {

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port
 from tests.screenshots import screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -44,12 +44,6 @@ WHERE = "Near the river market"
 
 
 # --------------------------------------------------------------------------- the site
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def live_site(settings: Any, store: Any, **overrides: Any) -> Iterator[tuple[str, Any]]:
     """The witness site over the real store, served by uvicorn with Guwah's options."""
@@ -59,7 +53,7 @@ def live_site(settings: Any, store: Any, **overrides: Any) -> Iterator[tuple[str
     from app.web.security import UVICORN_OPTIONS
 
     app = create_app(settings.model_copy(update=overrides), store=store)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            **UVICORN_OPTIONS))
     thread = threading.Thread(target=server.run, daemon=True)

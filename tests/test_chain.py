@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from tests.ports import free_port
 from tests.roundtrip_helper import Chain
 from tests.screenshots import screenshot
 
@@ -36,9 +37,7 @@ SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
 @contextmanager
 def serve(chain: Chain, database_url: str | None, tmp: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     tmpdir = tmp / "server-tmp"
     tmpdir.mkdir(mode=0o700)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUWAH_")}

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from roundtrip_helper import ROOT
 
+from tests.ports import free_port
+
 pytestmark = pytest.mark.slow
 
 
@@ -30,12 +32,6 @@ def _copy_repo(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             os.symlink(os.readlink(src), dest / name)
     return dest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run_demo(repo: Path, port: int) -> str:
@@ -64,7 +60,7 @@ def _run_demo(repo: Path, port: int) -> str:
 
 def test_demo_runs_again_and_again_and_refuses_a_busy_port(tmp_path: Path) -> None:
     repo = _copy_repo(tmp_path / "guwah")
-    port = _free_port()
+    port = free_port()
     first = _run_demo(repo, port)
     assert f"http://127.0.0.1:{port}/" in first
     assert f'export PATH="{repo}/.venv/bin:$PATH"' in first

@@ -41,6 +41,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.ports import free_port
 from tests.roundtrip_helper import Chain, run_guwah, submit
 
 pytestmark = [pytest.mark.database, pytest.mark.slow]
@@ -182,12 +183,6 @@ def two_nodes(tmp_path: Path, pg: Pg) -> Nodes:
     assert f"server key: {fingerprint}" in r.stdout
     chain.setup(init=False)  # editor keyring, recipients add (through node B), trust-server
     return Nodes(chain, a, b, fingerprint, pg)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -9,9 +9,14 @@ hold every test, once.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from tests import ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,3 +56,25 @@ def test_the_two_lanes_hold_every_test_once() -> None:
     assert not any(i.startswith("tests/system/") for i in rest)
     assert system | rest == everything
     assert not system & rest
+
+
+def test_a_lane_picks_ports_of_its_own_and_skips_ports_in_use(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/ports.py: in a lane, free ports come from that lane's range, never twice, and
+    never one something listens on (checked on real sockets)."""
+    monkeypatch.setenv("GUWAH_TEST_LANE", "system")
+    monkeypatch.setattr(ports, "_given", set())
+    picked = [ports.free_port() for _ in range(50)]
+    assert len(set(picked)) == 50
+    assert all(port in ports.LANE_PORTS["system"] for port in picked)
+    spare = next(port for port in ports.LANE_PORTS["system"]
+                 if port not in picked and ports._bindable(port))
+    monkeypatch.setattr(ports, "LANE_PORTS", {"system": range(spare, spare + 1)})
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", spare))
+        busy.listen()
+        with pytest.raises(RuntimeError, match="no free port"):
+            ports.free_port()
+    assert ports.free_port() == spare  # free again once nothing listens on it
+    monkeypatch.setenv("GUWAH_TEST_LANE", "")
+    assert ports.free_port() not in picked  # no lane: the kernel picks, not one handed out

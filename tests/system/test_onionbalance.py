@@ -24,12 +24,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.ports import free_port
 from tests.test_browser_json import CHROMIUM_ARGS
 from tests.test_chain import submit
 from tests.test_multinode import pg, two_nodes  # noqa: F401 - pg is a fixture used below
 
 from .test_tor import serve_on_socket, service_options
-from .tornet import BRING_UP_SECONDS, TorNet, TorNetError, fetch_through, free_port
+from .tornet import BRING_UP_SECONDS, TorNet, TorNetError, fetch_through
 
 REPO = Path(__file__).resolve().parents[2]
 RELAYS_FOR_ONIONBALANCE = 8

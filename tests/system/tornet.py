@@ -15,11 +15,12 @@ import contextlib
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.ports import free_port
 
 BRING_UP_SECONDS = 240
 RELAYS = 4
@@ -61,12 +62,6 @@ TestingDirAuthVoteExit *
 
 class TorNetError(RuntimeError):
     """The private network did not come up in time."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
