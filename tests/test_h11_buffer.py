@@ -103,15 +103,41 @@ def test_holds_a_bytes_read_and_hands_it_over_as_it_is() -> None:
     assert buf.maybe_extract_at_most(1) is None
 
 
-def test_body_pieces_join_only_when_more_than_one_piece() -> None:
-    one = os.urandom(1000)
+def test_body_pieces_keep_big_reads_and_copy_small_ones_together() -> None:
+    big = os.urandom(BodyPieces.KEEP_BYTES)
     pieces = BodyPieces()
-    pieces += one
+    pieces += big
     pieces += b""
-    assert len(pieces) == 1000 and bytes(pieces) is one
+    assert len(pieces) == len(big) and bytes(pieces) is big  # the one piece: no copy
+    small = [os.urandom(10) for _ in range(1000)]
+    for piece in small:
+        pieces += piece
     pieces += bytearray(b"tail")
-    assert bytes(pieces) == one + b"tail" and len(pieces) == 1004
-    assert bytes(BodyPieces(bytearray(b"start"))) == b"start"
+    assert bytes(pieces) == big + b"".join(small) + b"tail"
+    assert len(pieces) == len(big) + 10_004
+    assert len(pieces._pieces) == 2  # the big read, and one buffer for all the small ones
+    start = bytearray(b"start")
+    assert bytes(BodyPieces(start)) == b"start"
+
+
+def test_a_body_of_tiny_chunks_is_held_in_one_buffer() -> None:
+    """A chunked body of one-byte chunks is one h11 event per byte: each kept on its own, a
+    client could make the server hold tens of times more memory than the bytes it sent."""
+    chunks = os.urandom(50_000)
+    wire = (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"".join(b"1\r\n" + chunks[i:i + 1] + b"\r\n" for i in range(len(chunks)))
+            + b"0\r\n\r\n")
+    conn = h11.Connection(h11.SERVER)
+    conn._receive_buffer = LeanReceiveBuffer()
+    conn.receive_data(wire)
+    body = BodyPieces()
+    events = 0
+    while not isinstance(event := conn.next_event(), h11.EndOfMessage):
+        if isinstance(event, h11.Data):
+            body += event.data
+            events += 1
+    assert events == len(chunks)
+    assert bytes(body) == chunks and len(body._pieces) == 1
 
 
 def test_a_real_server_gives_the_app_every_body_byte_in_order() -> None:
@@ -133,6 +159,7 @@ def test_a_real_server_gives_the_app_every_body_byte_in_order() -> None:
             await asyncio.sleep(0.01)  # the app lags: pieces pile up meanwhile
             for protocol in server.server_state.connections:
                 buffers.add(type(protocol.cycle.body))
+                buffers.add(type(protocol.conn._receive_buffer))
             message = await receive()
             got.append(message["body"])
             more = message["more_body"]
@@ -143,10 +170,12 @@ def test_a_real_server_gives_the_app_every_body_byte_in_order() -> None:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
+        deadline = time.monotonic() + 30
         while not server.started:
+            assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.01)
         port = sock.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port)) as client:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
             client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
             rng = random.Random(3)
             pos = 0
@@ -160,4 +189,4 @@ def test_a_real_server_gives_the_app_every_body_byte_in_order() -> None:
         thread.join(10)
     assert b"".join(got) == body
     assert all(type(piece) is bytes for piece in got)
-    assert BodyPieces in buffers
+    assert BodyPieces in buffers and LeanReceiveBuffer in buffers  # the locked versions

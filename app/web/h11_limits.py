@@ -22,7 +22,7 @@ headers every other answer carries (app/web/security.py owns that list).
   by :class:`BodyPieces`: a body piece reaches the app as the ``bytes`` asyncio read, with no
   copy on the event loop (h11 0.16 and uvicorn copied every body byte five times on its way
   to the app; those copies were a third of the time the event loop held the GIL during a big
-  upload, bench/README.md).
+  upload, bench/README.md). Only with the h11 and uvicorn versions they were written for.
 
 * A request body from which nothing arrives for ``body_idle`` seconds, while uvicorn is
   reading (not paused because the app is busy), closes the connection. This is a backstop for
@@ -37,6 +37,7 @@ import asyncio
 from typing import Any
 
 import h11
+import uvicorn
 from h11._receivebuffer import ReceiveBuffer
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -44,6 +45,10 @@ from .security import SECURITY_HEADERS
 
 _SECURITY = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
 BODY_READ_BYTES = 1 << 20
+# The lean buffers below replace private parts of h11 and uvicorn, read in these versions (the
+# ones requirements/server.lock installs); with any other, their own buffers are used.
+LEAN = h11.__version__.startswith("0.16.")
+PIECES = uvicorn.__version__.startswith("0.54.")
 
 
 class LeanReceiveBuffer(ReceiveBuffer):
@@ -76,6 +81,8 @@ class LeanReceiveBuffer(ReceiveBuffer):
         return super()._extract(count)
 
     def maybe_extract_at_most(self, count: int) -> bytearray | None:
+        """What is held, whole when it all belongs to the body: ``bytes`` then (h11 takes
+        any bytes-like for a Data event), whatever the annotation h11 declares."""
         if not self._data:
             return None
         if count < len(self._data):
@@ -87,20 +94,38 @@ class LeanReceiveBuffer(ReceiveBuffer):
 
 
 class BodyPieces:
-    """uvicorn's per-request body buffer, as the pieces received: ``+=`` keeps a reference,
-    ``bytes()`` joins them (or hands over the one ``bytes`` piece, the usual case, with no
-    copy). uvicorn appends each body event to a ``bytearray`` and copies that into ``bytes``
-    for the app: two copies of every body byte on the event loop, a fifth of the time it
-    held the GIL during a big upload (bench/README.md)."""
+    """uvicorn's per-request body buffer, as the pieces received: ``bytes()`` hands over the
+    one ``bytes`` piece (the usual case) with no copy, or joins them. uvicorn appends each body
+    event to a ``bytearray`` and copies that into ``bytes`` for the app: two copies of every
+    body byte on the event loop, a fifth of the time it held the GIL during a big upload
+    (bench/README.md).
 
-    def __init__(self, start: bytes | bytearray = b"") -> None:
+    Only a ``bytes`` piece of at least ``KEEP_BYTES`` is kept as it is. Smaller ones (a body
+    of tiny chunks, one event each, or a trickle of small reads) are copied together into one
+    ``bytearray`` of this object's own, as uvicorn did: kept one by one, each would cost an
+    object and a list slot, tens of times its byte, before uvicorn's flow control pauses.
+    """
+
+    KEEP_BYTES = 64 * 1024
+
+    def __init__(self, start: bytearray | None = None) -> None:
+        """``start``: what uvicorn had gathered, taken over (no one else refers to it)."""
+        self._tail = start or None  # small pieces, copied together; changed only here
         self._pieces: list[bytes | bytearray] = [start] if start else []
-        self._size = len(start)
+        self._size = len(start) if start else 0
 
     def __iadd__(self, data: bytes | bytearray) -> BodyPieces:
-        if data:
+        if not data:
+            return self
+        self._size += len(data)
+        if type(data) is bytes and len(data) >= self.KEEP_BYTES:
             self._pieces.append(data)
-            self._size += len(data)
+            self._tail = None
+        elif self._tail is None:
+            self._tail = bytearray(data)
+            self._pieces.append(self._tail)
+        else:
+            self._tail += data
         return self
 
     def __len__(self) -> int:
@@ -120,7 +145,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.conn._receive_buffer = LeanReceiveBuffer()  # h11 0.16's attribute (a test checks)
+        if LEAN:
+            self.conn._receive_buffer = LeanReceiveBuffer()  # h11 0.16's attribute
         self._header_deadline: asyncio.TimerHandle | None = None
         self._body_deadline: asyncio.TimerHandle | None = None
 
@@ -135,8 +161,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         cycle = self.cycle
-        if cycle is not None and type(cycle.body) is bytearray:  # uvicorn starts a new one
-            cycle.body = BodyPieces(bytes(cycle.body))  # type: ignore[assignment]
+        if PIECES and cycle is not None and type(cycle.body) is bytearray:  # a fresh one
+            cycle.body = BodyPieces(cycle.body)  # type: ignore[assignment]
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # the headers are complete
             self._disarm_header_deadline()
