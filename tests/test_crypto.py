@@ -243,6 +243,22 @@ def test_encryptor_holds_views_of_bytes_and_copies_mutable_buffers(
     assert decrypt(out.getvalue(), [x25519]) == bytes(expected)
 
 
+def test_encryptor_copies_tiny_writes_together(x25519: X25519Identity) -> None:
+    """Tiny writes, each a view of ``bytes``, are copied into one buffer rather than held one
+    by one (each held view would cost far more memory than its byte)."""
+    data = os.urandom(3 * stream.BATCH * CHUNK + 5)
+    out = io.BytesIO()
+    enc = Encryptor([x25519.recipient()], out, background=True)
+    view = memoryview(data)
+    most = 0
+    for i in range(0, len(data), 7):
+        enc.write(view[i : i + 7])
+        most = max(most, len(enc._stream._held))
+    enc.close()
+    assert most <= 2
+    assert decrypt(out.getvalue(), [x25519]) == data
+
+
 def test_background_encryptor_matches_and_propagates_errors(x25519: X25519Identity) -> None:
     data = os.urandom(40 * CHUNK + 3)
     out = io.BytesIO()

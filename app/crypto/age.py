@@ -67,8 +67,9 @@ class Encryptor:
     def bytes_out(self) -> int:
         return self._out.count
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Encrypt ``data`` (a memoryview is not copied until it is chunked)."""
+    def write(self, data: Buffer) -> int:
+        """Encrypt ``data``: a large view of ``bytes`` is sealed from where it lies, anything
+        else is copied at once (StreamWriter says why)."""
         self._stream.write(data)
         self.bytes_in += len(data)
         return len(data)

@@ -24,6 +24,7 @@ ENC_CHUNK = CHUNK + TAG
 NONCE_SIZE = 16
 
 Writer = Callable[[bytes], object]  # gets plaintext (decryption)
+SMALL_WRITE = 16 * 1024  # StreamWriter copies writes smaller than this instead of holding them
 SealedWriter = Callable[[Buffer], object]  # gets ciphertext: bytes, or a bytearray no one changes
 _Out = TypeVar("_Out", bytes, bytearray)  # what a batch of the pipeline comes out as
 Progress = Callable[[int], object]  # told how many bytes were just read
@@ -83,18 +84,20 @@ class StreamWriter:
     its errors surface on the next ``write``/``close``.
 
     Written data is held, not copied, when it is a view of ``bytes`` (immutable, so the
-    sealing thread can read it later): a batch is then slices of what the caller gave, and
-    only a chunk that spans two writes is joined. Why: two copies of every byte on the
-    caller's thread (into a buffer, then out of it) were a quarter of the time the web
-    server's parsing thread held the GIL during a JavaScript-off upload (bench/README.md).
-    A mutable buffer (``bytearray``, a view of one) is copied once, as the caller may reuse it.
+    sealing thread can read it later) of at least ``SMALL_WRITE`` bytes: a batch is then
+    slices of what the caller gave, and only a chunk that spans two writes is joined. Why: two
+    copies of every byte on the caller's thread (into a buffer, then out of it) were a quarter
+    of the time the web server's parsing thread held the GIL during a JavaScript-off upload
+    (bench/README.md). A mutable buffer (its owner may reuse it) and small writes (held one by
+    one, each would cost far more than its bytes) are copied into a buffer of the writer's own.
     """
 
     def __init__(self, key: bytes, emit: SealedWriter, *, background: bool = False) -> None:
         self._aead = Aead(key)
         self._emit = emit
         self._held: deque[memoryview] = deque()  # written, not yet sealed; in order
-        self._held_bytes = 0
+        self._small = bytearray()  # copied writes after those in _held (see _keep_small)
+        self._held_bytes = 0  # in _held and _small
         self._counter = 0
         self._closed = False
         self._pool = ThreadPoolExecutor(1, "age-seal") if background else None
@@ -115,19 +118,28 @@ class StreamWriter:
         if self._closed:
             raise ValueError("write to a closed age encryptor")
         view = memoryview(data).cast("B")
-        if not isinstance(view.obj, bytes):  # the caller may change it: keep a copy
-            view = memoryview(bytes(view))
         if not view:
             return
-        self._held.append(view)
+        if type(view.obj) is bytes and len(view) >= SMALL_WRITE:
+            self._keep_small()
+            self._held.append(view)
+        else:
+            self._small += view
         self._held_bytes += len(view)
         if self._held_bytes <= self._batch:
             return
+        self._keep_small()
         # keep at least one byte back: the chunk holding it may be the last one
         chunks = self._cut((self._held_bytes - 1) // self._batch * self._batch)
         per_batch = self._batch // CHUNK
         for i in range(0, len(chunks), per_batch):
             self._submit(chunks[i : i + per_batch], last=False)
+
+    def _keep_small(self) -> None:
+        """Hold what the copied writes gathered; that buffer is never changed again."""
+        if self._small:
+            self._held.append(memoryview(self._small))
+            self._small = bytearray()
 
     def _cut(self, take: int) -> list[Buffer]:
         """The first ``take`` held bytes (whole chunks) as chunks: slices of the held views,
@@ -162,7 +174,8 @@ class StreamWriter:
             return
         self._closed = True
         try:
-            tail = b"".join(self._held)
+            self._keep_small()
+            tail = memoryview(b"".join(self._held))
             self._submit([tail[i : i + CHUNK] for i in range(0, len(tail), CHUNK)] or [b""], True)
             while self._pending:
                 self._pending.popleft().result()
@@ -176,6 +189,7 @@ class StreamWriter:
 
     def _shutdown(self) -> None:
         self._held.clear()  # what was never sealed is dropped with the stream
+        self._small = bytearray()
         self._held_bytes = 0
         for future in self._pending:
             future.cancel()
