@@ -20,7 +20,7 @@ class BadJson(ValueError):
     """The body is not JSON we can read (bad encoding, syntax, or nesting too deep)."""
 
 
-def parse_json(body: bytes, encoding: str = "utf-8") -> object:
+def parse_json(body: bytes | bytearray, encoding: str = "utf-8") -> object:
     """The decoded document, or BadJson."""
     try:
         return json.loads(body.decode(encoding))
@@ -31,8 +31,10 @@ def parse_json(body: bytes, encoding: str = "utf-8") -> object:
 async def read_json_object(request: Request, limit: int) -> dict[str, object]:
     """A same-site ``application/json`` body of at most ``limit`` bytes holding an object.
 
-    CrossSite, WrongContentType, BadForm(413) when longer, BadForm when malformed. The bytes
-    read are wiped as soon as they are parsed (a mailbox token must not linger).
+    CrossSite, WrongContentType, BadForm(413) when longer, BadForm when malformed. The buffer
+    the body is gathered in is overwritten as soon as it is parsed (a mailbox token should not
+    linger); the received pieces and the parsed strings cannot be, as Python has no way to
+    wipe them (docs/threat-model.md).
     """
     if cross_site(dict(request.headers), request.headers.get("host")):
         raise CrossSite()
@@ -44,10 +46,11 @@ async def read_json_object(request: Request, limit: int) -> dict[str, object]:
             body += chunk
             if len(body) > limit:
                 raise BadForm(413)
-        doc = parse_json(bytes(body), "ascii")
+        doc = parse_json(body, "ascii")
     except BadJson:
         raise BadForm() from None
     finally:
+        body[:] = bytes(len(body))
         body.clear()
     if not isinstance(doc, dict):
         raise BadForm()
