@@ -24,6 +24,11 @@ LANE_PORTS = {
     "database": range(29_000, 32_000),
 }
 _given: set[int] = set()
+_random = random.Random()  # its own: tests that seed the module's random are not disturbed
+
+
+class PortsExhausted(RuntimeError):
+    """Every port of the lane's range is in use or was handed out already."""
 
 
 def free_port() -> int:
@@ -31,11 +36,11 @@ def free_port() -> int:
     ports = LANE_PORTS.get(os.environ.get("GUWAH_TEST_LANE", ""))
     if ports is None or _overlaps_outgoing(ports):
         return _kernel_port()
-    for port in random.sample(ports, len(ports)):
+    for port in _random.sample(ports, len(ports)):
         if port not in _given and _bindable(port):
             _given.add(port)
             return port
-    raise RuntimeError(f"no free port left in {ports.start}-{ports.stop - 1}")
+    raise PortsExhausted(f"no free port left in {ports.start}-{ports.stop - 1}")
 
 
 def _kernel_port() -> int:
