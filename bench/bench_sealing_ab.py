@@ -44,10 +44,8 @@ def main() -> None:
             home.mkdir(mode=0o700)
             data, _recipient, _identity = setup(home)
             (home / "tmp").mkdir(mode=0o700)
-            if pythonpath:
-                os.environ["PYTHONPATH"] = pythonpath  # only the server started next sees it
-            _proc, ports[side] = servers.enter_context(guwah_serve(data, home / "tmp"))
-            os.environ.pop("PYTHONPATH", None)
+            env = {"PYTHONPATH": pythonpath} if pythonpath else {}
+            _proc, ports[side] = servers.enter_context(guwah_serve(data, home / "tmp", **env))
             url = f"http://127.0.0.1:{ports[side]}"
             upload(ports[side], big, form_token(url), OK)  # warm up
         walls: dict[str, list[float]] = {"this": [], "against": []}

@@ -27,8 +27,8 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 @contextmanager
 def guwah_serve(data: Path, tmpdir: Path,
                 **env: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """``guwah serve`` on ``data`` with TMPDIR ``tmpdir`` and the ``GUWAH_*`` settings in
-    ``env`` (none from this process's environment): (process, port)."""
+    """``guwah serve`` on ``data`` with TMPDIR ``tmpdir`` and the variables in ``env``
+    (``GUWAH_*`` settings, ``PYTHONPATH``; no ``GUWAH_*`` of this process's): (process, port)."""
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GUWAH_")}
     environ.update(env, TMPDIR=str(tmpdir), GUWAH_DATA_DIR=str(data))
@@ -108,7 +108,7 @@ class ThreadCpu:
     def __exit__(self, *_: object) -> None:
         (total0, threads0), (total1, threads1) = self._before, self._sample()
         main = threads1.get(self.proc.pid, 0.0) - threads0.get(self.proc.pid, 0.0)
-        kept = sum(threads1[t] - threads0[t] for t in threads1
+        kept = sum(max(0.0, threads1[t] - threads0[t]) for t in threads1  # an id reused: 0
                    if t in threads0 and t != self.proc.pid)
         self.split = {"event loop": main, "worker pool": kept,
                       "threads of the upload": total1 - total0 - main - kept}
