@@ -22,9 +22,9 @@ CHUNK = 64 * 1024
 TAG = 16
 ENC_CHUNK = CHUNK + TAG
 NONCE_SIZE = 16
+SMALL_WRITE = 16 * 1024  # StreamWriter copies writes smaller than this instead of holding them
 
 Writer = Callable[[bytes], object]  # gets plaintext (decryption)
-SMALL_WRITE = 16 * 1024  # StreamWriter copies writes smaller than this instead of holding them
 SealedWriter = Callable[[Buffer], object]  # gets ciphertext: bytes, or a bytearray no one changes
 _Out = TypeVar("_Out", bytes, bytearray)  # what a batch of the pipeline comes out as
 Progress = Callable[[int], object]  # told how many bytes were just read
