@@ -455,39 +455,10 @@ def test_cut_mid_patch_keeps_the_prefix_and_resumes(guwah_server, editor_identit
         assert fh.read() == data  # every byte once, in order
 
 
-def test_write_batches_stay_bounded_and_in_order():
-    """The batching rule of a PATCH (app/web/routers/uploads.py, ``_Batch``), driven the way
-    ``_pump`` drives it with socket pieces of up to 1 MiB and the writing thread busy or not:
-    every byte once, in order; no batch above WRITE_BATCH_MAX; and while the thread is not
-    writing, a batch goes as soon as it reaches WRITE_BATCH (a slow client holds no more)."""
-    import random
-
-    from app.web.h11_limits import BODY_READ_BYTES
-    from app.web.routers.uploads import WRITE_BATCH, WRITE_BATCH_MAX, _Batch
-
-    rng = random.Random(7)
-    pieces = [rng.randbytes(rng.choice([1, 4095, 65536, 300_000, BODY_READ_BYTES]))
-              for _ in range(400)]
-    batch, handed = _Batch(), []
-    for piece in pieces:
-        writing = rng.random() < 0.5
-        if not batch.fits(len(piece)):
-            handed.append(batch.take())
-        batch.add(piece)
-        assert batch.size <= WRITE_BATCH_MAX
-        if batch.ready(writing=writing):
-            handed.append(batch.take())
-        elif not writing:
-            assert batch.size < WRITE_BATCH
-    handed.append(batch.take())
-    assert b"".join(b"".join(h) for h in handed) == b"".join(pieces)
-    assert max(sum(map(len, h)) for h in handed) <= WRITE_BATCH_MAX
-
-
 def test_big_patch_lands_every_byte_once_in_order(guwah_server):
-    """One fast PATCH of 13 MiB and an odd tail over a real socket: the server hands it to its
-    writing thread in batches that grow while the thread is busy (app/web/routers/uploads.py);
-    what is stored is exactly what was sent."""
+    """One fast PATCH of 13 MiB and an odd tail over a real socket: the server's writing thread
+    takes the pieces as they arrive (app/web/write_behind.py); what is stored is exactly what
+    was sent."""
     import httpx
 
     data = os.urandom(13 * 1024 * 1024 + 12_345)

@@ -18,7 +18,8 @@ is refused (wait-die): its bytes are released and the older ones finish.  Free d
 not come back by waiting: a chunk that would cut into ``min_free_bytes`` is refused at once.
 
 All methods are called from the event loop thread (the lock also guards the resync that the
-housekeeping task runs there).
+housekeeping task runs there), except ``landed``, which only takes the lock: a PATCH's writing
+thread reports each piece it wrote.
 """
 
 from __future__ import annotations

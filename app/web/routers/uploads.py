@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
+from functools import partial
 
 import anyio
 import anyio.to_thread
-from anyio.abc import TaskGroup
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
@@ -42,11 +42,7 @@ from ..uploads import (
     parse_metadata,
     refuse,
 )
-
-# Received bytes handed to the writing thread at once (see _Batch): WRITE_BATCH, or up to
-# WRITE_BATCH_MAX while the last batch is still in flight.
-WRITE_BATCH = 1024 * 1024
-WRITE_BATCH_MAX = 4 * WRITE_BATCH
+from ..write_behind import WriteBehind
 
 router = APIRouter()
 
@@ -188,10 +184,10 @@ async def tus_patch(request: Request, upload_id: str, web: WebDep) -> Response:
     """Append the body at ``Upload-Offset``; 204 with the new offset once it is on disk.
 
     No slot is held while the client is quiet: each received piece is charged to the budget
-    and written by a worker thread taken for that piece only (``WRITE_THREADS`` at once,
-    waited for, never refused).  A body that stalls is cut off after what arrived was
-    written; that prefix stays (it is charged to the budget, and the client resumes from the
-    offset HEAD reports).
+    and written by a worker thread taken only while received bytes wait to be written
+    (app/web/write_behind.py; ``WRITE_THREADS`` at once, waited for, never refused).  A body
+    that stalls is cut off after what arrived was written; that prefix stays (it is charged
+    to the budget, and the client resumes from the offset HEAD reports).
     """
     if (bad := _precheck(web, request)) is not None:
         return bad
@@ -240,8 +236,9 @@ async def _receive_into(web: Web, request: Request, appender: UploadAppender, ti
     this offset); a refusal (too long, budget, disk) keeps nothing of this PATCH.
     """
     async with anyio.create_task_group() as tg:  # ends only once no write is running
-        failure = await _pump(web, request, _WriteBehind(tg, web, appender, ticket), ticket,
-                              upload_id)
+        writer = WriteBehind(tg, appender.write, partial(web.budget.landed, ticket),
+                             web.write_limiter)
+        failure = await _pump(web, request, writer, ticket, upload_id)
     try:
         if failure is not None:
             raise failure
@@ -259,111 +256,20 @@ async def _receive_into(web: Web, request: Request, appender: UploadAppender, ti
     return None
 
 
-async def _pump(web: Web, request: Request, writer: _WriteBehind, ticket: Ticket,
+async def _pump(web: Web, request: Request, writer: WriteBehind, ticket: Ticket,
                 upload_id: str) -> Exception | None:
-    """Charge and hand each received MiB to ``writer``; the failure, returned (not raised,
-    so that the task group does not wrap it)."""
-    batch = _Batch()
+    """Charge each received piece and hand it to ``writer``; the failure, returned (not
+    raised, so that the task group does not wrap it)."""
     try:
         async for piece in _arrived(web, request):
             await web.budget.take(ticket, len(piece), web.settings.budget_wait_seconds)
             web.ledger.fed(upload_id)
-            if not batch.fits(len(piece)):
-                await writer.put(batch.take())
-            batch.add(piece)
-            if batch.ready(writing=writer.writing):
-                await writer.put(batch.take())
-        if batch.size:  # also after a disconnect or a stall: what arrived is kept
-            await writer.put(batch.take())
-        await writer.drain()
+            await writer.put(piece)
+        await writer.drain()  # also after a disconnect or a stall: what arrived is kept
     except Exception as exc:
+        writer.abandon()  # refused: nothing more of this PATCH is written
         return exc
     return None
-
-
-class _Batch:
-    """Received pieces gathered for one hand-off to the writing thread.
-
-    Why batches and not each piece: a piece is often 64 KiB, and each thread hand-off wakes
-    the event loop and a thread. A batch is handed over at ``WRITE_BATCH``; while the
-    previous batch is still in flight (written, or waiting for a thread) it grows up to
-    ``WRITE_BATCH_MAX`` instead, so a client faster than the disk waits for fewer hand-offs
-    (each cost about 0.8 ms of waiting for the event loop and the GIL: a 2 GiB tus ingest
-    took 4.4-4.5 s with 1 MiB batches and 2.8-3.0 s with batches growing to 4 MiB, in
-    alternating runs; growing to 2 MiB gained nothing measurable). A batch never passes
-    ``WRITE_BATCH_MAX``, so a PATCH holds at most two (one being written): 8 MiB, where fixed
-    batches held up to about 4 MiB. Only a client that sends faster than the disk writes, or
-    a disk that stalls, gets there.
-    """
-
-    def __init__(self) -> None:
-        self.pieces: list[bytes] = []
-        self.size = 0
-
-    def fits(self, length: int) -> bool:
-        """Whether a piece of ``length`` bytes joins this batch (an empty batch takes any)."""
-        return not self.pieces or self.size + length <= WRITE_BATCH_MAX
-
-    def add(self, piece: bytes) -> None:
-        self.pieces.append(piece)
-        self.size += len(piece)
-
-    def ready(self, *, writing: bool) -> bool:
-        """Whether to hand the batch over now (``writing``: the last batch is in flight)."""
-        return self.size >= (WRITE_BATCH_MAX if writing else WRITE_BATCH)
-
-    def take(self) -> list[bytes]:
-        pieces, self.pieces, self.size = self.pieces, [], 0
-        return pieces
-
-
-class _WriteBehind:
-    """Writes each received batch on a worker thread while the next one is received.
-
-    Why not await each write before reading on: then the socket and the disk take turns
-    and a PATCH costs the sum of both. One write in flight overlaps them and keeps the bytes
-    in order. A failed write is raised by the next ``put`` or by ``drain``.
-    """
-
-    def __init__(self, tg: TaskGroup, web: Web, appender: UploadAppender,
-                 ticket: Ticket) -> None:
-        self._tg = tg
-        self._web = web
-        self._appender = appender
-        self._ticket = ticket
-        self._idle = anyio.Event()
-        self._idle.set()
-        self._error: Exception | None = None
-
-    @property
-    def writing(self) -> bool:
-        """A batch is in flight (being written, or waiting for a thread to write it)."""
-        return not self._idle.is_set()
-
-    async def put(self, batch: list[bytes]) -> None:
-        await self.drain()
-        self._idle = anyio.Event()
-        self._tg.start_soon(self._write, batch)
-
-    async def drain(self) -> None:
-        """Wait for the write in flight; raise its failure."""
-        await self._idle.wait()
-        if self._error is not None:
-            raise self._error
-
-    async def _write(self, batch: list[bytes]) -> None:
-        try:
-            await anyio.to_thread.run_sync(self._append, batch, limiter=self._web.write_limiter)
-            self._web.budget.landed(self._ticket, sum(map(len, batch)))
-        except Exception as exc:
-            self._error = exc
-        finally:
-            self._idle.set()
-
-    def _append(self, batch: list[bytes]) -> None:
-        """On the worker thread: each piece in turn (no join: the writer copies them anyway)."""
-        for piece in batch:
-            self._appender.write(piece)
 
 
 async def _arrived(web: Web, request: Request) -> AsyncIterator[bytes]:
