@@ -1,15 +1,21 @@
-"""Benchmark: JavaScript-off sealing, this checkout against another one, in alternating pairs.
+"""Benchmark: this checkout against another one, in alternating pairs (sealing or ingest).
 
 Two ``guwah serve`` run side by side, one on this checkout's code and one on ``--against``'s
 (a ``git worktree`` of another commit: its ``app`` package comes first on ``PYTHONPATH``), each
-with its own store. The same file is uploaded to each in turn, ``--pairs`` times, the order
-flipping every pair. Why this and not two runs of ``bench_sealing.py``: on a shared VM the
-machine's speed moves by tens of percent within minutes, more than most changes are worth;
-alternating puts the good and bad minutes on both sides. Both stores are made by this
-checkout's code, so the two commits must share a store schema. Not a test: nothing is asserted.
+with its own store. The same job runs on each in turn, ``--pairs`` times, the order flipping
+every pair:
+
+* ``sealing``: a JavaScript-off ``POST /submit`` of a ``--mib`` file (``bench_sealing.py``);
+* ``ingest``: a tus upload of an age file of ``--mib`` MiB in 8 MiB ``PATCH``\\ es, then its
+  termination (``bench_ingest.py``).
+
+Why this and not two runs of the single benchmark: on a shared VM the machine's speed moves by
+tens of percent within minutes, more than most changes are worth; alternating puts the good
+and bad minutes on both sides. Both stores are made by this checkout's code, so the two commits
+must share a store schema. Not a test: nothing is asserted.
 
     git worktree add /tmp/before HEAD~1
-    .venv/bin/python bench/bench_sealing_ab.py --against /tmp/before [--pairs 10] [--mib 256]
+    .venv/bin/python bench/bench_ab.py --against /tmp/before [--job ingest] [--pairs 10] [--mib N]
 """
 
 from __future__ import annotations
@@ -19,16 +25,63 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
+from bench_ingest import TusClient, make_age_file, make_store
 from bench_sealing import OK, make_files, setup, upload
 from guwah_server import form_token, guwah_serve
+
+MiB = 1024 * 1024
+PATCH_MIB = 8  # what the browser sends per PATCH (app/web/js/upload-client.js)
+
+Run = Callable[[int], None]  # one timed job against the server on this port
+Job = tuple[Callable[[Path], Path], Run, dict[str, str]]  # store maker, job, server settings
+
+
+def sealing(work: Path, mib: int) -> Job:
+    """A store maker, and one JavaScript-off upload of the same ``mib`` MiB file."""
+    big, _small = make_files(work, mib)
+
+    def make(home: Path) -> Path:
+        return setup(home)[0]
+
+    def run(port: int) -> None:
+        upload(port, big, form_token(f"http://127.0.0.1:{port}"), OK)
+
+    return make, run, {}
+
+
+def ingest(work: Path, mib: int) -> Job:
+    """A store maker, and one tus upload of the same age file, terminated afterwards."""
+    source, recipients = work / "source.age", []
+
+    def make(home: Path) -> Path:
+        data = home / "data"
+        data.mkdir(mode=0o700)
+        recipients.append(make_store(data).recipient())
+        if not source.exists():  # the commit is not timed: one desk's key will do for both
+            make_age_file(source, mib, recipients[0])
+        return data
+
+    def run(port: int) -> None:
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=url, timeout=600) as client:
+            tus = TusClient(client, port, form_token(url), PATCH_MIB * MiB)
+            tus.delete(tus.upload(source, "file-1"))
+
+    return make, run, {"GUWAH_MAX_FILE_BYTES": str(8 * 1024 * MiB)}
+
+
+JOBS = {"sealing": sealing, "ingest": ingest}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--against", type=Path, required=True, help="the other checkout")
+    parser.add_argument("--job", choices=sorted(JOBS), default="sealing")
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--mib", type=int, default=256)
     args = parser.parse_args()
@@ -37,23 +90,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as servers:
         work = Path(tmp)
         os.chmod(work, 0o700)
-        big, _small = make_files(work, args.mib)
+        make, run, settings = JOBS[args.job](work, args.mib)
         ports = {}
         for side, pythonpath in (("this", None), ("against", str(args.against.resolve()))):
             home = work / side
             home.mkdir(mode=0o700)
-            data, _recipient, _identity = setup(home)
+            data = make(home)
             (home / "tmp").mkdir(mode=0o700)
-            env = {"PYTHONPATH": pythonpath} if pythonpath else {}
+            env = dict(settings)
+            if pythonpath:
+                env["PYTHONPATH"] = pythonpath
             _proc, ports[side] = servers.enter_context(guwah_serve(data, home / "tmp", **env))
-            url = f"http://127.0.0.1:{ports[side]}"
-            upload(ports[side], big, form_token(url), OK)  # warm up
+            run(ports[side])  # warm up
         walls: dict[str, list[float]] = {"this": [], "against": []}
         for pair in range(args.pairs):
             for side in ("this", "against") if pair % 2 == 0 else ("against", "this"):
-                token = form_token(f"http://127.0.0.1:{ports[side]}")
                 start = time.perf_counter()
-                upload(ports[side], big, token, OK)
+                run(ports[side])
                 walls[side].append(time.perf_counter() - start)
     for side, times in walls.items():
         print(f"{side:8s} best {min(times):.3f} s, median {statistics.median(times):.3f} s "
