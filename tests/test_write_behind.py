@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 
 from app.web.write_behind import WRITE_AHEAD_MAX, WRITE_START, WriteAbandoned, WriteBehind
@@ -27,12 +28,10 @@ class SlowFile:
         self.delay = delay
         self.fail_at = fail_at  # the write that raises, counted from 0
         self.writes = 0
-        self.threads: set[int] = set()
         self.written = 0
         self.lock = threading.Lock()
 
     def write(self, piece: bytes) -> None:
-        self.threads.add(threading.get_ident())
         assert threading.current_thread() is not threading.main_thread()
         if self.fail_at is not None and self.writes == self.fail_at:
             raise OSError(28, "No space left on device")
@@ -48,8 +47,13 @@ class SlowFile:
         os.close(self.fd)
 
 
-def run(main) -> None:  # type: ignore[no-untyped-def]
-    anyio.run(main)
+def writer_for(tg: anyio.abc.TaskGroup, disk: SlowFile, threads: int = 1) -> WriteBehind:
+    return WriteBehind(tg, disk.write, disk.landed, anyio.CapacityLimiter(threads))
+
+
+async def put_all(writer: WriteBehind, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        await writer.put(piece)
 
 
 def test_every_byte_once_in_order_and_memory_bounded(tmp_path: Path) -> None:
@@ -71,7 +75,7 @@ def test_every_byte_once_in_order_and_memory_bounded(tmp_path: Path) -> None:
             await writer.drain()
             assert limiter.borrowed_tokens == 0  # no thread is kept after the drain
 
-    run(main)
+    anyio.run(main)
     disk.close()
     assert (tmp_path / "upload").read_bytes() == b"".join(pieces)
     assert disk.written == sum(map(len, pieces))
@@ -101,7 +105,7 @@ def test_a_quiet_client_holds_no_thread(tmp_path: Path) -> None:
             await writer.put(b"z")
             await writer.drain()
 
-    run(main)
+    anyio.run(main)
     disk.close()
     assert (tmp_path / "upload").read_bytes() == b"x" * (WRITE_START - 1) + b"yz"
 
@@ -112,15 +116,14 @@ def test_a_failed_write_is_raised_and_nothing_after_it_is_written(tmp_path: Path
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            writer = WriteBehind(tg, disk.write, disk.landed, anyio.CapacityLimiter(1))
+            writer = writer_for(tg, disk)
             with pytest.raises(OSError, match="No space left"):
-                for piece in pieces:
-                    await writer.put(piece)
+                await put_all(writer, pieces)
                 await writer.drain()
             with pytest.raises(OSError):  # it stays failed
                 await writer.put(b"more")
 
-    run(main)
+    anyio.run(main)
     disk.close()
     assert (tmp_path / "upload").read_bytes() == b"".join(pieces[:3])
     assert disk.written == 3 * MiB
@@ -133,14 +136,12 @@ def test_abandon_writes_nothing_more(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            writer = WriteBehind(tg, disk.write, disk.landed, anyio.CapacityLimiter(1))
-            for piece in pieces:
-                await writer.put(piece)
+            await put_all(writer := writer_for(tg, disk), pieces)
             writer.abandon()
             with pytest.raises(WriteAbandoned):
                 await writer.drain()
 
-    run(main)
+    anyio.run(main)
     disk.close()
     stored = (tmp_path / "upload").read_bytes()
     assert len(stored) < len(pieces) * MiB
@@ -156,7 +157,7 @@ def test_one_thread_follows_a_fast_sender(tmp_path: Path) -> None:
     async def main() -> None:
         nonlocal runs
         async with anyio.create_task_group() as tg:
-            writer = WriteBehind(tg, disk.write, disk.landed, anyio.CapacityLimiter(1))
+            writer = writer_for(tg, disk)
             start = writer._start
 
             def counted() -> None:
@@ -170,7 +171,7 @@ def test_one_thread_follows_a_fast_sender(tmp_path: Path) -> None:
                 await anyio.sleep(0.0005)  # the sender is faster than the disk
             await writer.drain()
 
-    run(main)
+    anyio.run(main)
     disk.close()
     assert disk.written == 40 * 256 * 1024
     assert runs <= 2, runs
