@@ -1,6 +1,7 @@
 """The write-behind of a tus PATCH (app/web/write_behind.py), on a real event loop, real
 worker threads and a real file: every byte once and in order, bounded memory, no thread held
-by a quiet client, and nothing written after a failure or a refusal."""
+by a quiet client, turns between requests, and nothing written after a failure, a refusal or
+a cancellation. Every test fails (rather than hangs) after 30 s."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -17,70 +19,95 @@ import pytest
 from app.web.write_behind import WRITE_AHEAD_MAX, WRITE_START, WriteAbandoned, WriteBehind
 
 MiB = 1024 * 1024
+LIMIT = 30  # seconds a test may take
 
 
 class SlowFile:
     """Appends to a real file; each write takes at least ``delay`` seconds (a slow disk).
-    Records the most bytes the writer ever held: queued, plus the piece being written."""
+
+    Records, on the writing thread, the most bytes its writer ever held (queued plus the piece
+    being written), when each write ended, and fails the write numbered ``fail_at``."""
 
     def __init__(self, path: Path, delay: float = 0.0, fail_at: int | None = None) -> None:
+        self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.delay = delay
-        self.fail_at = fail_at  # the write that raises, counted from 0
-        self.writes = 0
-        self.written = 0
+        self.fail_at = fail_at
+        self.writes = 0  # writes started
+        self.written = 0  # bytes reported by the writer as written
+        self.ended: list[float] = []
+        self.peak = 0
+        self.writer: WriteBehind | None = None
         self.lock = threading.Lock()
 
     def write(self, piece: bytes) -> None:
         assert threading.current_thread() is not threading.main_thread()
+        if self.writer is not None:
+            self.peak = max(self.peak, self.writer.ahead)
         if self.fail_at is not None and self.writes == self.fail_at:
             raise OSError(28, "No space left on device")
         self.writes += 1
         time.sleep(self.delay)
         os.write(self.fd, piece)
+        self.ended.append(time.monotonic())
 
     def landed(self, n: int) -> None:
         with self.lock:
             self.written += n
 
-    def close(self) -> None:
+    def stored(self) -> bytes:
         os.close(self.fd)
+        return self.path.read_bytes()
 
 
-def writer_for(tg: anyio.abc.TaskGroup, disk: SlowFile, threads: int = 1) -> WriteBehind:
-    return WriteBehind(tg, disk.write, disk.landed, anyio.CapacityLimiter(threads))
+def writer_for(tg: anyio.abc.TaskGroup, disk: SlowFile,
+               limiter: anyio.CapacityLimiter | None = None) -> WriteBehind:
+    disk.writer = WriteBehind(tg, disk.write, disk.landed, limiter or anyio.CapacityLimiter(1))
+    return disk.writer
 
 
-async def put_all(writer: WriteBehind, pieces: list[bytes]) -> None:
+async def put_all(writer: WriteBehind, pieces: list[bytes], pause: float = 0.0) -> None:
     for piece in pieces:
         await writer.put(piece)
+        if pause:
+            await anyio.sleep(pause)
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Wait for ``check()`` (polled), at most LIMIT seconds."""
+    with anyio.fail_after(LIMIT):
+        while not check():
+            await anyio.sleep(0.005)
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    async def bounded() -> None:
+        with anyio.fail_after(LIMIT):
+            await main()
+
+    anyio.run(bounded)
 
 
 def test_every_byte_once_in_order_and_memory_bounded(tmp_path: Path) -> None:
     """Pieces of many sizes, a disk slower than the sender: the file holds exactly what was
-    put, and the writer never held more than WRITE_AHEAD_MAX plus the piece just put."""
+    put, and the writer never held more than WRITE_AHEAD_MAX."""
     rng = random.Random(11)
     pieces = [rng.randbytes(rng.choice([1, 4095, 65536, 300_000, MiB, 2 * MiB]))
               for _ in range(120)]
     disk = SlowFile(tmp_path / "upload", delay=0.001)
-    held: list[int] = []
 
     async def main() -> None:
         limiter = anyio.CapacityLimiter(2)
         async with anyio.create_task_group() as tg:
-            writer = WriteBehind(tg, disk.write, disk.landed, limiter)
-            for piece in pieces:
-                await writer.put(piece)
-                held.append(writer.ahead)
+            writer = writer_for(tg, disk, limiter)
+            await put_all(writer, pieces)
             await writer.drain()
             assert limiter.borrowed_tokens == 0  # no thread is kept after the drain
 
-    anyio.run(main)
-    disk.close()
-    assert (tmp_path / "upload").read_bytes() == b"".join(pieces)
+    run(main)
+    assert disk.stored() == b"".join(pieces)
     assert disk.written == sum(map(len, pieces))
-    assert max(held) < WRITE_AHEAD_MAX  # put returns only once there is room again
-    assert max(held) > WRITE_AHEAD_MAX // 2  # the disk was slower: the bound was what held
+    assert WRITE_AHEAD_MAX // 2 < disk.peak <= WRITE_AHEAD_MAX  # the bound held, and was reached
 
 
 def test_a_quiet_client_holds_no_thread(tmp_path: Path) -> None:
@@ -91,23 +118,18 @@ def test_a_quiet_client_holds_no_thread(tmp_path: Path) -> None:
     async def main() -> None:
         limiter = anyio.CapacityLimiter(1)
         async with anyio.create_task_group() as tg:
-            writer = WriteBehind(tg, disk.write, disk.landed, limiter)
+            writer = writer_for(tg, disk, limiter)
             await writer.put(b"x" * (WRITE_START - 1))
             await anyio.sleep(0.05)
             assert limiter.borrowed_tokens == 0 and disk.writes == 0
             await writer.put(b"y")  # WRITE_START reached: a thread writes both pieces
-            deadline = time.monotonic() + 10
-            while disk.written < WRITE_START and time.monotonic() < deadline:
-                await anyio.sleep(0.01)
-            await anyio.sleep(0.05)
-            assert disk.written == WRITE_START
-            assert limiter.borrowed_tokens == 0  # quiet now: the thread went back
-            await writer.put(b"z")
+            await until(lambda: disk.written == WRITE_START and limiter.borrowed_tokens == 0)
+            await writer.put(b"z")  # quiet meanwhile: the thread went back, none is taken
+            assert limiter.borrowed_tokens == 0
             await writer.drain()
 
-    anyio.run(main)
-    disk.close()
-    assert (tmp_path / "upload").read_bytes() == b"x" * (WRITE_START - 1) + b"yz"
+    run(main)
+    assert disk.stored() == b"x" * (WRITE_START - 1) + b"yz"
 
 
 def test_a_failed_write_is_raised_and_nothing_after_it_is_written(tmp_path: Path) -> None:
@@ -123,35 +145,58 @@ def test_a_failed_write_is_raised_and_nothing_after_it_is_written(tmp_path: Path
             with pytest.raises(OSError):  # it stays failed
                 await writer.put(b"more")
 
-    anyio.run(main)
-    disk.close()
-    assert (tmp_path / "upload").read_bytes() == b"".join(pieces[:3])
+    run(main)
+    assert disk.stored() == b"".join(pieces[:3])
     assert disk.written == 3 * MiB
 
 
-def test_abandon_writes_nothing_more(tmp_path: Path) -> None:
-    """A refusal while pieces wait: the one being written finishes, the rest never lands."""
-    disk = SlowFile(tmp_path / "upload", delay=0.05)
+def test_abandon_stops_after_the_write_in_progress(tmp_path: Path) -> None:
+    """A refusal while a write runs and pieces wait: that write finishes before the task
+    group ends (the caller rolls back only then), and nothing queued is written after it."""
+    disk = SlowFile(tmp_path / "upload", delay=0.1)
     pieces = [bytes([i]) * MiB for i in range(6)]
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            await put_all(writer := writer_for(tg, disk), pieces)
+            writer = writer_for(tg, disk)
+            await put_all(writer, pieces)
+            await until(lambda: disk.writes == 1)  # the first write is under way
             writer.abandon()
             with pytest.raises(WriteAbandoned):
                 await writer.drain()
+        assert disk.writes == 1 and disk.written == MiB  # ended with the group, not after
+        await anyio.sleep(0.3)
+        assert disk.writes == 1
 
-    anyio.run(main)
-    disk.close()
-    stored = (tmp_path / "upload").read_bytes()
-    assert len(stored) < len(pieces) * MiB
-    assert stored == b"".join(pieces)[: len(stored)]
+    run(main)
+    assert disk.stored() == pieces[0]
+
+
+def test_a_cancelled_request_writes_nothing_more(tmp_path: Path) -> None:
+    """The request's task is cancelled (the server stops) while a write runs and pieces wait:
+    the thread stops between two pieces, and the task group ends only once it has."""
+    disk = SlowFile(tmp_path / "upload", delay=0.1)
+    pieces = [bytes([i]) * MiB for i in range(6)]
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            writer = writer_for(tg, disk)
+            await put_all(writer, pieces)
+            await until(lambda: disk.writes == 1)
+            tg.cancel_scope.cancel()
+        writes = disk.writes
+        assert writes <= 2 and disk.written == writes * MiB
+        await anyio.sleep(0.3)
+        assert disk.writes == writes
+
+    run(main)
+    assert disk.stored() == b"".join(pieces)[: disk.written]
 
 
 def test_one_thread_follows_a_fast_sender(tmp_path: Path) -> None:
     """While the thread writes, the pieces put meanwhile are taken from the queue by the same
-    run: a steady sender is written by one thread hand-off, not one per batch."""
-    disk = SlowFile(tmp_path / "upload", delay=0.002)
+    run: a steady sender is written by one or two thread hand-offs, not one per batch."""
+    disk = SlowFile(tmp_path / "upload", delay=0.004)
     runs = 0
 
     async def main() -> None:
@@ -166,12 +211,63 @@ def test_one_thread_follows_a_fast_sender(tmp_path: Path) -> None:
                 start()
 
             writer._start = counted  # type: ignore[method-assign]
-            for i in range(40):
-                await writer.put(bytes([i]) * (256 * 1024))
-                await anyio.sleep(0.0005)  # the sender is faster than the disk
+            await put_all(writer, [bytes([i]) * (256 * 1024) for i in range(24)], pause=0.0005)
             await writer.drain()
 
-    anyio.run(main)
-    disk.close()
-    assert disk.written == 40 * 256 * 1024
-    assert runs <= 2, runs
+    run(main)
+    assert disk.written == 24 * 256 * 1024
+    assert runs <= 3, runs
+
+
+def test_a_fast_sender_takes_turns_with_others(tmp_path: Path) -> None:
+    """One thread for two requests: one whose sender keeps 8 MiB waiting for 40 MiB, and one
+    of 2 MiB that arrives after it. The small one is written before the big one ends: the big
+    one's thread goes back after each WRITE_AHEAD_MAX bytes and waits in line."""
+    big = SlowFile(tmp_path / "big", delay=0.004)
+    small = SlowFile(tmp_path / "small", delay=0.004)
+
+    async def main() -> None:
+        limiter = anyio.CapacityLimiter(1)
+        async with anyio.create_task_group() as tg:
+            big_writer = writer_for(tg, big, limiter)
+            small_writer = writer_for(tg, small, limiter)
+
+            async def big_body() -> None:
+                await put_all(big_writer, [b"B" * MiB for _ in range(40)])
+                await big_writer.drain()
+
+            tg.start_soon(big_body)
+            await until(lambda: big.writes >= 2)
+            await put_all(small_writer, [b"s" * MiB, b"s" * MiB])
+            await small_writer.drain()
+
+    run(main)
+    assert big.stored() == b"B" * 40 * MiB and small.stored() == b"s" * 2 * MiB
+    assert small.ended[-1] < big.ended[-1] - 0.05  # not after all of the big one
+
+
+def test_a_refusal_does_not_wait_for_a_thread(tmp_path: Path) -> None:
+    """All threads busy with another request: a refused request's turn stops waiting in line
+    at once, so its answer does not wait for the other request's writes."""
+    busy = SlowFile(tmp_path / "busy", delay=0.2)
+    refused = SlowFile(tmp_path / "refused")
+
+    async def main() -> None:
+        limiter = anyio.CapacityLimiter(1)
+        async with anyio.create_task_group() as tg:
+            busy_writer = writer_for(tg, busy, limiter)
+            await put_all(busy_writer, [b"b" * MiB for _ in range(5)])
+            await until(lambda: busy.writes == 1)
+            refused_writer = writer_for(tg, refused, limiter)
+            await refused_writer.put(b"r" * WRITE_START)
+            await anyio.sleep(0.05)  # its turn now waits in line for the thread
+            assert refused.writes == 0
+            started = time.monotonic()
+            refused_writer.abandon()
+            with pytest.raises(WriteAbandoned):
+                await refused_writer.drain()
+            assert time.monotonic() - started < 0.15  # not after busy's 1 s of writes
+            await busy_writer.drain()
+
+    run(main)
+    assert refused.stored() == b"" and busy.stored() == b"b" * 5 * MiB

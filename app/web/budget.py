@@ -161,6 +161,7 @@ class Budget:
                 return
             self._tickets.discard(ticket)
             self._unwritten -= ticket.unwritten
+            ticket.unwritten = 0  # a late landed() must not take it off twice
             self._stored += max(0, min(keep, ticket.held))
             self._notify_locked()
 

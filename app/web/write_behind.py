@@ -8,7 +8,9 @@ the two:
   taken (from the caller's limiter) and writes them, piece by piece, in order;
 * while that thread writes, it also takes each piece the event loop adds meanwhile, straight
   from the queue, with no round trip through the event loop; when it finds the queue empty it
-  goes back to the pool;
+  goes back to the pool, and after ``WRITE_AHEAD_MAX`` bytes it goes back too and the next
+  turn waits in line for a thread (so a client faster than the disk cannot keep one thread
+  from the other requests for its whole body);
 * ``drain`` writes what is left, waits for the thread and raises the first failed write.
 
 Why a thread only while there is something to write, and not one thread per request: a client
@@ -17,15 +19,17 @@ at most ``WRITE_START`` bytes of memory and nothing else.
 
 Why not hand the thread one batch at a time, each a thread hop, as this server did before:
 each finished batch went back to the event loop, and the next one then waited for a thread to
-wake. The disk sat idle through both hops: 1.2 ms of each 8 MiB ``PATCH``'s 10.7 ms, measured
+wake. The disk sat idle through both hops: 1.1 ms of each 8 MiB ``PATCH``'s 10 ms, measured
 with the disk the bottleneck (``bench/README.md``).
 
-Memory: at most ``WRITE_AHEAD_MAX`` received bytes wait or are being written; past that,
-``put`` waits for the thread (the socket is not read meanwhile, so TCP slows the sender).
+Memory: at most ``WRITE_AHEAD_MAX`` received bytes wait or are being written (a piece is
+queued only once there is room for it); while ``put`` waits, the socket is not read, so TCP
+slows the sender.
 
 After a failed write nothing more is written (the queue is dropped): where the bytes belong is
-unknown, and the caller rolls back. ``abandon`` drops the queue the same way, when the caller
-has refused the request for another reason.
+unknown, and the caller rolls back. ``abandon`` does the same when the caller has refused the
+request for another reason, or was cancelled; a cancelled task's thread also stops between two
+pieces by itself (``anyio.from_thread.check_cancelled``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from collections import deque
 from collections.abc import Callable
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 from anyio.abc import TaskGroup
 
@@ -69,6 +74,7 @@ class WriteBehind:
         self._running = False  # a thread is taken, or asked for, to write the queue
         self._error: Exception | None = None
         self._room: anyio.Event | None = None  # the event loop waits for the thread
+        self._waiting: anyio.CancelScope | None = None  # a turn waits for a thread
         self._idle = anyio.Event()  # the last thread's task has ended
         self._idle.set()
 
@@ -79,21 +85,24 @@ class WriteBehind:
             return self._queued + self._writing
 
     async def put(self, piece: bytes) -> None:
-        """Queue ``piece``; wait while ``WRITE_AHEAD_MAX`` bytes are ahead of the disk."""
-        with self._lock:
-            self._raise_locked()
-            self._queue.append(piece)
-            self._queued += len(piece)
-            start = self._queued >= WRITE_START and self._claim_locked()
-        if start:
-            self._start()
+        """Queue ``piece`` once there is room for it (``WRITE_AHEAD_MAX``); raise the first
+        failed write."""
         while True:
             with self._lock:
                 self._raise_locked()
-                if self._queued + self._writing < WRITE_AHEAD_MAX:
-                    return
+                ahead = self._queued + self._writing
+                if not ahead or ahead + len(piece) <= WRITE_AHEAD_MAX:
+                    self._queue.append(piece)
+                    self._queued += len(piece)
+                    start = self._queued >= WRITE_START and self._claim_locked()
+                    break
+                start = self._claim_locked()  # room comes only from a thread that writes
                 room = self._room = anyio.Event()
+            if start:
+                self._start()
             await room.wait()
+        if start:
+            self._start()
 
     async def drain(self) -> None:
         """Write everything queued; raise the first failed write."""
@@ -106,11 +115,15 @@ class WriteBehind:
             self._raise_locked()
 
     def abandon(self) -> None:
-        """Write nothing more (a running thread stops after its current piece)."""
+        """Write nothing more: a thread stops after its current piece, and a thread not yet
+        taken is not waited for."""
         with self._lock:
             if self._error is None:
                 self._error = WriteAbandoned("the request was refused")
             self._drop_locked()
+            waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.cancel()
 
     # ---------------------------------------------------------------- the event loop's side
 
@@ -126,11 +139,28 @@ class WriteBehind:
         self._tg.start_soon(self._run, done)
 
     async def _run(self, done: anyio.Event) -> None:
+        """Turns of writing, each on a thread taken from the limiter, until the queue is empty.
+
+        Why turns: a client faster than the disk keeps the queue full; one thread for its whole
+        body would keep other requests waiting for a thread that long. After each turn
+        (``WRITE_AHEAD_MAX`` bytes) the thread goes back and the next turn waits in line."""
         try:
-            await anyio.to_thread.run_sync(self._write_queue, limiter=self._limiter)
+            more = True
+            while more:
+                with anyio.CancelScope() as scope:  # abandon() cancels a wait for a thread
+                    with self._lock:
+                        failed = self._error is not None
+                        self._waiting = None if failed else scope
+                    if failed:
+                        scope.cancel()
+                    more = await anyio.to_thread.run_sync(self._write_turn,
+                                                          limiter=self._limiter)
+                if scope.cancelled_caught:  # any thread of this turn has ended: see abandon
+                    self._fail(WriteAbandoned("the request was refused"))
+                    return
         except Exception as exc:  # not from a write (those are kept by the thread)
             self._fail(exc)
-        except BaseException:  # cancelled, perhaps before a thread took the queue
+        except BaseException:  # cancelled: the thread, if one was taken, has stopped
             self._fail(WriteAbandoned("the request was cancelled"))
             raise
         finally:
@@ -142,27 +172,37 @@ class WriteBehind:
 
     # ---------------------------------------------------------------- the thread's side
 
-    def _write_queue(self) -> None:
-        """On the worker thread: write queued pieces until none is left, then let go."""
+    def _write_turn(self) -> bool:
+        """On the worker thread: write queued pieces, in order, for one turn; whether more
+        turns are needed (False: the queue is empty or a write failed, and the run is over)."""
+        with self._lock:
+            self._waiting = None  # taken: from here on abandon() stops it between pieces
+        turn = 0
         while True:
             with self._lock:
                 if not self._queue or self._error is not None:
                     self._running = False
                     self._wake_locked()
-                    return
+                    return False
+                if turn >= WRITE_AHEAD_MAX:
+                    return True  # still running: _run takes the next turn
                 piece = self._queue.popleft()
                 self._queued -= len(piece)
                 self._writing = len(piece)
             try:
+                anyio.from_thread.check_cancelled()  # the request was cancelled: stop here
                 self._write(piece)
             except Exception as exc:
                 self._fail(exc)
-                return
+                return False
+            except BaseException:
+                self._fail(WriteAbandoned("the request was cancelled"))
+                return False
             self._written(len(piece))
+            turn += len(piece)
             with self._lock:
                 self._writing = 0
-                if self._queued < WRITE_AHEAD_MAX:
-                    self._wake_locked()
+                self._wake_locked()
 
     def _fail(self, exc: Exception) -> None:
         """Keep the first failure; write nothing more; no thread runs from here on."""

@@ -269,6 +269,9 @@ async def _pump(web: Web, request: Request, writer: WriteBehind, ticket: Ticket,
     except Exception as exc:
         writer.abandon()  # refused: nothing more of this PATCH is written
         return exc
+    except BaseException:  # cancelled (the server stops): nor when no one will answer
+        writer.abandon()
+        raise
     return None
 
 
