@@ -269,7 +269,7 @@ async def _pump(web: Web, request: Request, writer: WriteBehind, ticket: Ticket,
     except Exception as exc:
         writer.abandon()  # refused: nothing more of this PATCH is written
         return exc
-    except BaseException:  # cancelled (the server stops): nor when no one will answer
+    except BaseException:  # cancelled (the server stops): nothing more is written either
         writer.abandon()
         raise
     return None
