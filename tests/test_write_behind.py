@@ -150,17 +150,25 @@ def test_a_failed_write_is_raised_and_nothing_after_it_is_written(tmp_path: Path
     assert disk.written == 3 * MiB
 
 
+SIX_PIECES = [bytes([i]) * MiB for i in range(6)]
+
+
+async def first_write_under_way(tg: anyio.abc.TaskGroup, disk: SlowFile) -> WriteBehind:
+    """A writer with SIX_PIECES queued, once its first write has started."""
+    writer = writer_for(tg, disk)
+    await put_all(writer, SIX_PIECES)
+    await until(lambda: disk.writes == 1)
+    return writer
+
+
 def test_abandon_stops_after_the_write_in_progress(tmp_path: Path) -> None:
     """A refusal while a write runs and pieces wait: that write finishes before the task
     group ends (the caller rolls back only then), and nothing queued is written after it."""
     disk = SlowFile(tmp_path / "upload", delay=0.1)
-    pieces = [bytes([i]) * MiB for i in range(6)]
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            writer = writer_for(tg, disk)
-            await put_all(writer, pieces)
-            await until(lambda: disk.writes == 1)  # the first write is under way
+            writer = await first_write_under_way(tg, disk)
             writer.abandon()
             with pytest.raises(WriteAbandoned):
                 await writer.drain()
@@ -169,20 +177,17 @@ def test_abandon_stops_after_the_write_in_progress(tmp_path: Path) -> None:
         assert disk.writes == 1
 
     run(main)
-    assert disk.stored() == pieces[0]
+    assert disk.stored() == SIX_PIECES[0]
 
 
 def test_a_cancelled_request_writes_nothing_more(tmp_path: Path) -> None:
     """The request's task is cancelled (the server stops) while a write runs and pieces wait:
     the thread stops between two pieces, and the task group ends only once it has."""
     disk = SlowFile(tmp_path / "upload", delay=0.1)
-    pieces = [bytes([i]) * MiB for i in range(6)]
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            writer = writer_for(tg, disk)
-            await put_all(writer, pieces)
-            await until(lambda: disk.writes == 1)
+            await first_write_under_way(tg, disk)
             tg.cancel_scope.cancel()
         writes = disk.writes
         assert writes <= 2 and disk.written == writes * MiB
@@ -190,7 +195,7 @@ def test_a_cancelled_request_writes_nothing_more(tmp_path: Path) -> None:
         assert disk.writes == writes
 
     run(main)
-    assert disk.stored() == b"".join(pieces)[: disk.written]
+    assert disk.stored() == b"".join(SIX_PIECES)[: disk.written]
 
 
 def test_one_thread_follows_a_fast_sender(tmp_path: Path) -> None:
