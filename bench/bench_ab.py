@@ -32,13 +32,19 @@ from pathlib import Path
 
 import httpx
 import psutil
-from bench_ingest import TusClient, make_age_file, make_store, patch_file
+from bench_ingest import (
+    MAX_FILE_BYTES,
+    PATCH_MIB,
+    TusClient,
+    make_age_file,
+    make_store,
+    patch_file,
+)
 from bench_sealing import OK, make_files, setup, upload
 from floors import cpu_seconds
 from guwah_server import form_token, guwah_serve
 
 MiB = 1024 * 1024
-PATCH_MIB = 8  # what the browser sends per PATCH (app/web/js/upload-client.js)
 
 Run = Callable[[int], float]  # one job against the server on this port: its timed seconds
 Job = tuple[Callable[[Path], Path], Run, dict[str, str]]  # store maker, job, server settings
@@ -62,14 +68,14 @@ def sealing(work: Path, mib: int) -> Job:
 
 def ingest(work: Path, mib: int) -> Job:
     """A store maker, and one tus upload of the same age file, terminated afterwards."""
-    source, recipients = work / "source.age", []
+    source = work / "source.age"
 
     def make(home: Path) -> Path:
         data = home / "data"
         data.mkdir(mode=0o700)
-        recipients.append(make_store(data).recipient())
+        identity = make_store(data)
         if not source.exists():  # the commit is not timed: one desk's key will do for both
-            make_age_file(source, mib, recipients[0])
+            make_age_file(source, mib, identity.recipient())
         return data
 
     def run(port: int) -> float:
@@ -83,7 +89,7 @@ def ingest(work: Path, mib: int) -> Job:
             tus.delete(location)
         return took
 
-    return make, run, {"GUWAH_MAX_FILE_BYTES": str(8 * 1024 * MiB)}
+    return make, run, {"GUWAH_MAX_FILE_BYTES": str(MAX_FILE_BYTES)}
 
 
 JOBS = {"sealing": sealing, "ingest": ingest}

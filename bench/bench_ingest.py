@@ -50,6 +50,8 @@ sys.path.insert(0, str(ROOT))
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
 RSS_EVERY = 0.05  # seconds between samples of the server's resident set
+PATCH_MIB = 8  # what the browser sends per PATCH (app/web/js/upload-client.js)
+MAX_FILE_BYTES = 8 * 1024 * MiB  # the store's and the server's limit (--mib up to 8192)
 
 
 def make_age_file(path: Path, mib: int, recipient: object) -> int:
@@ -104,7 +106,7 @@ def make_store(data_dir: Path) -> X25519Identity:
     from app.store.schema import init_store
 
     identity = X25519Identity.generate()
-    with Store(load_settings(data_dir, max_file_bytes=8 * 1024 * MiB)) as st:
+    with Store(load_settings(data_dir, max_file_bytes=MAX_FILE_BYTES)) as st:
         init_store(st)
         st.add_desk("default")
         ed = secrets.token_bytes(32)
@@ -176,7 +178,7 @@ def rounds(args: argparse.Namespace, src: Path, data_dir: Path, tus: TusClient,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mib", type=int, default=2048)
-    ap.add_argument("--chunk-mib", type=int, default=8)
+    ap.add_argument("--chunk-mib", type=int, default=PATCH_MIB)
     ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp dir)")
     ap.add_argument("--repeat", type=int, default=2, help="rounds; the best of each part counts")
     args = ap.parse_args()
@@ -193,7 +195,7 @@ def main() -> None:
         print(f"making a {args.mib} MiB age file ...", flush=True)
         make_age_file(src, args.mib, identity.recipient())
         message.write_bytes(encrypt(b" " * 256, [identity.recipient()]))
-        limit = str(8 * 1024 * MiB)
+        limit = str(MAX_FILE_BYTES)
         with guwah_serve(data_dir, tmpdir, GUWAH_MAX_FILE_BYTES=limit) as (proc, port), \
                 floors.asgi_sink() as sink, \
                 httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
