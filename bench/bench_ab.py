@@ -9,7 +9,9 @@ every pair:
 * ``ingest``: a tus upload of an age file of ``--mib`` MiB in 8 MiB ``PATCH``\\ es, then its
   termination (``bench_ingest.py``); only the ``PATCH``\\ es are timed.
 
-Each side's time and its server's CPU time for the whole job (all its threads) are printed.
+Each side's time and its server's CPU time for the whole job (all its threads) are printed,
+and the ratio of each pair's two times (the steadier figure: a pair's two runs are seconds
+apart).
 Why this and not two runs of the single benchmark: on a shared VM the machine's speed moves by
 tens of percent within minutes, more than most changes are worth; alternating puts the good
 and bad minutes on both sides. Both stores are made by this checkout's code, so the two commits
@@ -134,6 +136,10 @@ def main() -> None:
     ratio = statistics.median(walls["this"]) / statistics.median(walls["against"])
     print(f"median time, this / against: {ratio:.2f}; server CPU: "
           f"{statistics.median(cpus['this']) / statistics.median(cpus['against']):.2f}")
+    # each pair ran back to back, so its ratio is free of the machine's slower minutes
+    pairs = [t / a for t, a in zip(walls["this"], walls["against"], strict=True)]
+    print(f"pair by pair, this / against: median {statistics.median(pairs):.2f}, "
+          f"{sum(r < 1 for r in pairs)} of {len(pairs)} pairs faster")
 
 
 if __name__ == "__main__":

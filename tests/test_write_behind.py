@@ -1,7 +1,7 @@
-"""The write-behind of a tus PATCH (app/web/write_behind.py), on a real event loop, real
-worker threads and a real file: every byte once and in order, bounded memory, no thread held
-by a quiet client, turns between requests, and nothing written after a failure, a refusal or
-a cancellation. Every test fails (rather than hangs) after 30 s."""
+"""The write-behind of a tus PATCH and of a JavaScript-off form (app/web/write_behind.py), on
+a real event loop, real worker threads and a real file: every byte once and in order, bounded
+memory, no thread held by a quiet client, turns between requests, and nothing written after a
+failure, a refusal or a cancellation. Every test fails (rather than hangs) after 30 s."""
 
 from __future__ import annotations
 
@@ -61,8 +61,10 @@ class SlowFile:
 
 
 def writer_for(tg: anyio.abc.TaskGroup, disk: SlowFile,
-               limiter: anyio.CapacityLimiter | None = None) -> WriteBehind:
-    disk.writer = WriteBehind(tg, disk.write, disk.landed, limiter or anyio.CapacityLimiter(1))
+               limiter: anyio.CapacityLimiter | None = None,
+               ahead_max: int = WRITE_AHEAD_MAX) -> WriteBehind:
+    disk.writer = WriteBehind(tg, disk.write, disk.landed, limiter or anyio.CapacityLimiter(1),
+                              ahead_max=ahead_max)
     return disk.writer
 
 
@@ -88,9 +90,10 @@ def run(main: Callable[[], Awaitable[None]]) -> None:
     anyio.run(bounded)
 
 
-def test_every_byte_once_in_order_and_memory_bounded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ahead_max", [WRITE_AHEAD_MAX, 2 * MiB])  # a PATCH's; a form's
+def test_every_byte_once_in_order_and_memory_bounded(tmp_path: Path, ahead_max: int) -> None:
     """Pieces of many sizes, a disk slower than the sender: the file holds exactly what was
-    put, and the writer never held more than WRITE_AHEAD_MAX."""
+    put, and the writer never held more than its bound."""
     rng = random.Random(11)
     pieces = [rng.randbytes(rng.choice([1, 4095, 65536, 300_000, MiB, 2 * MiB]))
               for _ in range(120)]
@@ -99,7 +102,7 @@ def test_every_byte_once_in_order_and_memory_bounded(tmp_path: Path) -> None:
     async def main() -> None:
         limiter = anyio.CapacityLimiter(2)
         async with anyio.create_task_group() as tg:
-            writer = writer_for(tg, disk, limiter)
+            writer = writer_for(tg, disk, limiter, ahead_max)
             await put_all(writer, pieces)
             await writer.drain()
             assert limiter.borrowed_tokens == 0  # no thread is kept after the drain
@@ -107,7 +110,7 @@ def test_every_byte_once_in_order_and_memory_bounded(tmp_path: Path) -> None:
     run(main)
     assert disk.stored() == b"".join(pieces)
     assert disk.written == sum(map(len, pieces))
-    assert WRITE_AHEAD_MAX // 2 < disk.peak <= WRITE_AHEAD_MAX  # the bound held, and was reached
+    assert ahead_max // 2 < disk.peak <= ahead_max  # the bound held, and was reached
 
 
 def test_a_quiet_client_holds_no_thread(tmp_path: Path) -> None:
@@ -227,7 +230,7 @@ def test_one_thread_follows_a_fast_sender(tmp_path: Path) -> None:
 def test_a_fast_sender_takes_turns_with_others(tmp_path: Path) -> None:
     """One thread for two requests: one whose sender keeps 8 MiB waiting for 40 MiB, and one
     of 2 MiB that arrives after it. The small one is written before the big one ends: the big
-    one's thread goes back after each WRITE_AHEAD_MAX bytes and waits in line."""
+    one's thread goes back after each TURN_BYTES and waits in line."""
     big = SlowFile(tmp_path / "big", delay=0.004)
     small = SlowFile(tmp_path / "small", delay=0.004)
 

@@ -2,16 +2,17 @@
 
 app/web/sealing.py parses and seals; this module brings it the body. Nothing is reserved from
 ``Content-Length``: each received piece is charged to the budget (app/web/budget.py) before it
-is sealed, and a sealing thread is taken only for a piece that has arrived (why: a connection
-that sends headers and then nothing must hold no thread and no budget).  A body that stalls is
-cut off (app/web/pacing.py).  A refusal after the form's own checks carries ``form``: the
-witness's text fields, from memory, so the route can answer with the form again (never
-written, never logged).
+is sealed, and a sealing thread is taken only once 1 MiB has arrived, or the body ended (why:
+a connection that sends headers and then nothing must hold no thread and no budget). A body
+that stalls is cut off (app/web/pacing.py). A refusal after the form's own checks carries
+``form``: the witness's text fields, from memory, so the route can answer with the form again
+(never written, never logged).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 import anyio
 import anyio.to_thread
@@ -26,10 +27,12 @@ from .forms import cross_site
 from .pacing import BodyStalled, paced_body
 from .sealing import MAX_BOUNDARY_BYTES, Limits, Receipt, Sealer
 from .state import Web
+from .write_behind import WriteBehind
 
-# received bytes handed to a sealing thread at a time: why 1 MiB and not smaller, each hand-off
-# wakes the event loop and a thread (at 128 KiB that was a fifth of the server's profile)
-FEED_CHUNK = 1024 * 1024
+# received bytes not yet sealed, at most, per request: as much as when each MiB was handed over
+# and awaited (a queue of 8 MiB, as a tus PATCH has, sealed 256 MiB only 5 % faster, and sealing
+# is the slower of the two: under load every fast sender's queue would be full)
+SEAL_AHEAD_MAX = 2 * 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024  # after a refusal, read at most this much more so the page shows
 SALVAGE_BYTES = 256 * 1024  # after a budget refusal, text read beyond the testimony's cap
 SALVAGE_SECONDS = 30
@@ -53,9 +56,9 @@ async def seal_request(web: Web, request: Request, *,
     ticket = web.budget.open()
     complete = False
     try:
-        await _feed(web, feeder, body, ticket)
+        await feeder.feed(body, ticket)
         complete = True
-        return await feeder.finish(ticket)
+        return await feeder.finish()
     except BodyStalled:  # the client went quiet: no drain, nothing kept, 408
         raise await _stalled(feeder) from None
     except BaseException as exc:
@@ -73,18 +76,6 @@ def largest_form(settings: Settings) -> int:
     """The largest body an acceptable form can have (every file full, every field full)."""
     return (settings.max_files * settings.max_file_bytes
             + 4 * (settings.max_text_chars + 20_000) + 1024 * 1024)
-
-
-async def _feed(web: Web, feeder: _Feeder, body: AsyncIterator[bytes], ticket: Ticket) -> None:
-    """Charge each received piece to the budget, then hand it to the sealer."""
-    async for chunk in body:
-        try:
-            await web.budget.take(ticket, len(chunk), web.settings.budget_wait_seconds)
-        except Refusal:
-            feeder.batch.append(chunk)  # never charged nor sealed: only its text is read
-            await feeder.salvage(body)
-            raise
-        await feeder.add(chunk, ticket)
 
 
 async def _stalled(feeder: _Feeder) -> Refusal:
@@ -134,7 +125,9 @@ def declared_length(request: Request) -> int:
 
 
 class _Feeder:
-    """Batches received pieces and hands them to the Sealer on a sealing thread."""
+    """Hands each received piece, charged to the budget, to the Sealer through a
+    :class:`WriteBehind`: one sealing thread parses and seals every piece that arrives while it
+    works, with no thread hop per piece, and the event loop goes on reading meanwhile."""
 
     def __init__(self, web: Web, boundary: bytes, *,
                  follow_up: Callable[[str], str] | None,
@@ -142,8 +135,7 @@ class _Feeder:
         self.web, self.boundary = web, boundary
         self.follow_up, self.ahead, self.oversize = follow_up, ahead, oversize
         self.sealer: Sealer | None = None
-        self.batch: list[bytes] = []  # received pieces, joined once when handed over
-        self.batched = 0
+        self.refused: bytes = b""  # the piece the budget refused: never charged nor sealed
         self.body_ended = False
 
     async def _sealer(self) -> Sealer:
@@ -165,32 +157,62 @@ class _Feeder:
             )
         return self.sealer
 
-    async def add(self, chunk: bytes, ticket: Ticket) -> None:
-        self.batch.append(chunk)
-        self.batched += len(chunk)
-        if self.batched >= FEED_CHUNK:
-            await self._flush(ticket)
+    async def feed(self, body: AsyncIterator[bytes], ticket: Ticket) -> None:
+        """Seal the whole body; raise the first refusal. After the budget refused a piece,
+        the text fields that follow are still read (``salvage``) before the refusal is
+        raised; after a stall, what arrived before it is parsed first."""
+        async with anyio.create_task_group() as tg:  # ends only once no piece is being sealed
+            writer = WriteBehind(tg, self._seal, partial(self.web.budget.landed, ticket),
+                                 self.web.seal_limiter, ahead_max=SEAL_AHEAD_MAX)
+            failure, refused = await self._pump(body, writer, ticket)
+        if failure is not None:
+            raise failure
+        if refused is not None:
+            await self.salvage(body)
+            raise refused
 
-    async def _flush(self, ticket: Ticket) -> None:
+    def _seal(self, piece: bytes) -> None:
+        assert self.sealer is not None  # made before the first piece is queued
+        self.sealer.feed(piece)
+
+    async def _pump(self, body: AsyncIterator[bytes], writer: WriteBehind, ticket: Ticket,
+                    ) -> tuple[Exception | None, Refusal | None]:
+        """Charge and queue each piece: (the failure, the budget's refusal), returned and not
+        raised, so that the task group does not wrap them."""
+        refused: Refusal | None = None
+        try:
+            try:
+                async for chunk in body:
+                    await self._sealer()
+                    try:
+                        await self.web.budget.take(ticket, len(chunk),
+                                                   self.web.settings.budget_wait_seconds)
+                    except Refusal as exc:
+                        self.refused, refused = chunk, exc
+                        break
+                    await writer.put(chunk)
+            except BodyStalled as exc:
+                await writer.drain()  # the text that arrived is kept for the 408's form
+                return exc, None
+            await writer.drain()
+        except Exception as exc:
+            writer.abandon()  # refused: nothing more of the body is sealed
+            return exc, None
+        except BaseException:  # cancelled: nothing more is sealed either
+            writer.abandon()
+            raise
+        return None, refused
+
+    async def finish(self) -> Receipt:
         sealer = await self._sealer()
-        piece = self.batch[0] if len(self.batch) == 1 else b"".join(self.batch)
-        self.batch, self.batched = [], 0
-        await anyio.to_thread.run_sync(sealer.feed, piece, limiter=self.web.seal_limiter)
-        self.web.budget.landed(ticket, len(piece))
-
-    async def finish(self, ticket: Ticket) -> Receipt:
-        if self.batch or self.sealer is None:
-            await self._flush(ticket)
-        assert self.sealer is not None
-        return await anyio.to_thread.run_sync(self.sealer.finish, limiter=self.web.seal_limiter)
+        return await anyio.to_thread.run_sync(sealer.finish, limiter=self.web.seal_limiter)
 
     async def salvage(self, rest: AsyncIterator[bytes] | None) -> None:
         """After a refusal from outside the Sealer (budget, stall): read the text fields still
         to come, at most ``SALVAGE_BYTES`` more, uncharged and never sealed, so the form can
         be shown again with the witness's words.  Files are skipped; nothing is stored."""
         sealer = await self._sealer()
-        pending = b"".join(self.batch)
-        self.batch, self.batched = [], 0
+        pending, self.refused = self.refused, b""
         more = await anyio.to_thread.run_sync(sealer.salvage, pending)
         if rest is None or not more:
             return
@@ -210,8 +232,9 @@ class _Feeder:
         return self.sealer.kept_form() if self.sealer is not None else {}
 
     async def abort(self, exc: BaseException) -> None:
-        """Roll the sealer back, even when the request is being cancelled."""
-        self.batch, self.batched = [], 0
+        """Roll the sealer back, even when the request is being cancelled (no piece is being
+        sealed any more: ``feed``'s task group has ended)."""
+        self.refused = b""
         if self.sealer is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.sealer.abort, exc)

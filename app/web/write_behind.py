@@ -1,14 +1,15 @@
-"""Write a request body to disk on a worker thread while the event loop receives the rest.
+"""Hand a request body to a worker thread while the event loop receives the rest.
 
-A tus ``PATCH`` is received by the event loop, a piece at a time, and its bytes are written by
-a worker thread (a write blocks; the event loop must not). :class:`WriteBehind` sits between
-the two:
+Two routes receive big bodies on the event loop and must do blocking work with every byte: a
+tus ``PATCH`` appends its pieces to the upload's file, and a JavaScript-off form is parsed and
+sealed (``app/web/sealing_request.py``). :class:`WriteBehind` sits between the event loop and
+that work (``write``, for both):
 
 * the event loop ``put``\\ s each received piece; once ``WRITE_START`` bytes wait, a thread is
   taken (from the caller's limiter) and writes them, piece by piece, in order;
 * while that thread writes, it also takes each piece the event loop adds meanwhile, straight
   from the queue, with no round trip through the event loop; when it finds the queue empty it
-  goes back to the pool, and after ``WRITE_AHEAD_MAX`` bytes it goes back too and the next
+  goes back to the pool, and after ``TURN_BYTES`` it goes back too and the next
   turn waits in line for a thread (so a client faster than the disk cannot keep one thread
   from the other requests for its whole body);
 * ``drain`` writes what is left, waits for the thread and raises the first failed write.
@@ -20,11 +21,13 @@ at most ``WRITE_START`` bytes of memory and nothing else.
 Why not hand the thread one batch at a time, each a thread hop, as this server did before:
 each finished batch went back to the event loop, and the next one then waited for a thread to
 wake. The disk sat idle through both hops: 1.1 ms of each 8 MiB ``PATCH``'s 10 ms, measured
-with the disk the bottleneck (``bench/README.md``).
+with the disk the bottleneck. A JavaScript-off form sealed 1 MiB per hop, and the event loop
+read nothing more of its body meanwhile: 256 MiB took 1.13 times as long as with this class
+(``bench/README.md`` has both).
 
-Memory: at most ``WRITE_AHEAD_MAX`` received bytes wait or are being written (a piece is
-queued only once there is room for it); while ``put`` waits, the socket is not read, so TCP
-slows the sender.
+Memory: at most ``ahead_max`` received bytes (``WRITE_AHEAD_MAX`` unless the caller asks for
+less) wait or are being written; a piece is queued only once there is room for it, and while
+``put`` waits the socket is not read, so TCP slows the sender.
 
 After a failed write nothing more is written (the queue is dropped): where the bytes belong is
 unknown, and the caller rolls back. ``abandon`` does the same when the caller has refused the
@@ -46,6 +49,7 @@ from anyio.abc import TaskGroup
 
 WRITE_START = 1024 * 1024  # bytes that wait before a thread is taken (or the body's end)
 WRITE_AHEAD_MAX = 8 * 1024 * 1024  # received bytes not yet written, at most, per request
+TURN_BYTES = 8 * 1024 * 1024  # written on one thread before it goes back to the pool
 
 
 class WriteAbandoned(Exception):
@@ -61,8 +65,10 @@ class WriteBehind:
     """
 
     def __init__(self, tg: TaskGroup, write: Callable[[bytes], None],
-                 written: Callable[[int], None], limiter: anyio.CapacityLimiter) -> None:
+                 written: Callable[[int], None], limiter: anyio.CapacityLimiter, *,
+                 ahead_max: int = WRITE_AHEAD_MAX) -> None:
         self._tg = tg
+        self._ahead_max = ahead_max
         self._write = write
         self._written = written
         self._limiter = limiter
@@ -85,13 +91,13 @@ class WriteBehind:
             return self._queued + self._writing
 
     async def put(self, piece: bytes) -> None:
-        """Queue ``piece`` once there is room for it (``WRITE_AHEAD_MAX``); raise the first
+        """Queue ``piece`` once there is room for it (``ahead_max``); raise the first
         failed write."""
         while True:
             with self._lock:
                 self._raise_locked()
                 ahead = self._queued + self._writing
-                if not ahead or ahead + len(piece) <= WRITE_AHEAD_MAX:
+                if not ahead or ahead + len(piece) <= self._ahead_max:
                     self._queue.append(piece)
                     self._queued += len(piece)
                     start = self._queued >= WRITE_START and self._claim_locked()
@@ -143,7 +149,7 @@ class WriteBehind:
 
         Why turns: a client faster than the disk keeps the queue full; one thread for its whole
         body would keep other requests waiting for a thread that long. After each turn
-        (``WRITE_AHEAD_MAX`` bytes) the thread goes back and the next turn waits in line."""
+        (``TURN_BYTES``) the thread goes back and the next turn waits in line."""
         try:
             more = True
             while more:
@@ -184,7 +190,7 @@ class WriteBehind:
                     self._running = False
                     self._wake_locked()
                     return False
-                if turn >= WRITE_AHEAD_MAX:
+                if turn >= TURN_BYTES:
                     return True  # still running: _run takes the next turn
                 piece = self._queue.popleft()
                 self._queued -= len(piece)
