@@ -22,7 +22,7 @@ Why not hand the thread one batch at a time, each a thread hop, as this server d
 each finished batch went back to the event loop, and the next one then waited for a thread to
 wake. The disk sat idle through both hops: 1.1 ms of each 8 MiB ``PATCH``'s 10 ms, measured
 with the disk the bottleneck. A JavaScript-off form sealed 1 MiB per hop, and the event loop
-read nothing more of its body meanwhile: 256 MiB took 1.13 times as long as with this class
+read nothing more of its body meanwhile: 256 MiB took about 7 % longer than through this class
 (``bench/README.md`` has both).
 
 Memory: at most ``ahead_max`` received bytes (``WRITE_AHEAD_MAX`` unless the caller asks for
