@@ -30,8 +30,8 @@ from .state import Web
 from .write_behind import WriteBehind
 
 # received bytes not yet sealed, at most, per request: as much as when each MiB was handed over
-# and awaited (a queue of 8 MiB, as a tus PATCH has, sealed 256 MiB only 5 % faster, and sealing
-# is the slower of the two: under load every fast sender's queue would be full)
+# and awaited (a queue of 8 MiB, as a tus PATCH has, sealed no faster, and sealing is the slower
+# of the two jobs: under load every fast sender's queue would be full)
 SEAL_AHEAD_MAX = 2 * 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024  # after a refusal, read at most this much more so the page shows
 SALVAGE_BYTES = 256 * 1024  # after a budget refusal, text read beyond the testimony's cap
