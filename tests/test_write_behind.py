@@ -16,7 +16,13 @@ import anyio
 import anyio.abc
 import pytest
 
-from app.web.write_behind import WRITE_AHEAD_MAX, WRITE_START, WriteAbandoned, WriteBehind
+from app.web.write_behind import (
+    TURN_BYTES,
+    WRITE_AHEAD_MAX,
+    WRITE_START,
+    WriteAbandoned,
+    WriteBehind,
+)
 
 MiB = 1024 * 1024
 LIMIT = 30  # seconds a test may take
@@ -166,13 +172,15 @@ async def first_write_under_way(tg: anyio.abc.TaskGroup, disk: SlowFile) -> Writ
 
 def test_abandon_stops_after_the_write_in_progress(tmp_path: Path) -> None:
     """A refusal while a write runs and pieces wait: that write finishes before the task
-    group ends (the caller rolls back only then), and nothing queued is written after it."""
+    group ends (the caller rolls back only then), nothing queued is written after it, and
+    the caller gets back exactly the pieces that were not written, in order."""
     disk = SlowFile(tmp_path / "upload", delay=0.1)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             writer = await first_write_under_way(tg, disk)
-            writer.abandon()
+            assert writer.abandon() == SIX_PIECES[1:]
+            assert writer.abandon() == []  # given back once
             with pytest.raises(WriteAbandoned):
                 await writer.drain()
         assert disk.writes == 1 and disk.written == MiB  # ended with the group, not after
@@ -225,6 +233,33 @@ def test_one_thread_follows_a_fast_sender(tmp_path: Path) -> None:
     run(main)
     assert disk.written == 24 * 256 * 1024
     assert runs <= 3, runs
+
+
+def test_a_turn_is_longer_than_the_queue(tmp_path: Path) -> None:
+    """A form's writer holds at most 2 MiB, yet its thread writes TURN_BYTES before it goes
+    back to the pool (turns bound fairness, not memory): 12 MiB from a sender that keeps the
+    queue full take two or three turns, not one per 2 MiB."""
+    disk = SlowFile(tmp_path / "upload", delay=0.01)
+    turns = 0
+
+    async def main() -> None:
+        nonlocal turns
+        async with anyio.create_task_group() as tg:
+            writer = writer_for(tg, disk, ahead_max=2 * MiB)
+            write_turn = writer._write_turn
+
+            def counted() -> bool:
+                nonlocal turns
+                turns += 1
+                return write_turn()
+
+            writer._write_turn = counted  # type: ignore[method-assign]
+            await put_all(writer, [bytes([i]) * MiB for i in range(12)])
+            await writer.drain()
+
+    run(main)
+    assert disk.written == 12 * MiB and TURN_BYTES == 8 * MiB
+    assert 2 <= turns <= 4, turns
 
 
 def test_a_fast_sender_takes_turns_with_others(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 app/web/sealing.py parses and seals; this module brings it the body. Nothing is reserved from
 ``Content-Length``: each received piece is charged to the budget (app/web/budget.py) before it
 is sealed, and a sealing thread is taken only once 1 MiB has arrived, or the body ended (why:
-a connection that sends headers and then nothing must hold no thread and no budget). A body
+a connection that sends headers and then nothing must hold no thread and no budget); after a
+refusal or a stall, what waits is only read for its text, on a thread taken for that. A body
 that stalls is cut off (app/web/pacing.py). A refusal after the form's own checks carries
 ``form``: the witness's text fields, from memory, so the route can answer with the form again
 (never written, never logged).
@@ -27,7 +28,7 @@ from .forms import cross_site
 from .pacing import BodyStalled, paced_body
 from .sealing import MAX_BOUNDARY_BYTES, Limits, Receipt, Sealer
 from .state import Web
-from .write_behind import WriteBehind
+from .write_behind import WriteAbandoned, WriteBehind
 
 # received bytes not yet sealed, at most, per request: as much as when each MiB was handed over
 # and awaited (a queue of 8 MiB, as a tus PATCH has, sealed no faster, and sealing is the slower
@@ -135,7 +136,7 @@ class _Feeder:
         self.web, self.boundary = web, boundary
         self.follow_up, self.ahead, self.oversize = follow_up, ahead, oversize
         self.sealer: Sealer | None = None
-        self.refused: bytes = b""  # the piece the budget refused: never charged nor sealed
+        self.unsealed: list[bytes] = []  # received, never sealed: read only for their text
         self.body_ended = False
 
     async def _sealer(self) -> Sealer:
@@ -158,9 +159,9 @@ class _Feeder:
         return self.sealer
 
     async def feed(self, body: AsyncIterator[bytes], ticket: Ticket) -> None:
-        """Seal the whole body; raise the first refusal. After the budget refused a piece,
-        the text fields that follow are still read (``salvage``) before the refusal is
-        raised; after a stall, what arrived before it is parsed first."""
+        """Seal the whole body; raise the first refusal. After the budget refused a piece or
+        the body stalled, what was received and not yet sealed is only read for its text
+        (``salvage``), as are the text fields that follow a budget refusal."""
         async with anyio.create_task_group() as tg:  # ends only once no piece is being sealed
             writer = WriteBehind(tg, self._seal, partial(self.web.budget.landed, ticket),
                                  self.web.seal_limiter, ahead_max=SEAL_AHEAD_MAX)
@@ -179,29 +180,47 @@ class _Feeder:
                     ) -> tuple[Exception | None, Refusal | None]:
         """Charge and queue each piece: (the failure, the budget's refusal), returned and not
         raised, so that the task group does not wrap them."""
-        refused: Refusal | None = None
         try:
-            try:
-                async for chunk in body:
-                    await self._sealer()
-                    try:
-                        await self.web.budget.take(ticket, len(chunk),
-                                                   self.web.settings.budget_wait_seconds)
-                    except Refusal as exc:
-                        self.refused, refused = chunk, exc
-                        break
-                    await writer.put(chunk)
-            except BodyStalled as exc:
-                await writer.drain()  # the text that arrived is kept for the 408's form
-                return exc, None
-            await writer.drain()
+            refused = await self._queue(body, writer, ticket)
+            if refused is None:
+                await writer.drain()
+                return None, None
+            cut_short: tuple[Exception | None, Refusal | None] = (None, refused)
+        except BodyStalled as exc:
+            cut_short = (exc, None)
         except Exception as exc:
             writer.abandon()  # refused: nothing more of the body is sealed
             return exc, None
         except BaseException:  # cancelled: nothing more is sealed either
             writer.abandon()
             raise
-        return None, refused
+        # the budget refused a piece, or the client went quiet: why not seal what waits, and
+        # answer after: that could run the form's checks, the KDF and staging writes first,
+        # and then a refusal of its own, where the witness must get the 429 or 408 at once
+        self.unsealed = writer.abandon() + self.unsealed
+        try:
+            await writer.drain()  # the piece being sealed is finished first
+        except WriteAbandoned:
+            return cut_short
+        except Exception as exc:  # sealing had failed before: that came first
+            self.unsealed = []
+            return exc, None
+        return cut_short
+
+    async def _queue(self, body: AsyncIterator[bytes], writer: WriteBehind,
+                     ticket: Ticket) -> Refusal | None:
+        """Charge each piece and queue it for sealing; the budget's refusal, if any (the
+        refused piece, never charged, is kept in ``unsealed``)."""
+        async for chunk in body:
+            await self._sealer()
+            try:
+                await self.web.budget.take(ticket, len(chunk),
+                                           self.web.settings.budget_wait_seconds)
+            except Refusal as exc:
+                self.unsealed = [chunk]
+                return exc
+            await writer.put(chunk)
+        return None
 
     async def finish(self) -> Receipt:
         sealer = await self._sealer()
@@ -212,7 +231,7 @@ class _Feeder:
         to come, at most ``SALVAGE_BYTES`` more, uncharged and never sealed, so the form can
         be shown again with the witness's words.  Files are skipped; nothing is stored."""
         sealer = await self._sealer()
-        pending, self.refused = self.refused, b""
+        pending, self.unsealed = b"".join(self.unsealed), []
         more = await anyio.to_thread.run_sync(sealer.salvage, pending)
         if rest is None or not more:
             return
@@ -234,7 +253,7 @@ class _Feeder:
     async def abort(self, exc: BaseException) -> None:
         """Roll the sealer back, even when the request is being cancelled (no piece is being
         sealed any more: ``feed``'s task group has ended)."""
-        self.refused = b""
+        self.unsealed = []
         if self.sealer is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.sealer.abort, exc)

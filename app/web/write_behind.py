@@ -120,16 +120,19 @@ class WriteBehind:
         with self._lock:
             self._raise_locked()
 
-    def abandon(self) -> None:
+    def abandon(self) -> list[bytes]:
         """Write nothing more: a thread stops after its current piece, and a thread not yet
-        taken is not waited for."""
+        taken is not waited for. Returns the queued pieces, in order: none of them was or
+        will be written (a refused form's text is still read from them)."""
         with self._lock:
             if self._error is None:
                 self._error = WriteAbandoned("the request was refused")
+            dropped = list(self._queue)
             self._drop_locked()
             waiting, self._waiting = self._waiting, None
         if waiting is not None:
             waiting.cancel()
+        return dropped
 
     # ---------------------------------------------------------------- the event loop's side
 
