@@ -5,6 +5,7 @@ failure, a refusal or a cancellation. Every test fails (rather than hangs) after
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import threading
@@ -189,6 +190,30 @@ def test_abandon_stops_after_the_write_in_progress(tmp_path: Path) -> None:
 
     run(main)
     assert disk.stored() == SIX_PIECES[0]
+
+
+def test_a_write_that_fails_after_abandon_is_still_raised(tmp_path: Path) -> None:
+    """The piece in hand fails after the caller abandoned the body: ``drain`` raises that
+    failure, not WriteAbandoned (a refusal found while sealing, or a bug, must not vanish)."""
+    started, abandoned = threading.Event(), threading.Event()
+
+    def write(_piece: bytes) -> None:
+        started.set()
+        abandoned.wait(LIMIT)
+        raise OSError(errno.EIO, "I/O error")
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            writer = WriteBehind(tg, write, lambda _n: None, anyio.CapacityLimiter(1))
+            await writer.put(b"x" * WRITE_START)  # a thread is taken
+            await until(started.is_set)
+            assert writer.abandon() == []
+            abandoned.set()
+            with pytest.raises(OSError) as raised:
+                await writer.drain()
+            assert raised.value.errno == errno.EIO
+
+    run(main)
 
 
 def test_a_cancelled_request_writes_nothing_more(tmp_path: Path) -> None:

@@ -214,9 +214,11 @@ class WriteBehind:
                 self._wake_locked()
 
     def _fail(self, exc: Exception) -> None:
-        """Keep the first failure; write nothing more; no thread runs from here on."""
+        """Keep the first failure (a failed write replaces an abandon: the caller must see
+        it); write nothing more; no thread runs from here on."""
         with self._lock:
-            if self._error is None:
+            if self._error is None or (isinstance(self._error, WriteAbandoned)
+                                       and not isinstance(exc, WriteAbandoned)):
                 self._error = exc
             self._running = False
             self._writing = 0
