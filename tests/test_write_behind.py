@@ -17,6 +17,7 @@ import anyio
 import anyio.abc
 import pytest
 
+from app.web.sealing_request import SEAL_AHEAD_MAX
 from app.web.write_behind import (
     TURN_BYTES,
     WRITE_AHEAD_MAX,
@@ -97,7 +98,7 @@ def run(main: Callable[[], Awaitable[None]]) -> None:
     anyio.run(bounded)
 
 
-@pytest.mark.parametrize("ahead_max", [WRITE_AHEAD_MAX, 2 * MiB])  # a PATCH's; a form's
+@pytest.mark.parametrize("ahead_max", [WRITE_AHEAD_MAX, SEAL_AHEAD_MAX])  # a PATCH's; a form's
 def test_every_byte_once_in_order_and_memory_bounded(tmp_path: Path, ahead_max: int) -> None:
     """Pieces of many sizes, a disk slower than the sender: the file holds exactly what was
     put, and the writer never held more than its bound."""
@@ -261,16 +262,16 @@ def test_one_thread_follows_a_fast_sender(tmp_path: Path) -> None:
 
 
 def test_a_turn_is_longer_than_the_queue(tmp_path: Path) -> None:
-    """A form's writer holds at most 2 MiB, yet its thread writes TURN_BYTES before it goes
-    back to the pool (turns bound fairness, not memory): 12 MiB from a sender that keeps the
-    queue full take two or three turns, not one per 2 MiB."""
+    """A form's writer holds at most SEAL_AHEAD_MAX (2 MiB), yet its thread writes TURN_BYTES
+    before it goes back to the pool (turns bound fairness, not memory): 12 MiB from a sender
+    that keeps the queue full take two or three turns, not one per 2 MiB."""
     disk = SlowFile(tmp_path / "upload", delay=0.01)
     turns = 0
 
     async def main() -> None:
         nonlocal turns
         async with anyio.create_task_group() as tg:
-            writer = writer_for(tg, disk, ahead_max=2 * MiB)
+            writer = writer_for(tg, disk, ahead_max=SEAL_AHEAD_MAX)
             write_turn = writer._write_turn
 
             def counted() -> bool:
@@ -283,7 +284,7 @@ def test_a_turn_is_longer_than_the_queue(tmp_path: Path) -> None:
             await writer.drain()
 
     run(main)
-    assert disk.written == 12 * MiB and TURN_BYTES == 8 * MiB
+    assert disk.written == 12 * MiB and TURN_BYTES == 8 * MiB and SEAL_AHEAD_MAX == 2 * MiB
     assert 2 <= turns <= 4, turns
 
 

@@ -194,9 +194,9 @@ class _Feeder:
         except BaseException:  # cancelled: nothing more is sealed either
             writer.abandon()
             raise
-        # the budget refused a piece, or the client went quiet: why not seal what waits, and
-        # answer after: that could run the form's checks, the KDF and staging writes first,
-        # and then a refusal of its own, where the witness must get the 429 or 408 at once
+        # the budget refused a piece, or the client went quiet: what waits is not sealed,
+        # because sealing it could run the form's checks, the KDF and staging writes first,
+        # and end in a refusal of its own, where the witness must get the 429 or 408 at once
         self.unsealed = writer.abandon() + self.unsealed
         try:
             await writer.drain()  # the piece being sealed is finished first
