@@ -41,7 +41,6 @@ from app.crypto.mailbox import derive_mailbox, new_codename  # noqa: E402
 
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
-RSS_EVERY = 0.1  # seconds between samples of the server's resident set
 
 
 class Side:
@@ -324,7 +323,7 @@ def main() -> None:
         data.mkdir(mode=0o700)
         private.mkdir(mode=0o700)
         identity = setup(data)
-        with guwah_serve(data, private) as (proc, port), PeakRss(proc.pid, RSS_EVERY) as rss:
+        with guwah_serve(data, private) as (proc, port), PeakRss(proc.pid) as rss:
             began = time.monotonic()
             tally = asyncio.run(drive(f"http://127.0.0.1:{port}", port, args,
                                       identity.recipient()))

@@ -15,8 +15,8 @@ good and bad minutes, its speed moves 2x here, fall on all alike; the best of ea
 Then the last upload is committed (age header check + SHA-256 + one rename).  Prints both
 throughputs, the ratio (target >= 0.8x), the floor of bench/floors.py (the HTTP stack alone,
 the durable writes alone: the best ratio any server built on them could reach here), the
-commit time, server CPU per GiB and the server's peak RSS (target <= 120 MB; sampled with
-psutil every 50 ms).  Not a test: nothing here asserts a time.
+commit time, server CPU per GiB and the server's peak RSS (target <= 120 MB; the kernel's
+high-water mark, bench/guwah_server.py ``PeakRss``).  Not a test: nothing here asserts a time.
 
     .venv/bin/python bench/bench_ingest.py [--mib 2048] [--chunk-mib 8] [--repeat 2] [--dir DIR]
 """
@@ -49,7 +49,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
-RSS_EVERY = 0.05  # seconds between samples of the server's resident set
 PATCH_MIB = 8  # what the browser sends per PATCH (app/web/js/upload-client.js)
 MAX_FILE_BYTES = 8 * 1024 * MiB  # the store's and the server's limit (--mib up to 8192)
 
@@ -202,7 +201,7 @@ def main() -> None:
             server = psutil.Process(proc.pid)
             tus = TusClient(client, port, form_token(f"http://127.0.0.1:{port}"),
                             args.chunk_mib * MiB)
-            with PeakRss(proc.pid, RSS_EVERY) as rss:
+            with PeakRss(proc.pid) as rss:
                 runs, file_loc = rounds(args, src, data_dir, tus, server, sink)
                 msg_loc = tus.upload(message, "message")
                 commit = floors.timed(server, tus.commit, msg_loc, file_loc)

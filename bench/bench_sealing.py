@@ -38,7 +38,6 @@ AGE = "/usr/bin/age"
 MiB = 1024 * 1024
 ROUNDS = 3
 OK = b"HTTP/1.1 200"
-RSS_EVERY = 0.005  # seconds between samples of the server's resident set
 
 
 def setup(work: Path) -> tuple[Path, str, object]:
@@ -120,7 +119,7 @@ def rounds(work: Path, big: Path, recipient: str, guwah: tuple[psutil.Process, i
     for _ in range(ROUNDS):
         runs["age"].add(*age_encrypt(big, work / "age.out", recipient))
         token = form_token(url)  # one per form: a second post of it is refused
-        with PeakRss(server.pid, RSS_EVERY) as rss, ThreadCpu(server.pid) as threads:
+        with PeakRss(server.pid) as rss, ThreadCpu(server.pid) as threads:
             runs["guwah"].add(*floors.timed(server, upload, port, big, token, OK))
         peak = max(peak, rss.peak)
         splits.append((runs["guwah"].walls[-1], threads.split))
@@ -145,7 +144,7 @@ def main() -> None:
             server = psutil.Process(proc.pid)
             upload(port, small, form_token(f"http://127.0.0.1:{port}"), OK)  # warm up
             idle = server.memory_info().rss
-            with PeakRss(proc.pid, RSS_EVERY) as rss_small:
+            with PeakRss(proc.pid) as rss_small:
                 upload(port, small, form_token(f"http://127.0.0.1:{port}"), OK)
             runs, peak, split = rounds(work, big, recipient, (server, port), sink)
         sha = min(floors.sha256_cpu(big) for _ in range(ROUNDS))
