@@ -25,6 +25,7 @@ import { encryptInWorker } from "./encrypt-client.js";
 import { codenameNumbers, deriveMailbox, newCodename } from "./mailbox.js";
 import { Busy, NoRoom, Refused, commitBody, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
 import { fill, plural } from "./i18n.js";
+import { SLOW_RATE, TRIES_WITHOUT_JIT, TRIES_WITH_JIT, likelyJit, measuredSpeed } from "./speed-probe.js";
 
 export { encryptInWorker };
 
@@ -34,9 +35,6 @@ export const WORKER_URL = new URL("./worker.js", import.meta.url).href;
 const PROBE_BYTES = 1 << 20;
 const PROBE_ABOVE = 4 << 20; // smaller submissions are quick anywhere: no measurement
 const SLOW_SECONDS = 60;
-// Below this encryption speed (bytes/s) a browser is "slow": a JIT-less engine (Tor Browser
-// "Safer") does about 2 MB/s, any JIT engine, even a phone's, well over 10 MB/s.
-const SLOW_RATE = 8e6;
 
 let state = null; // everything the page holds during a submission; dropped afterwards
 let ahead = null; // the codename shown before Send (codename-ahead.js)
@@ -225,10 +223,8 @@ async function slowBrowserAgreed(form, ctx, box, s, total) {
   ctx.status(s.measuring);
   const slow = Number(form.dataset.slowSeconds || SLOW_SECONDS);
   const slowRate = Number(form.dataset.slowRate || SLOW_RATE);
-  let speed = await probeSpeed(ctx);
-  // once more before calling a browser slow: a JIT compiles the hot code as it runs, and a
-  // moment when the machine was busy passes; a browser without a JIT stays slow
-  if (speed < slowRate) speed = Math.max(speed, await probeSpeed(ctx));
+  const tries = likelyJit() ? TRIES_WITH_JIT : TRIES_WITHOUT_JIT;
+  const speed = await measuredSpeed(() => probeSpeed(ctx), slowRate, tries);
   const seconds = total / speed;
   if (seconds > slow && speed < slowRate && !(await askToContinue(box, s, seconds))) {
     box.replaceChildren();
