@@ -51,12 +51,12 @@ def form_token(url: str) -> str:
 class PeakRss:
     """The largest resident set of a process while the ``with`` block runs; ``peak`` in bytes.
 
-    The kernel keeps the figure itself (``VmHWM`` in ``/proc/<pid>/status``), and writing
-    ``5`` to ``/proc/<pid>/clear_refs`` restarts it from the present size. Why not poll
-    ``memory_info()`` on a thread, as this did before: a poll every 5 ms took CPU from the
-    2 cores the measured server runs on (a 256 MiB plain-form upload took a fifth longer
-    while it ran: 0.604 s against 0.505 s unwatched, medians of 8, and 0.510 s under the
-    high-water mark, which saw the same peaks), and a poll sees only the moments it looks. Linux only, as the
+    The kernel keeps the figure itself (``VmHWM`` in ``/proc/<pid>/status``), and writing ``5``
+    to ``/proc/<pid>/clear_refs`` restarts it from the present size. Why not poll
+    ``memory_info()`` on a thread, as this did before: a poll every 5 ms took CPU from the 2
+    cores the measured server runs on (a 256 MiB plain-form upload took a fifth longer while it
+    ran: 0.604 s against 0.505 s unwatched, medians of 8, and 0.510 s under the high-water mark,
+    which saw the same peaks), and a poll sees only the moments it looks. Linux only, as the
     benchmarks are; a server with child processes would need their marks too (``guwah serve``
     has none)."""
 
