@@ -21,6 +21,9 @@ HTTP stack or hash library would have its own floor).  Not a test: nothing here 
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import mmap
 import os
@@ -128,39 +131,54 @@ def aead_cpu(path: Path) -> float:
 
 def durable_write(size: int, dst: Path, chunk: int, *, sync_each: bool,
                   direct: bool = False) -> float:
-    """Wall seconds to write ``size`` bytes to the new file ``dst``, ``chunk`` bytes at a time from
-    one buffer filled beforehand: one fsync at the end, or (``sync_each``) an fdatasync after
-    every chunk, as a server must before it acknowledges each piece of a resumable upload.
-    Through the page cache, or (``direct``; ``chunk`` and ``size`` multiples of 4 KiB) past it
-    with ``O_DIRECT`` from a page-aligned buffer, as Guwah writes a sealed blob where the file
-    system allows (app/diskio.py); a file system that refuses ``O_DIRECT`` is written through
-    the cache.  ``os.sync()`` first, so that no run pays for an earlier one's dirty pages;
-    ``dst`` is removed afterwards."""
+    """Wall seconds to write ``size`` bytes to the new file ``dst``, ``chunk`` bytes at a time
+    from one buffer filled beforehand: one fsync at the end, or (``sync_each``) an fdatasync
+    after every chunk, as a server must before it acknowledges each piece of a resumable
+    upload.  Through the page cache, or (``direct``) past it with ``O_DIRECT`` from a
+    page-aligned buffer, as Guwah writes a sealed blob where the file system allows
+    (app/diskio.py): whole 4 KiB blocks go direct, a shorter tail through the cache, and a
+    file system that refuses ``O_DIRECT`` gets every byte through the cache.  ``os.sync()``
+    first, so that no run pays for an earlier one's dirty pages; ``dst`` is removed
+    afterwards."""
     block = mmap.mmap(-1, chunk)  # page-aligned, as O_DIRECT needs
     block[:] = os.urandom(chunk)
     os.sync()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | (getattr(os, "O_DIRECT", 0) if direct else 0)
-    try:
-        fd = os.open(dst, flags, 0o600)
-    except OSError:  # O_DIRECT refused here: the cache it is
-        fd = os.open(dst, flags & ~getattr(os, "O_DIRECT", 0), 0o600)
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         start = time.perf_counter()
-        _write_all(fd, block, size, sync_each=sync_each)
+        _write_all(fd, block, size, sync_each=sync_each, direct=direct and _set_direct(fd))
         if not sync_each:
             os.fsync(fd)
         return time.perf_counter() - start
     finally:
         os.close(fd)
-        block.close()  # no view of it is left: they ended with _write_all
         dst.unlink()
+        with contextlib.suppress(BufferError):  # a failed write's traceback holds a view
+            block.close()
 
 
-def _write_all(fd: int, block: mmap.mmap, size: int, *, sync_each: bool) -> None:
+def _set_direct(fd: int) -> bool:
+    """Turn ``O_DIRECT`` on for ``fd``; False where the file system refuses it."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | flag)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        return False
+    return True
+
+
+def _write_all(fd: int, block: mmap.mmap, size: int, *, sync_each: bool, direct: bool) -> None:
     left = size
     while left:
         view = memoryview(block)[: min(len(block), left)]
         left -= len(view)
+        if direct and len(view) % 4096:  # O_DIRECT takes whole blocks only: the tail, cached
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+            direct = False
         while view:
             view = view[os.write(fd, view):]
         if sync_each:

@@ -64,24 +64,28 @@ class PeakRss:
         self.pid = pid
         self.peak = 0
 
-    def _status_kib(self, field: str) -> int:
-        with open(f"/proc/{self.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        raise RuntimeError(f"/proc/{self.pid}/status has no {field} line")
+    def _status_kib(self, field: str) -> int | None:
+        """``field`` of the process's status in KiB; None once it has exited (gone, or a
+        zombie, whose status has no memory lines)."""
+        try:
+            with open(f"/proc/{self.pid}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        return None
 
     def __enter__(self) -> PeakRss:
         with open(f"/proc/{self.pid}/clear_refs", "w", encoding="ascii") as clear:
             clear.write("5")  # the high-water mark starts again from the present size
-        self.peak = self._status_kib("VmRSS") * 1024
+        self.peak = (self._status_kib("VmRSS") or 0) * 1024
         return self
 
     def __exit__(self, *_: object) -> None:
-        try:
-            self.peak = max(self.peak, self._status_kib("VmHWM") * 1024)
-        except FileNotFoundError:  # the server is gone: what was seen at the start stands
-            pass
+        # a server that died meanwhile: what was seen at the start stands, and the caller's
+        # own error (if any) is not hidden by this one
+        self.peak = max(self.peak, (self._status_kib("VmHWM") or 0) * 1024)
 
 
 class ThreadCpu:

@@ -8,7 +8,7 @@
  */
 
 /** Below this encryption speed (bytes/s) a browser is "slow": a JIT-less engine (Tor Browser
- * "Safer") does about 2 MB/s, any JIT engine, even a phone's, well over 10 MB/s. */
+ * "Safer") does about 2 MB/s, a JIT engine, even a phone's, usually well over 10 MB/s. */
 export const SLOW_RATE = 8e6;
 
 /** How many measurements a rate under the threshold gets before the browser is called slow.
@@ -28,9 +28,11 @@ export function likelyJit(scope = globalThis) {
   return typeof scope.WebAssembly === "object";
 }
 
-/** The best rate (bytes/s) of up to `tries` calls of `probe`, stopping at the first one at or
- * above `slowRate`. */
-export async function measuredSpeed(probe, slowRate, tries) {
+/** The best rate (bytes/s) of calls of `probe`, stopping at the first one at or above
+ * `slowRate`: as many as this engine gets (`scope` is the global object whose WebAssembly is
+ * the sign, see likelyJit). */
+export async function measuredSpeed(probe, slowRate, scope = globalThis) {
+  const tries = likelyJit(scope) ? TRIES_WITH_JIT : TRIES_WITHOUT_JIT;
   let speed = 0;
   for (let i = 0; i < tries && speed < slowRate; i += 1) speed = Math.max(speed, await probe());
   return speed;

@@ -25,7 +25,7 @@ import { encryptInWorker } from "./encrypt-client.js";
 import { codenameNumbers, deriveMailbox, newCodename } from "./mailbox.js";
 import { Busy, NoRoom, Refused, commitBody, commitSubmission, uploadTestimony, utcDay } from "./upload-client.js";
 import { fill, plural } from "./i18n.js";
-import { SLOW_RATE, TRIES_WITHOUT_JIT, TRIES_WITH_JIT, likelyJit, measuredSpeed } from "./speed-probe.js";
+import { SLOW_RATE, measuredSpeed } from "./speed-probe.js";
 
 export { encryptInWorker };
 
@@ -223,8 +223,7 @@ async function slowBrowserAgreed(form, ctx, box, s, total) {
   ctx.status(s.measuring);
   const slow = Number(form.dataset.slowSeconds || SLOW_SECONDS);
   const slowRate = Number(form.dataset.slowRate || SLOW_RATE);
-  const tries = likelyJit() ? TRIES_WITH_JIT : TRIES_WITHOUT_JIT;
-  const speed = await measuredSpeed(() => probeSpeed(ctx), slowRate, tries);
+  const speed = await measuredSpeed(() => probeSpeed(ctx), slowRate);
   const seconds = total / speed;
   if (seconds > slow && speed < slowRate && !(await askToContinue(box, s, seconds))) {
     box.replaceChildren();
