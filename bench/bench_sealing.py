@@ -148,8 +148,7 @@ def rounds(work: Path, big: Path, recipient: str, guwah: tuple[psutil.Process, i
     (server, port), (sink_port, sink_proc) = guwah, sink
     url = f"http://127.0.0.1:{port}"
     runs = {name: floors.Runs() for name in ("age", "guwah", "HTTP", "durable write", "alone")}
-    with big.open("rb") as fh:
-        pieces = list(iter(lambda: fh.read(MiB), b""))
+    pieces = list(floors.read_pieces(big, MiB))
     splits: list[tuple[float, dict[str, float]]] = []
     peak = 0
     for _ in range(ROUNDS):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import mmap
 import os
@@ -37,6 +36,8 @@ from pathlib import Path
 
 import psutil
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from app.diskio import DirectFlag  # the one owner of turning O_DIRECT on and off
 
 SINK = Path(__file__).with_name("asgi_sink.py")
 MiB = 1024 * 1024
@@ -104,7 +105,7 @@ def timed(server: psutil.Process, run: Callable[..., object], *args: object) -> 
 def sha256_cpu(path: Path) -> float:
     """CPU seconds of one SHA-256 over ``path``, fed 1 MiB at a time (the file is read first,
     so the figure is the digest's alone)."""
-    pieces = list(_pieces(path, MiB))
+    pieces = list(read_pieces(path, MiB))
     start = time.process_time()
     digest = hashlib.sha256()
     for piece in pieces:
@@ -119,7 +120,7 @@ def aead_cpu(path: Path) -> float:
     nonce = bytes(12)
     out = bytearray(AEAD_CHUNK + TAG)
     total = 0.0
-    for piece in _pieces(path, 16 * AEAD_CHUNK):
+    for piece in read_pieces(path, 16 * AEAD_CHUNK):
         view = memoryview(piece)
         start = time.process_time()
         for at in range(0, len(view), AEAD_CHUNK):
@@ -144,9 +145,11 @@ def durable_write(size: int, dst: Path, chunk: int, *, sync_each: bool,
     block[:] = os.urandom(chunk)
     os.sync()
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    flag = DirectFlag(fd)
     try:
         start = time.perf_counter()
-        _write_all(fd, block, size, sync_each=sync_each, direct=direct and _set_direct(fd))
+        _write_all(fd, block, size, sync_each=sync_each,
+                   flag=flag if direct and _direct_on(flag) else None)
         if not sync_each:
             os.fsync(fd)
         return time.perf_counter() - start
@@ -157,13 +160,12 @@ def durable_write(size: int, dst: Path, chunk: int, *, sync_each: bool,
             block.close()
 
 
-def _set_direct(fd: int) -> bool:
-    """Turn ``O_DIRECT`` on for ``fd``; False where the file system refuses it."""
-    flag = getattr(os, "O_DIRECT", 0)
-    if not flag:
+def _direct_on(flag: DirectFlag) -> bool:
+    """Turn ``O_DIRECT`` on; False where there is none or the file system refuses it."""
+    if not getattr(os, "O_DIRECT", 0):
         return False
     try:
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | flag)
+        flag.set(True)
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
@@ -171,14 +173,16 @@ def _set_direct(fd: int) -> bool:
     return True
 
 
-def _write_all(fd: int, block: mmap.mmap, size: int, *, sync_each: bool, direct: bool) -> None:
+def _write_all(fd: int, block: mmap.mmap, size: int, *, sync_each: bool,
+               flag: DirectFlag | None) -> None:
+    """``size`` bytes of ``block`` to ``fd``; with ``flag``, direct until a tail shorter than a
+    4 KiB block, which O_DIRECT refuses and the cache takes."""
     left = size
     while left:
         view = memoryview(block)[: min(len(block), left)]
         left -= len(view)
-        if direct and len(view) % 4096:  # O_DIRECT takes whole blocks only: the tail, cached
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
-            direct = False
+        if flag is not None and len(view) % 4096:
+            flag.set(False)
         while view:
             view = view[os.write(fd, view):]
         if sync_each:
@@ -198,7 +202,8 @@ def describe(walls: dict[str, float], cpus: dict[str, float]) -> str:
     return "; ".join(parts)
 
 
-def _pieces(path: Path, size: int) -> Iterator[bytes]:
+def read_pieces(path: Path, size: int) -> Iterator[bytes]:
+    """The file at ``path``, ``size`` bytes at a time."""
     with path.open("rb", buffering=0) as fh:
         while piece := fh.read(size):
             yield piece

@@ -17,8 +17,8 @@ export const SLOW_RATE = 8e6;
  * its witness about half a second, so it gets two. An engine with a JIT gets five: there a
  * slow figure is far more likely a busy moment (a phone's other apps, a loaded machine) than
  * the engine, and a warning it did not need would make a witness wait or give up. */
-export const TRIES_WITHOUT_JIT = 2;
-export const TRIES_WITH_JIT = 5;
+const TRIES_WITHOUT_JIT = 2;
+const TRIES_WITH_JIT = 5;
 
 /** Whether this engine very likely compiles JavaScript to machine code. WebAssembly is the
  * sign: Tor Browser's "Safer" level and V8's JIT-less mode turn it off with the JIT. An
