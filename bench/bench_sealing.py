@@ -9,8 +9,9 @@ turn, so that the machine's good and bad minutes fall on all alike; the best of 
 Prints the throughput ratio (target >= 0.8x), the floor (with both SHA-256 digests and the
 AEAD: the best ratio any server built on these parts could reach here), the server's CPU by
 thread (bench/guwah_server.py, ``ThreadCpu``), the bound that CPU sets (the upload's CPU
-spread perfectly over the cores: the best ratio it allows) and its peak RSS (target <= 120 MB,
-flat in file size: a 16 MiB upload is measured too).  Not a test: nothing here asserts a time.
+spread perfectly over the cores: the best ratio it allows) and the server's peak RSS (target
+<= 120 MB, flat in file size: a 16 MiB upload is measured too).  Not a test: nothing here
+asserts a time.
 
     .venv/bin/python bench/bench_sealing.py [--mib 256]
 """
